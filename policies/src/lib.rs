@@ -1,0 +1,43 @@
+//! The built-in policies. Each module is one policy with documented params and
+//! native unit tests; the host embeds each as its own component, addressed as
+//! `builtin:NAME`.
+
+pub mod predictive;
+pub mod queue_depth;
+pub mod scheduled;
+pub mod spot_mix;
+pub mod step_scaling;
+pub mod target_tracking;
+
+/// Built-in policy names, as `builtin:NAME` spells them (and as the cargo feature
+/// that exports each one is called).
+pub const NAMES: &[&str] = &[
+    "target-tracking",
+    "step-scaling",
+    "queue-depth",
+    "scheduled",
+    "predictive",
+    "spot-mix",
+];
+
+#[cfg(feature = "target-tracking")]
+wasmscale_sdk::export_policy!(target_tracking::TargetTracking);
+#[cfg(feature = "step-scaling")]
+wasmscale_sdk::export_policy!(step_scaling::StepScaling);
+#[cfg(feature = "queue-depth")]
+wasmscale_sdk::export_policy!(queue_depth::QueueDepth);
+#[cfg(feature = "scheduled")]
+wasmscale_sdk::export_policy!(scheduled::Scheduled);
+#[cfg(feature = "predictive")]
+wasmscale_sdk::export_policy!(predictive::Predictive);
+#[cfg(feature = "spot-mix")]
+wasmscale_sdk::export_policy!(spot_mix::SpotMix);
+
+/// Round a fractional replica count to whole replicas as the policies report it.
+pub(crate) fn ceil_replicas(x: f64) -> f64 {
+    if x.is_finite() {
+        x.ceil().max(0.0)
+    } else {
+        0.0
+    }
+}

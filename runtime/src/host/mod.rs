@@ -1,0 +1,670 @@
+//! The sandbox: one shared engine, policies compiled once (and cached on disk),
+//! fast instantiation from `InstancePre`, and every call limited in fuel, time,
+//! memory and log volume.
+//!
+//! Shape, as in Extism: [`Host`] (engine + linker + limits) → [`CompiledPolicy`]
+//! (a component ready to instantiate) → [`PolicyInstance`] (a configured
+//! instance with its store and last good state).
+
+mod cache;
+mod error;
+mod limits;
+
+pub use cache::{DiskCache, digest};
+pub use error::PolicyError;
+pub use limits::Limits;
+
+use limits::{LimitHit, StoreState};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine, Store, Trap};
+
+/// Bindings for the `wasmscale:policy` world, generated from `wit/`.
+#[allow(missing_docs, clippy::all, unused_qualifications)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "wasmscale:policy/policy",
+        imports: { default: trappable },
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+    });
+}
+
+pub use bindings::wasmscale::policy::types::{
+    Cost, Decision, LogLevel, NamedValue, ReplicaCounts, ReplicaSample, ReplicaState, Snapshot,
+};
+
+/// The only interface package a policy may import.
+const CONTRACT_PACKAGE: &str = "wasmscale:policy/";
+const CONTRACT_VERSION_PREFIX: &str = "@0.1.";
+const REQUIRED_EXPORTS: &[&str] = &["configure", "evaluate", "save-state", "load-state"];
+
+mod builtin_table {
+    include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+}
+
+/// Built-in policy names.
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    builtin_table::BUILTINS.iter().map(|(n, _, _)| *n)
+}
+
+/// The embedded component bytes of a built-in policy.
+pub fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
+    builtin_table::BUILTINS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, b, _)| *b)
+}
+
+/// Example params of a built-in policy (`policies/params/NAME.json`).
+pub fn builtin_example_params(name: &str) -> Option<&'static str> {
+    builtin_table::BUILTINS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, p)| *p)
+}
+
+/// Where a policy comes from: `builtin:NAME` or a path to a `.wasm` component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    Builtin(String),
+    File(std::path::PathBuf),
+}
+
+impl PolicySource {
+    /// Parse `builtin:NAME` or a path.
+    pub fn parse(s: &str) -> Self {
+        match s.strip_prefix("builtin:") {
+            Some(name) => PolicySource::Builtin(name.to_owned()),
+            None => PolicySource::File(s.into()),
+        }
+    }
+
+    /// Read the component's bytes.
+    pub fn read(&self) -> Result<(String, std::borrow::Cow<'static, [u8]>), PolicyError> {
+        match self {
+            PolicySource::Builtin(name) => builtin_bytes(name)
+                .map(|b| (format!("builtin:{name}"), b.into()))
+                .ok_or_else(|| PolicyError::UnknownBuiltin {
+                    name: name.clone(),
+                    available: builtin_names().collect::<Vec<_>>().join(", "),
+                }),
+            PolicySource::File(path) => std::fs::read(path)
+                .map(|b| (path.display().to_string(), b.into()))
+                .map_err(|e| PolicyError::Read {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                }),
+        }
+    }
+}
+
+impl std::fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicySource::Builtin(n) => write!(f, "builtin:{n}"),
+            PolicySource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// How to build a [`Host`].
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    pub limits: Limits,
+    /// Compiled-component cache; `None` compiles every time.
+    pub cache: Option<DiskCache>,
+    /// Use the pooling allocator, sized for this many concurrent instances.
+    /// Pays off with many instances that are created often (hot swap, tenants).
+    pub pooling_instances: Option<u32>,
+}
+
+/// Epoch granularity: the deadline is measured in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// One engine and linker shared by every policy of a process.
+pub struct Host {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    limits: Arc<Limits>,
+    cache: Option<DiskCache>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("limits", &self.limits)
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+fn host_err(e: impl std::fmt::Display) -> PolicyError {
+    PolicyError::Host(e.to_string())
+}
+
+impl Host {
+    pub fn new(config: HostConfig) -> Result<Self, PolicyError> {
+        let limits = config.limits;
+        let mut wasm = Config::new();
+        wasm.consume_fuel(true)
+            .epoch_interruption(true)
+            .wasm_component_model(true)
+            // Policies are tiny: reserve address space for the memory cap, not 4 GiB.
+            .memory_reservation(
+                (limits.max_memory_bytes as u64)
+                    .next_power_of_two()
+                    .max(1 << 20),
+            )
+            .memory_guard_size(64 << 10)
+            .memory_reservation_for_growth(0)
+            .max_wasm_stack(512 << 10);
+        if let Some(n) = config.pooling_instances {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            pool.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(2))
+                .total_memories(n)
+                .total_tables(n)
+                .max_memory_size(limits.max_memory_bytes);
+            wasm.allocation_strategy(pool);
+        }
+        let engine = Engine::new(&wasm).map_err(host_err)?;
+        spawn_epoch_ticker(&engine);
+        let mut linker = Linker::new(&engine);
+        bindings::Policy::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+            .map_err(host_err)?;
+        Ok(Host {
+            engine,
+            linker,
+            limits: Arc::new(limits),
+            cache: config.cache,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Read, validate and compile a policy (or load its compilation from cache).
+    pub fn load(&self, source: &PolicySource) -> Result<CompiledPolicy, PolicyError> {
+        let (name, bytes) = source.read()?;
+        self.load_bytes(&name, &bytes)
+    }
+
+    /// Validate and compile component bytes under `name`.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<CompiledPolicy, PolicyError> {
+        if bytes.len() > self.limits.max_module_bytes {
+            return Err(PolicyError::ModuleTooLarge {
+                size: bytes.len(),
+                max: self.limits.max_module_bytes,
+            });
+        }
+        let digest = digest(bytes);
+        let started = Instant::now();
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &digest));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, bytes)
+                    .map_err(|e| PolicyError::Compile(format!("{e:#}")))?;
+                if let Some(cache) = &self.cache
+                    && let Err(e) = cache.store(&self.engine, &digest, &c)
+                {
+                    tracing::warn!(error = %e, "could not cache compiled policy");
+                }
+                c
+            }
+        };
+        let compile_time = started.elapsed();
+        self.check_contract(&component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PolicyError::Contract(format!("{e:#}")))?;
+        let pre =
+            bindings::PolicyPre::new(pre).map_err(|e| PolicyError::Contract(format!("{e:#}")))?;
+        Ok(CompiledPolicy {
+            inner: Arc::new(CompiledInner {
+                name: Arc::from(name),
+                digest,
+                size: bytes.len(),
+                compile_time,
+                from_cache,
+                pre,
+                engine: self.engine.clone(),
+                limits: Arc::clone(&self.limits),
+            }),
+        })
+    }
+
+    /// Refuse any import outside the contract, listing every one, and require
+    /// the contract's exports.
+    fn check_contract(&self, component: &Component) -> Result<(), PolicyError> {
+        let ty = component.component_type();
+        let forbidden: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name)
+            .filter(|name| {
+                !(name.starts_with(CONTRACT_PACKAGE) && name.contains(CONTRACT_VERSION_PREFIX))
+            })
+            .map(str::to_owned)
+            .collect();
+        if !forbidden.is_empty() {
+            return Err(PolicyError::ForbiddenImports { imports: forbidden });
+        }
+        let exports: Vec<(String, bool)> = ty
+            .exports(&self.engine)
+            .map(|(name, item)| {
+                (
+                    name.to_owned(),
+                    matches!(item.ty, ComponentItem::ComponentFunc(_)),
+                )
+            })
+            .collect();
+        let missing: Vec<&str> = REQUIRED_EXPORTS
+            .iter()
+            .copied()
+            .filter(|r| !exports.iter().any(|(n, is_func)| n == r && *is_func))
+            .collect();
+        if !missing.is_empty() {
+            let found: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(PolicyError::Contract(format!(
+                "missing export(s) {} (found: {}); build with the wasmscale SDK for wasmscale:policy@0.1.0",
+                missing.join(", "),
+                if found.is_empty() {
+                    "none".into()
+                } else {
+                    found.join(", ")
+                }
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Keep the engine's epoch moving so deadlines fire. The thread ends when the
+/// engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("wasmscale-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the epoch thread: policy deadlines will not fire; fuel still bounds every call");
+    }
+}
+
+struct CompiledInner {
+    name: Arc<str>,
+    digest: String,
+    size: usize,
+    compile_time: Duration,
+    from_cache: bool,
+    pre: bindings::PolicyPre<StoreState>,
+    engine: Engine,
+    limits: Arc<Limits>,
+}
+
+/// A validated, compiled policy: cheap to clone, fast to instantiate.
+#[derive(Clone)]
+pub struct CompiledPolicy {
+    inner: Arc<CompiledInner>,
+}
+
+impl std::fmt::Debug for CompiledPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPolicy")
+            .field("name", &self.inner.name)
+            .field("digest", &self.inner.digest)
+            .finish()
+    }
+}
+
+impl CompiledPolicy {
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+    /// SHA-256 of the component bytes.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+    /// Time to compile, or to load from the cache when [`Self::from_cache`].
+    pub fn compile_time(&self) -> Duration {
+        self.inner.compile_time
+    }
+    pub fn from_cache(&self) -> bool {
+        self.inner.from_cache
+    }
+
+    /// A new, unconfigured instance: a fresh store and the component instantiated
+    /// into it. Building block of [`Self::instantiate`]; benches measure it alone.
+    pub fn instantiate_raw(&self) -> Result<RawInstance, PolicyError> {
+        let data = StoreState::new(Arc::clone(&self.inner.limits), Arc::clone(&self.inner.name));
+        let mut store = Store::new(&self.inner.engine, data);
+        store.limiter(|s| s);
+        store.epoch_deadline_trap();
+        let limits = Arc::clone(&self.inner.limits);
+        let (policy, _) = call_metered(&mut store, &limits, |s| self.inner.pre.instantiate(s))?;
+        Ok(RawInstance {
+            store,
+            policy: Some(policy),
+            limits,
+        })
+    }
+
+    /// Instantiate and configure with `params` (a JSON string).
+    pub fn instantiate(&self, params: &str) -> Result<PolicyInstance, PolicyError> {
+        let mut raw = self.instantiate_raw()?;
+        raw.configure(params)?;
+        Ok(PolicyInstance {
+            compiled: self.clone(),
+            params: params.to_owned(),
+            raw: Some(raw),
+            last_good_state: Vec::new(),
+            rebuilds: 0,
+        })
+    }
+}
+
+/// An instance with its store. Every call is metered; a failed call leaves the
+/// instance unusable ([`PolicyInstance`] handles that).
+pub struct RawInstance {
+    store: Store<StoreState>,
+    policy: Option<bindings::Policy>,
+    limits: Arc<Limits>,
+}
+
+/// What one successful call cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CallCost {
+    pub fuel: u64,
+    pub elapsed: Duration,
+}
+
+/// Run `f` under fresh per-call budgets (fuel, epoch deadline, log budget) and
+/// classify any failure into a [`PolicyError`].
+fn call_metered<R>(
+    store: &mut Store<StoreState>,
+    limits: &Limits,
+    f: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<R>,
+) -> Result<(R, CallCost), PolicyError> {
+    store.data_mut().begin_call();
+    // Errors here only mean fuel/epochs are not configured, which Host::new does.
+    let _ = store.set_fuel(limits.fuel);
+    let ticks = (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    let started = Instant::now();
+    let result = f(store);
+    let elapsed = started.elapsed();
+    let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    match result {
+        Ok(r) => Ok((r, CallCost { fuel, elapsed })),
+        Err(e) => Err(classify(store.data(), limits, e)),
+    }
+}
+
+/// Turn a failed call into a typed error: a limit we recorded first, then the
+/// trap code, then whatever else the error says.
+fn classify(data: &StoreState, limits: &Limits, e: wasmtime::Error) -> PolicyError {
+    match data.hit {
+        Some(LimitHit::Memory) => {
+            return PolicyError::MemoryLimit {
+                limit: limits.max_memory_bytes,
+            };
+        }
+        Some(LimitHit::Log) => {
+            return PolicyError::LogLimit {
+                max_lines: limits.max_log_lines,
+                max_bytes: limits.max_log_bytes,
+            };
+        }
+        None => {}
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => PolicyError::OutOfFuel { limit: limits.fuel },
+        Some(Trap::Interrupt) => PolicyError::Deadline {
+            limit: limits.deadline,
+        },
+        Some(trap) => PolicyError::Trap {
+            code: Some(format!("{trap:?}")),
+            message: format!("{trap}"),
+        },
+        None => PolicyError::Trap {
+            code: None,
+            message: format!("{e:#}"),
+        },
+    }
+}
+
+impl RawInstance {
+    fn parts(
+        &mut self,
+    ) -> Result<(&bindings::Policy, &mut Store<StoreState>, &Limits), PolicyError> {
+        let policy = self
+            .policy
+            .as_ref()
+            .ok_or_else(|| host_err("instance was not created"))?;
+        Ok((policy, &mut self.store, &self.limits))
+    }
+
+    pub fn configure(&mut self, params: &str) -> Result<(), PolicyError> {
+        let (policy, store, limits) = self.parts()?;
+        call_metered(store, limits, |s| policy.call_configure(s, params))?
+            .0
+            .map_err(PolicyError::Configure)
+    }
+
+    /// Evaluate one snapshot; the decision is validated against the hard cap.
+    pub fn evaluate(&mut self, snapshot: &Snapshot) -> Result<Evaluation, PolicyError> {
+        let (policy, store, limits) = self.parts()?;
+        let (result, cost) = call_metered(store, limits, |s| policy.call_evaluate(s, snapshot))?;
+        let decision = result.map_err(PolicyError::Rejected)?;
+        let decision = ValidDecision::check(decision, limits.hard_cap_replicas)?;
+        Ok(Evaluation { decision, cost })
+    }
+
+    pub fn save_state(&mut self) -> Result<Vec<u8>, PolicyError> {
+        let (policy, store, limits) = self.parts()?;
+        call_metered(store, limits, |s| policy.call_save_state(s)).map(|(r, _)| r)
+    }
+
+    pub fn load_state(&mut self, state: &[u8]) -> Result<(), PolicyError> {
+        let (policy, store, limits) = self.parts()?;
+        match call_metered(store, limits, |s| policy.call_load_state(s, state)) {
+            Ok((r, _)) => r.map_err(PolicyError::LoadState),
+            Err(e) => Err(PolicyError::LoadState(e.to_string())),
+        }
+    }
+}
+
+/// A decision that passed the host's sanity checks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ValidDecision {
+    /// Whole replicas (the policy's value rounded up).
+    pub desired: u32,
+    pub spot_fraction: Option<f64>,
+    pub reason: String,
+}
+
+/// Longest reason string kept; longer ones are cut (they end up in audit logs).
+const MAX_REASON_BYTES: usize = 512;
+
+impl ValidDecision {
+    /// Reject NaN, infinite, negative and absurd decisions; round up fractions.
+    pub fn check(d: Decision, hard_cap: u32) -> Result<Self, PolicyError> {
+        let invalid = |why: String| Err(PolicyError::InvalidDecision(why));
+        if !d.desired.is_finite() {
+            return invalid(format!("desired replicas is {}", d.desired));
+        }
+        if d.desired < 0.0 {
+            return invalid(format!("desired replicas is negative ({})", d.desired));
+        }
+        // Tolerate float noise such as 3.0000000001 from a ratio x count.
+        let desired = (d.desired - 1e-9).ceil().max(0.0);
+        if desired > f64::from(hard_cap) {
+            return invalid(format!(
+                "desired replicas {} is above the hard cap of {hard_cap}",
+                d.desired
+            ));
+        }
+        if let Some(f) = d.spot_fraction
+            && !(f.is_finite() && (0.0..=1.0).contains(&f))
+        {
+            return invalid(format!("spot fraction {f} is not between 0 and 1"));
+        }
+        let mut reason = d.reason;
+        if reason.len() > MAX_REASON_BYTES {
+            let mut cut = MAX_REASON_BYTES;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        Ok(ValidDecision {
+            desired: desired as u32,
+            spot_fraction: d.spot_fraction,
+            reason,
+        })
+    }
+}
+
+/// A successful evaluation and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub decision: ValidDecision,
+    pub cost: CallCost,
+}
+
+/// A configured policy instance that survives its own failures: after a trap or
+/// a blown limit it is rebuilt from the compiled policy, reconfigured and given
+/// the last good state, before the next call.
+pub struct PolicyInstance {
+    compiled: CompiledPolicy,
+    params: String,
+    raw: Option<RawInstance>,
+    last_good_state: Vec<u8>,
+    rebuilds: u64,
+}
+
+impl std::fmt::Debug for PolicyInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyInstance")
+            .field("policy", &self.compiled.name())
+            .field("rebuilds", &self.rebuilds)
+            .finish()
+    }
+}
+
+impl PolicyInstance {
+    pub fn compiled(&self) -> &CompiledPolicy {
+        &self.compiled
+    }
+
+    /// How many times the instance was thrown away and rebuilt.
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds
+    }
+
+    /// The state the instance would be rebuilt with.
+    pub fn last_good_state(&self) -> &[u8] {
+        &self.last_good_state
+    }
+
+    /// Evaluate, then checkpoint the policy's state. On a failure that poisons
+    /// the instance it is dropped, and rebuilt right away (or on the next call if
+    /// that fails too).
+    pub fn evaluate(&mut self, snapshot: &Snapshot) -> Result<Evaluation, PolicyError> {
+        let raw = self.ready()?;
+        let result = raw
+            .evaluate(snapshot)
+            .and_then(|eval| Ok((eval, raw.save_state()?)));
+        match result {
+            Ok((eval, state)) => {
+                self.last_good_state = state;
+                Ok(eval)
+            }
+            Err(e) => {
+                if e.poisons_instance() {
+                    self.discard();
+                    let _ = self.ready();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Restore state (e.g. from a previous process or policy version).
+    pub fn load_state(&mut self, state: &[u8]) -> Result<(), PolicyError> {
+        let raw = self.ready()?;
+        match raw.load_state(state) {
+            Ok(()) => {
+                self.last_good_state = state.to_vec();
+                Ok(())
+            }
+            Err(e) => {
+                self.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Ask the policy for its state now.
+    pub fn save_state(&mut self) -> Result<Vec<u8>, PolicyError> {
+        let raw = self.ready()?;
+        let state = raw.save_state();
+        if state.is_err() {
+            self.discard();
+        }
+        state
+    }
+
+    fn discard(&mut self) {
+        self.raw = None;
+    }
+
+    /// The live instance, rebuilding it first if the last call poisoned it.
+    fn ready(&mut self) -> Result<&mut RawInstance, PolicyError> {
+        if self.raw.is_none() {
+            let mut raw = self.compiled.instantiate_raw()?;
+            raw.configure(&self.params)?;
+            if !self.last_good_state.is_empty()
+                && let Err(e) = raw.load_state(&self.last_good_state)
+            {
+                tracing::warn!(policy = self.compiled.name(), error = %e,
+                    "rebuilt instance rejected the last good state; continuing without state");
+                self.last_good_state.clear();
+                raw = self.compiled.instantiate_raw()?;
+                raw.configure(&self.params)?;
+            }
+            self.rebuilds += 1;
+            tracing::info!(
+                policy = self.compiled.name(),
+                rebuilds = self.rebuilds,
+                "policy instance rebuilt"
+            );
+            self.raw = Some(raw);
+        }
+        self.raw
+            .as_mut()
+            .ok_or_else(|| host_err("instance missing after rebuild"))
+    }
+}

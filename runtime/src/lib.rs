@@ -1,0 +1,14 @@
+//! wasmscale: an autoscaler whose scaling logic is a sandboxed WebAssembly
+//! component.
+//!
+//! - [`host`]: the sandbox (engine, limits, loading, typed errors).
+//! - [`snapshot`]: the JSON form of a metric snapshot.
+//! - [`guest`]: building a policy crate into a component (`wasmscale build`).
+
+pub mod host;
+pub mod snapshot;
+
+/// Build a policy crate into a component. The same recipe compiles the built-in
+/// policies in this crate's `build.rs`.
+#[path = "../build_guest.rs"]
+pub mod guest;

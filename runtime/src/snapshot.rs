@@ -1,0 +1,244 @@
+//! The JSON form of a snapshot, as `wasmscale eval` reads it: the WIT record's
+//! field names in snake_case. Everything optional may be left out; unknown keys
+//! are errors (a typo must not silently read as "metric missing").
+//!
+//! ```json
+//! {"time_ms": 1700000000000, "replicas": {"current": 3, "ready": 3},
+//!  "gpu_utilization": 0.82, "queue_depth": 40, "latency_p95_ms": 850,
+//!  "cost": {"on_demand_per_hour": 2.5},
+//!  "pods": [{"state": "ready", "metrics": [{"name": "cpu", "value": 0.3}], "request": 1.0}],
+//!  "custom": {"tokens_in_flight": 1200}}
+//! ```
+//! `custom` may be a list of `{"name", "value"}` (the WIT form) or an object.
+
+use crate::host::Snapshot;
+use serde_json::{Map, Value};
+
+/// Values used for the parts of a snapshot that JSON leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    pub time_ms: u64,
+    pub interval_ms: u32,
+    /// Current replicas, when `replicas.current` is absent.
+    pub current: u32,
+}
+
+/// Parse one snapshot. Returns it and whether it gave `replicas.current` itself.
+pub fn from_json(text: &str, defaults: Defaults) -> Result<(Snapshot, bool), String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+    from_value(value, defaults)
+}
+
+/// As [`from_json`], from a parsed value.
+pub fn from_value(value: Value, defaults: Defaults) -> Result<(Snapshot, bool), String> {
+    let Value::Object(mut obj) = value else {
+        return Err("a snapshot must be a JSON object".into());
+    };
+    obj.entry("time_ms").or_insert(defaults.time_ms.into());
+    obj.entry("interval_ms")
+        .or_insert(defaults.interval_ms.into());
+    let replicas = obj
+        .entry("replicas")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(replicas) = replicas else {
+        return Err("replicas must be an object like {\"current\": 3}".into());
+    };
+    let gave_current = replicas.contains_key("current");
+    replicas.entry("current").or_insert(defaults.current.into());
+    obj.entry("cost")
+        .or_insert_with(|| Value::Object(Map::new()));
+    obj.entry("pods")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    match obj.get_mut("custom") {
+        None => {
+            obj.insert("custom".into(), Value::Array(Vec::new()));
+        }
+        Some(Value::Object(map)) => {
+            let list = std::mem::take(map)
+                .into_iter()
+                .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+                .collect();
+            obj.insert("custom".into(), Value::Array(list));
+        }
+        Some(_) => {}
+    }
+    if let Some(Value::Array(pods)) = obj.get_mut("pods") {
+        for pod in pods.iter_mut() {
+            if let Some(state) = pod.get_mut("state")
+                && let Some(s) = state.as_str()
+            {
+                *state = Value::String(variant_name(s));
+            }
+            if let Value::Object(p) = pod {
+                p.entry("metrics")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+            }
+        }
+    }
+    let input = Value::Object(obj);
+    let snapshot: Snapshot =
+        serde_json::from_value(input.clone()).map_err(|e| format!("invalid snapshot: {e}"))?;
+    let echoed = serde_json::to_value(&snapshot).map_err(|e| e.to_string())?;
+    if let Some(path) = unknown_key(&input, &echoed, String::new()) {
+        return Err(format!("unknown field `{path}`{}", suggest(&path)));
+    }
+    Ok((snapshot, gave_current))
+}
+
+/// `ready` → `Ready`, the Rust variant name the bindings deserialize.
+fn variant_name(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut upper = true;
+    for c in s.chars() {
+        if c == '-' || c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The first key present in `input` but not in what the record serializes back
+/// to: a key serde ignored.
+fn unknown_key(input: &Value, echoed: &Value, at: String) -> Option<String> {
+    match (input, echoed) {
+        (Value::Object(i), Value::Object(e)) => i.iter().find_map(|(k, v)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            match e.get(k) {
+                None => Some(path),
+                Some(ev) => unknown_key(v, ev, path),
+            }
+        }),
+        (Value::Array(i), Value::Array(e)) => i
+            .iter()
+            .zip(e)
+            .enumerate()
+            .find_map(|(n, (iv, ev))| unknown_key(iv, ev, format!("{at}[{n}]"))),
+        _ => None,
+    }
+}
+
+fn suggest(path: &str) -> String {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let known = wasmscale_signal_names();
+    known
+        .iter()
+        .map(|k| (strsim(key, k), *k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
+}
+
+/// Field names of the snapshot record, for suggestions.
+fn wasmscale_signal_names() -> Vec<&'static str> {
+    vec![
+        "time_ms",
+        "interval_ms",
+        "replicas",
+        "current",
+        "observed",
+        "ready",
+        "starting",
+        "pending",
+        "min",
+        "max",
+        "gpu_utilization",
+        "gpu_memory_utilization",
+        "cpu_utilization",
+        "queue_depth",
+        "request_rate",
+        "tokens_per_second",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "batch_seconds",
+        "ttft_p95_ms",
+        "itl_p95_ms",
+        "kv_cache_utilization",
+        "oldest_queued_seconds",
+        "cost",
+        "on_demand_per_hour",
+        "spot_per_hour",
+        "spot_interruption_rate",
+        "pods",
+        "custom",
+        "state",
+        "metrics",
+        "request",
+    ]
+}
+
+/// Levenshtein distance, for "did you mean".
+pub fn strsim(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Defaults = Defaults {
+        time_ms: 5,
+        interval_ms: 1000,
+        current: 2,
+    };
+
+    #[test]
+    fn minimal_snapshot_gets_defaults() {
+        let (s, gave) = from_json(r#"{"request_rate": 12.5}"#, D).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!gave);
+        assert_eq!(
+            (s.time_ms, s.replicas.current, s.request_rate),
+            (5, 2, Some(12.5))
+        );
+    }
+
+    #[test]
+    fn full_form_with_pods_and_custom_map() {
+        let text = r#"{"replicas": {"current": 3, "ready": 2},
+            "pods": [{"state": "ready", "metrics": [{"name": "cpu", "value": 0.3}], "request": 1.0},
+                     {"state": "pending"}],
+            "custom": {"tokens": 7}}"#;
+        let (s, gave) = from_json(text, D).unwrap_or_else(|e| panic!("{e}"));
+        assert!(gave);
+        assert_eq!(s.pods.len(), 2);
+        assert_eq!(s.custom[0].name, "tokens");
+    }
+
+    #[test]
+    fn typos_are_errors_with_a_suggestion() {
+        let e = from_json(r#"{"gpu_utilisation": 0.5}"#, D)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.contains("gpu_utilisation") && e.contains("did you mean `gpu_utilization`"),
+            "{e}"
+        );
+        let e = from_json(r#"{"replicas": {"curent": 1}}"#, D)
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("replicas.curent"), "{e}");
+        assert!(from_json("[1]", D).is_err());
+        assert!(from_json(r#"{"queue_depth": "lots"}"#, D).is_err());
+    }
+}

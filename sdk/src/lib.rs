@@ -1,0 +1,164 @@
+//! The guest SDK for wasmscale policies.
+//!
+//! A policy is a type that implements [`Policy`]; one call to [`export_policy!`]
+//! turns it into a WebAssembly component that the wasmscale host can run. Authors
+//! never write bindings by hand, and the same code runs natively so it can be unit
+//! tested with plain `cargo test`.
+//!
+//! ```ignore
+//! use wasmscale_sdk::{Decision, Policy, Snapshot};
+//!
+//! #[derive(Default)]
+//! struct Double;
+//!
+//! impl Policy for Double {
+//!     fn configure(&mut self, _params: &str) -> Result<(), String> { Ok(()) }
+//!     fn evaluate(&mut self, s: &Snapshot) -> Result<Decision, String> {
+//!         Ok(Decision::new(f64::from(s.replicas.current) * 2.0, "double"))
+//!     }
+//! }
+//!
+//! wasmscale_sdk::export_policy!(Double);
+//! ```
+//!
+//! Build it with `wasmscale build` (or `cargo build --target wasm32-unknown-unknown`
+//! followed by componentization); see the README.
+
+pub mod helpers;
+mod snapshot;
+
+pub use helpers::{Ewma, Hysteresis, SeasonalForecaster, SlidingWindow};
+pub use snapshot::SIGNAL_NAMES;
+
+/// Generated bindings for the `wasmscale:policy` world. Public only so that
+/// [`export_policy!`] can reach it from the policy's crate.
+#[doc(hidden)]
+#[allow(unsafe_code, unused_qualifications, clippy::all, missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "wasmscale:policy/policy",
+        pub_export_macro: true,
+        export_macro_name: "export_policy_world",
+        default_bindings_module: "wasmscale_sdk::bindings",
+    });
+}
+
+pub use bindings::wasmscale::policy::types::{
+    Cost, Decision, LogLevel, NamedValue, ReplicaCounts, ReplicaSample, ReplicaState, Snapshot,
+};
+
+/// A scaling policy. Implement this and export it with [`export_policy!`].
+///
+/// The host calls `configure` once per instance, `load_state` when it re-creates
+/// an instance, then `evaluate` every tick and `save_state` after successful
+/// evaluations. A policy must be a pure function of its state and the snapshot:
+/// read time from [`Snapshot::time_ms`], never from a clock.
+pub trait Policy: Default + 'static {
+    /// Accept parameters (a JSON document). Return a message that tells the
+    /// operator what to fix when they are invalid. [`parse_params`] helps.
+    fn configure(&mut self, params: &str) -> Result<(), String>;
+
+    /// Decide from one snapshot. An `Err` makes the host hold the current count.
+    fn evaluate(&mut self, snapshot: &Snapshot) -> Result<Decision, String>;
+
+    /// Serialize the policy's memory. Stateless policies keep the default.
+    fn save_state(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Restore memory written by `save_state`. An empty slice means "no state".
+    fn load_state(&mut self, _state: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Parse JSON parameters into `T`, turning serde's error into an operator-facing
+/// message. An empty string or `null` means "all defaults" (parsed from `{}`).
+pub fn parse_params<T: serde::de::DeserializeOwned>(params: &str) -> Result<T, String> {
+    let trimmed = params.trim();
+    let text = if trimmed.is_empty() || trimmed == "null" {
+        "{}"
+    } else {
+        trimmed
+    };
+    serde_json::from_str(text).map_err(|e| format!("invalid params: {e}"))
+}
+
+/// Serialize policy state as JSON bytes (helper for [`Policy::save_state`]).
+pub fn save_json<T: serde::Serialize>(state: &T) -> Vec<u8> {
+    serde_json::to_vec(state).unwrap_or_default()
+}
+
+/// Restore JSON state written by [`save_json`]; empty input leaves `T::default()`.
+pub fn load_json<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid saved state: {e}"))
+}
+
+/// Log a line through the host (rate-limited per evaluation). Natively, for unit
+/// tests, the line goes to stderr.
+pub fn log(level: LogLevel, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    bindings::wasmscale::policy::host::log(level, message);
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[{level:?}] {message}");
+}
+
+impl Decision {
+    /// A decision with no spot-fraction opinion.
+    pub fn new(desired: f64, reason: impl Into<String>) -> Self {
+        Decision {
+            desired,
+            spot_fraction: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// Keep the current replica count.
+    pub fn hold(snapshot: &Snapshot, reason: impl Into<String>) -> Self {
+        Decision::new(f64::from(snapshot.replicas.current), reason)
+    }
+}
+
+/// Export a [`Policy`] type as the component's implementation of the
+/// `wasmscale:policy` world. Call it once, at the crate root of a `cdylib`.
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        #[allow(unsafe_code)]
+        const _: () = {
+            struct WasmscaleExport;
+
+            ::std::thread_local! {
+                static POLICY: ::core::cell::RefCell<$policy> =
+                    ::core::cell::RefCell::new(<$policy as ::core::default::Default>::default());
+            }
+
+            impl $crate::bindings::Guest for WasmscaleExport {
+                fn configure(
+                    params: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    POLICY.with(|p| $crate::Policy::configure(&mut *p.borrow_mut(), &params))
+                }
+                fn evaluate(
+                    snapshot: $crate::Snapshot,
+                ) -> ::core::result::Result<$crate::Decision, ::std::string::String> {
+                    POLICY.with(|p| $crate::Policy::evaluate(&mut *p.borrow_mut(), &snapshot))
+                }
+                fn save_state() -> ::std::vec::Vec<u8> {
+                    POLICY.with(|p| $crate::Policy::save_state(&*p.borrow()))
+                }
+                fn load_state(
+                    state: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+            POLICY.with(|p| $crate::Policy::load_state(&mut *p.borrow_mut(), &state))
+                }
+            }
+
+            $crate::bindings::export_policy_world!(WasmscaleExport with_types_in $crate::bindings);
+        };
+    };
+}

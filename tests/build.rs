@@ -1,0 +1,63 @@
+//! Build each hostile fixture in `guests/` into its own component, and list
+//! them for the tests (in the style of wasmtime's `test-programs-artifacts`).
+
+#[path = "../runtime/build_guest.rs"]
+#[allow(dead_code)]
+mod build_guest;
+
+use anyhow::{Context as _, Result};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+const FIXTURES: &[&str] = &[
+    "infinite-loop",
+    "memory-bomb",
+    "deep-recursion",
+    "unreachable",
+    "bad-decision",
+    "log-spam",
+    "load-state-panic",
+    "flaky-counter",
+];
+
+fn main() -> Result<()> {
+    let tests_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let root = tests_dir
+        .parent()
+        .context("tests/ has a parent")?
+        .to_path_buf();
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    for dir in [
+        "guests/src",
+        "guests/Cargo.toml",
+        "../wit",
+        "../sdk/src",
+        "../runtime/build_guest.rs",
+    ] {
+        println!("cargo:rerun-if-changed={}", tests_dir.join(dir).display());
+    }
+    let target_dir = root.join("target").join("guests");
+    let mut table = String::new();
+    for name in FIXTURES {
+        let core = build_guest::GuestBuild {
+            manifest: &root.join("Cargo.toml"),
+            package: Some("wasmscale-hostile-fixtures"),
+            features: &[name],
+            profile: "guest",
+            target_dir: &target_dir,
+        }
+        .build_core("wasmscale_hostile_fixtures")?;
+        let component = build_guest::componentize(&std::fs::read(&core)?)
+            .with_context(|| format!("fixture {name}"))?;
+        let path = out_dir.join(format!("{name}.wasm"));
+        std::fs::write(&path, component)?;
+        let ident = name.replace('-', "_").to_uppercase();
+        writeln!(
+            table,
+            "pub const {ident}: &str = {:?};",
+            path.display().to_string()
+        )?;
+    }
+    std::fs::write(out_dir.join("fixtures.rs"), table)?;
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Hostile policies: each module misbehaves in one way, and is exported as its
+//! own component when its feature is on. The host must turn each into a typed
+//! error and stay healthy.
+#![allow(clippy::panic, clippy::unwrap_used)]
+
+use wasmscale_sdk::{Decision, Snapshot};
+
+pub mod bad_decision;
+pub mod deep_recursion;
+pub mod flaky_counter;
+pub mod infinite_loop;
+pub mod load_state_panic;
+pub mod log_spam;
+pub mod memory_bomb;
+pub mod unreachable;
+
+#[cfg(feature = "infinite-loop")]
+wasmscale_sdk::export_policy!(infinite_loop::InfiniteLoop);
+#[cfg(feature = "memory-bomb")]
+wasmscale_sdk::export_policy!(memory_bomb::MemoryBomb);
+#[cfg(feature = "deep-recursion")]
+wasmscale_sdk::export_policy!(deep_recursion::DeepRecursion);
+#[cfg(feature = "unreachable")]
+wasmscale_sdk::export_policy!(unreachable::Unreachable);
+#[cfg(feature = "bad-decision")]
+wasmscale_sdk::export_policy!(bad_decision::BadDecision);
+#[cfg(feature = "log-spam")]
+wasmscale_sdk::export_policy!(log_spam::LogSpam);
+#[cfg(feature = "load-state-panic")]
+wasmscale_sdk::export_policy!(load_state_panic::LoadStatePanic);
+#[cfg(feature = "flaky-counter")]
+wasmscale_sdk::export_policy!(flaky_counter::FlakyCounter);
+
+/// Hold the current count: what the fixtures return when they behave.
+pub(crate) fn hold(s: &Snapshot) -> Result<Decision, String> {
+    Ok(Decision::hold(s, "hold"))
+}
+
+/// A policy whose configure accepts anything.
+pub(crate) fn accept(_params: &str) -> Result<(), String> {
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Shared helpers for the end-to-end tests: paths, the hostile fixtures built by
+//! `build.rs`, and a host with default limits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use wasmscale::host::{Host, HostConfig, Limits};
+
+/// Component paths of the hostile fixtures (see `guests/`).
+pub mod fixtures {
+    include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+
+    /// A `.wat` fixture in `tests/fixtures/`.
+    pub fn wat(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(format!("{name}.wat"))
+    }
+}
+
+/// The repository root (where `Cargo.toml`, `examples/` and `../shared` are found).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Resolve a path given relative to the repository root.
+pub fn from_root(path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        workspace_root().join(path)
+    }
+}
+
+/// A host with default limits and no disk cache.
+pub fn host() -> Host {
+    host_with(Limits::default())
+}
+
+pub fn host_with(limits: Limits) -> Host {
+    Host::new(HostConfig {
+        limits,
+        ..HostConfig::default()
+    })
+    .expect("host")
+}
