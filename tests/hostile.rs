@@ -249,14 +249,14 @@ fn wrong_contract_version_and_missing_exports_are_refused() {
 fn oversized_module_is_refused_before_compiling() {
     // A real component, bigger than this host accepts.
     let host = host_with(Limits {
-        max_module_bytes: 64 << 10,
+        max_module_bytes: 4 << 10,
         ..Limits::default()
     });
     let e = host
         .load(&PolicySource::parse(fixtures::FLAKY_COUNTER))
         .expect_err("refused");
     assert!(
-        matches!(e, PolicyError::ModuleTooLarge { max, .. } if max == 64 << 10),
+        matches!(e, PolicyError::ModuleTooLarge { max, .. } if max == 4 << 10),
         "{e:?}"
     );
     let e = host

@@ -32,12 +32,3 @@ wasmscale_sdk::export_policy!(scheduled::Scheduled);
 wasmscale_sdk::export_policy!(predictive::Predictive);
 #[cfg(feature = "spot-mix")]
 wasmscale_sdk::export_policy!(spot_mix::SpotMix);
-
-/// Round a fractional replica count to whole replicas as the policies report it.
-pub(crate) fn ceil_replicas(x: f64) -> f64 {
-    if x.is_finite() {
-        x.ceil().max(0.0)
-    } else {
-        0.0
-    }
-}

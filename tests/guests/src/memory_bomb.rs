@@ -11,8 +11,11 @@ impl Policy for MemoryBomb {
         crate::accept(p)
     }
     fn evaluate(&mut self, s: &Snapshot) -> Result<Decision, String> {
+        // Reserve (not fill) a MiB at a time: memory grows with little fuel spent.
         for _ in 0..100_000 {
-            self.hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+            let mut block: Vec<u8> = Vec::with_capacity(1 << 20);
+            block.push(1);
+            self.hoard.push(std::hint::black_box(block));
         }
         crate::hold(s)
     }
