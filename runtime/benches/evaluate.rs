@@ -6,7 +6,8 @@
 //! native in the same run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use criterion::{Criterion, black_box};
+use criterion::Criterion;
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 use wasmscale::host::{DiskCache, Host, HostConfig, PolicySource};
 use wasmscale::snapshot::{Defaults, from_json};
