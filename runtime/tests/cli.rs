@@ -203,3 +203,44 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
     );
     assert!(stdout(&check).contains("desired 6"), "{}", stdout(&check));
 }
+
+#[test]
+fn example_policy_written_from_scratch_builds_and_runs() {
+    let target = root().join("target").join("guests");
+    let out_dir = tempfile::tempdir().unwrap();
+    let wasm = out_dir.path().join("ttft_guard.wasm");
+    let build = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
+        .args([
+            "build",
+            "examples/ttft-guard",
+            "--out",
+            wasm.to_str().unwrap(),
+        ])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "wasmscale build: {}",
+        stderr(&build)
+    );
+    let out = wasmscale(&[
+        "eval",
+        wasm.to_str().unwrap(),
+        "--snapshots",
+        "examples/ttft-guard/snapshots.jsonl",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let desired: Vec<u64> = stdout(&out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["desired"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    // 2 replicas at TTFT 1600 ms vs an 800 ms SLO -> 4; smoothed 1250 ms -> 7;
+    // KV cache at 95 % -> +1; then inside the band -> hold.
+    assert_eq!(desired, [4, 7, 8, 8]);
+}

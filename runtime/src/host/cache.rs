@@ -58,12 +58,21 @@ impl DiskCache {
         if !path.exists() {
             return None;
         }
+        // Read into memory rather than map the file: a mapped file that someone
+        // truncates or rewrites in place would crash the process (SIGBUS).
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read cache entry");
+                return None;
+            }
+        };
         // SAFETY: the artifact was written by `store` below from a component that
         // this engine configuration compiled; the cache directory is trusted
-        // (documented). An unreadable or incompatible artifact is an error, not UB,
-        // and falls back to compiling.
+        // (documented). A truncated or incompatible artifact is detected by
+        // wasmtime's header checks and falls back to compiling.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &path) };
+        let loaded = unsafe { Component::deserialize(engine, &bytes) };
         match loaded {
             Ok(c) => Some(c),
             Err(e) => {

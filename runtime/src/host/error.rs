@@ -25,6 +25,9 @@ pub enum PolicyError {
     #[error("policy does not implement wasmscale:policy@0.1.0: {0}")]
     Contract(String),
 
+    #[error("cannot instantiate policy: {0}")]
+    Instantiate(String),
+
     #[error("policy rejected its params: {0}")]
     Configure(String),
 
@@ -72,6 +75,7 @@ impl PolicyError {
             PolicyError::Compile(_) => "compile",
             PolicyError::ForbiddenImports { .. } => "link",
             PolicyError::Contract(_) => "contract",
+            PolicyError::Instantiate(_) => "instantiate",
             PolicyError::Configure(_) => "configure",
             PolicyError::LoadState(_) => "load-state",
             PolicyError::Trap { .. } => "trap",

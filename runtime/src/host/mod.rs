@@ -362,7 +362,13 @@ impl CompiledPolicy {
         store.limiter(|s| s);
         store.epoch_deadline_trap();
         let limits = Arc::clone(&self.inner.limits);
-        let (policy, _) = call_metered(&mut store, &limits, |s| self.inner.pre.instantiate(s))?;
+        // A trap in a start function is a trap; anything else (e.g. a full
+        // instance pool) is an instantiation failure.
+        let (policy, _) =
+            call_metered(&mut store, &limits, |s| self.inner.pre.instantiate(s)).map_err(|e| match e {
+                PolicyError::Trap { code: None, message } => PolicyError::Instantiate(message),
+                e => e,
+            })?;
         Ok(RawInstance {
             store,
             policy: Some(policy),
