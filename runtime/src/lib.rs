@@ -2,9 +2,11 @@
 //! component.
 //!
 //! - [`host`]: the sandbox (engine, limits, loading, typed errors).
+//! - [`guard`]: guardrails applied outside the sandbox, HPA-exact.
 //! - [`snapshot`]: the JSON form of a metric snapshot.
 //! - [`guest`]: building a policy crate into a component (`wasmscale build`).
 
+pub mod guard;
 pub mod host;
 pub mod snapshot;
 

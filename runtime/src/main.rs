@@ -37,6 +37,47 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Per-call sandbox limits (defaults in parentheses).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Fuel per call, roughly wasm instructions (1000000).
+    #[arg(long, global = true, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Wall-clock deadline per call (10).
+    #[arg(long, global = true, value_name = "MS")]
+    deadline_ms: Option<u64>,
+    /// Largest linear memory (16).
+    #[arg(long, global = true, value_name = "MIB")]
+    max_memory_mib: Option<usize>,
+}
+
+impl LimitArgs {
+    fn apply(&self, mut limits: host::Limits) -> Result<host::Limits> {
+        if let Some(f) = self.fuel {
+            if f == 0 {
+                bail!("--fuel must be > 0");
+            }
+            limits.fuel = f;
+        }
+        if let Some(ms) = self.deadline_ms {
+            if ms == 0 {
+                bail!("--deadline-ms must be > 0");
+            }
+            limits.deadline = std::time::Duration::from_millis(ms);
+        }
+        if let Some(mib) = self.max_memory_mib {
+            if mib == 0 || mib > 4096 {
+                bail!("--max-memory-mib must be between 1 and 4096");
+            }
+            limits.max_memory_bytes = mib << 20;
+        }
+        Ok(limits)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -144,9 +185,11 @@ fn init_logging(format: LogFormat) {
 fn run(cli: Cli) -> Result<std::process::ExitCode> {
     let cache = (!cli.no_cache)
         .then(|| DiskCache::new(cli.cache_dir.clone().unwrap_or_else(DiskCache::default_dir)));
+    let limits = cli.limits.apply(host::Limits::default())?;
     let make_host = || {
         Host::new(HostConfig {
             cache: cache.clone(),
+            limits: limits.clone(),
             ..HostConfig::default()
         })
     };

@@ -244,3 +244,27 @@ fn example_policy_written_from_scratch_builds_and_runs() {
     // KV cache at 95 % -> +1; then inside the band -> hold.
     assert_eq!(desired, [4, 7, 8, 8]);
 }
+
+#[test]
+fn limits_are_configurable_from_the_command_line() {
+    // Configuring the policy alone needs more than 1,000 fuel.
+    let out = wasmscale(&[
+        "eval",
+        "builtin:step-scaling",
+        "--fuel",
+        "1000",
+        "--params",
+        "examples/seed-thresholds/params.json",
+        "--snapshots",
+        "examples/seed-thresholds/snapshots.jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ran out of fuel (limit 1000 units"),
+        "{}",
+        stderr(&out)
+    );
+    let out = wasmscale(&["check", "builtin:queue-depth", "--deadline-ms", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--deadline-ms must be > 0"));
+}

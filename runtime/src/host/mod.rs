@@ -364,9 +364,12 @@ impl CompiledPolicy {
         let limits = Arc::clone(&self.inner.limits);
         // A trap in a start function is a trap; anything else (e.g. a full
         // instance pool) is an instantiation failure.
-        let (policy, _) =
-            call_metered(&mut store, &limits, |s| self.inner.pre.instantiate(s)).map_err(|e| match e {
-                PolicyError::Trap { code: None, message } => PolicyError::Instantiate(message),
+        let (policy, _) = call_metered(&mut store, &limits, |s| self.inner.pre.instantiate(s))
+            .map_err(|e| match e {
+                PolicyError::Trap {
+                    code: None,
+                    message,
+                } => PolicyError::Instantiate(message),
                 e => e,
             })?;
         Ok(RawInstance {

@@ -1,0 +1,617 @@
+//! Guardrails: what a policy proposes is only a proposal. These rules run in the
+//! host, outside the sandbox, in one fixed order, and no policy can skip them:
+//!
+//! 1. **invalid decision**: a failed or invalid evaluation holds the current count
+//!    (the host has already rejected NaN, infinite, negative and absurd values);
+//! 2. **rate** (`rate`): HPA `behavior` (stabilization windows, `Pods`/`Percent`
+//!    policies with periods, `selectPolicy`), or the legacy no-behavior path
+//!    (`max(2 x current, 4)` scale-up cap, 300 s down-stabilization), or none;
+//! 3. **bounds**: `min_replicas` / `max_replicas`;
+//! 4. **cooldown**: minimum time after a scale-up before the next scale-up, and
+//!    after any scaling before a scale-down;
+//! 5. **cost ceiling**: replicas x price per hour within a budget (never below
+//!    `min_replicas`);
+//! 6. **circuit breaker**: manual pause / freeze / scale-in-only / scale-out-only
+//!    with an expiry, and an automatic freeze when decisions flap.
+//!
+//! Every rule that changes the count leaves an [`Intervention`] saying why. The
+//! guard knows nothing of WebAssembly: it sees numbers and a clock, and its
+//! whole memory is the serializable [`GuardState`], so a restart inside a
+//! stabilization window keeps the window.
+
+pub mod hpa;
+
+use hpa::{Behavior, Recommendation, ScaleEvent};
+use serde::{Deserialize, Serialize};
+
+/// Rate limiting, the HPA way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Rate {
+    /// No rate limits or stabilization.
+    None,
+    /// The HPA without `spec.behavior`: down-stabilization over the window and
+    /// a scale-up cap of `max(2 x current, 4)`.
+    Legacy {
+        downscale_stabilization_seconds: u32,
+    },
+    /// The HPA with `spec.behavior`.
+    Behavior(Behavior),
+}
+
+impl Default for Rate {
+    fn default() -> Self {
+        Rate::Behavior(Behavior::default())
+    }
+}
+
+/// Cost ceiling: `replicas x price_per_replica_hour <= budget_per_hour`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostCeiling {
+    pub budget_per_hour: f64,
+    /// Price to assume; when absent, the snapshot's on-demand price is used.
+    #[serde(default)]
+    pub price_per_replica_hour: Option<f64>,
+}
+
+/// Automatic flap detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlapBreaker {
+    /// Trip when decisions change direction more than this many times ...
+    pub max_direction_changes: u32,
+    /// ... within this window ...
+    pub window_seconds: u64,
+    /// ... and then freeze for this long.
+    pub freeze_seconds: u64,
+}
+
+impl Default for FlapBreaker {
+    fn default() -> Self {
+        FlapBreaker {
+            max_direction_changes: 4,
+            window_seconds: 600,
+            freeze_seconds: 900,
+        }
+    }
+}
+
+/// Guardrail configuration of one scaler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    #[serde(default)]
+    pub rate: Rate,
+    /// Minimum seconds between two scale-ups.
+    #[serde(default)]
+    pub scale_up_cooldown_seconds: u64,
+    /// Minimum seconds after any scaling before a scale-down.
+    #[serde(default)]
+    pub scale_down_cooldown_seconds: u64,
+    #[serde(default)]
+    pub cost_ceiling: Option<CostCeiling>,
+    #[serde(default)]
+    pub flap_breaker: Option<FlapBreaker>,
+    /// HPA convention: a target scaled to 0 by hand while `min_replicas > 0`
+    /// has autoscaling disabled, and is left alone.
+    #[serde(default = "yes")]
+    pub zero_disables: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl GuardConfig {
+    /// Bounds only, everything else off.
+    pub fn bounds(min_replicas: u32, max_replicas: u32) -> Self {
+        GuardConfig {
+            min_replicas,
+            max_replicas,
+            rate: Rate::None,
+            scale_up_cooldown_seconds: 0,
+            scale_down_cooldown_seconds: 0,
+            cost_ceiling: None,
+            flap_breaker: None,
+            zero_disables: true,
+        }
+    }
+}
+
+/// Manual circuit-breaker modes an operator can set, each with an expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakerMode {
+    /// Hold the current count and do not act at all.
+    Pause,
+    /// Hold the current count.
+    Freeze,
+    /// Allow only scale-in.
+    ScaleInOnly,
+    /// Allow only scale-out.
+    ScaleOutOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerSetting {
+    pub mode: BreakerMode,
+    /// Time the setting lapses, ms since the epoch (None = until cleared).
+    pub until_ms: Option<u64>,
+    /// Tripped automatically (flapping) rather than set by an operator.
+    pub automatic: bool,
+}
+
+/// Everything the guard remembers, persisted by the controller.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardState {
+    /// `None` until the first tick: then the current count is recorded as a
+    /// recommendation, which blocks scale-down for the window (as the HPA does).
+    pub recommendations: Option<Vec<Recommendation>>,
+    pub scale_up_events: Vec<ScaleEvent>,
+    pub scale_down_events: Vec<ScaleEvent>,
+    pub last_scale_up_ms: Option<u64>,
+    pub last_scale_down_ms: Option<u64>,
+    /// Times and directions (+1/-1) of recent changes, for flap detection.
+    pub direction_changes: Vec<(u64, i8)>,
+    pub breaker: Option<BreakerSetting>,
+}
+
+/// One guardrail changing the count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Intervention {
+    pub guard: &'static str,
+    pub before: u32,
+    pub after: u32,
+    pub why: String,
+}
+
+/// What the guard decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub replicas: u32,
+    /// False when the breaker is paused: nothing should be written.
+    pub act: bool,
+    pub interventions: Vec<Intervention>,
+}
+
+/// Inputs of one tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tick {
+    pub now_ms: u64,
+    pub current: u32,
+    /// The policy's validated decision; `None` when evaluation failed.
+    pub proposal: Option<u32>,
+    /// Price per replica-hour from the snapshot, for the cost ceiling.
+    pub price_per_replica_hour: Option<f64>,
+}
+
+/// Apply every guardrail, in order, to one tick's proposal.
+pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdict {
+    let Tick {
+        now_ms,
+        current,
+        proposal,
+        ..
+    } = tick;
+    let mut v = Verdict {
+        replicas: current,
+        act: true,
+        interventions: Vec::new(),
+    };
+    let step = |v: &mut Verdict, guard: &'static str, after: u32, why: String| {
+        if after != v.replicas {
+            v.interventions.push(Intervention {
+                guard,
+                before: v.replicas,
+                after,
+                why,
+            });
+            v.replicas = after;
+        }
+    };
+    let history = state.recommendations.get_or_insert_with(|| {
+        vec![Recommendation {
+            at_ms: now_ms,
+            replicas: current,
+        }]
+    });
+
+    // 1. Invalid decision: hold.
+    let Some(desired) = proposal else {
+        v.interventions.push(Intervention {
+            guard: "invalid-decision",
+            before: current,
+            after: current,
+            why: "no valid decision this tick: holding the current count".into(),
+        });
+        return finish(config, state, tick, v);
+    };
+    v.replicas = desired;
+
+    // HPA convention: scaled to zero by hand with a floor above zero = disabled.
+    if config.zero_disables && current == 0 && config.min_replicas > 0 {
+        step(
+            &mut v,
+            "bounds",
+            0,
+            "the target is at 0 with min_replicas > 0: autoscaling is disabled".into(),
+        );
+        return finish(config, state, tick, v);
+    }
+    // A count outside the bounds goes straight to the nearest bound.
+    if current > config.max_replicas || current < config.min_replicas {
+        let bound = current.clamp(config.min_replicas, config.max_replicas);
+        step(
+            &mut v,
+            "bounds",
+            bound,
+            format!(
+                "current count {current} is outside [{}, {}]",
+                config.min_replicas, config.max_replicas
+            ),
+        );
+        return finish(config, state, tick, v);
+    }
+
+    // 2. Rate: stabilization and rate policies, the HPA way (min/max included,
+    //    as upstream applies them in the same step).
+    match &config.rate {
+        Rate::None => {}
+        Rate::Legacy {
+            downscale_stabilization_seconds,
+        } => {
+            let window_ms = u64::from(*downscale_stabilization_seconds) * 1000;
+            let stabilized = hpa::stabilize_legacy(history, now_ms, desired, window_ms);
+            step(
+                &mut v,
+                "stabilization",
+                stabilized,
+                format!("highest recommendation in the last {downscale_stabilization_seconds}s"),
+            );
+            let (limited, reason) = hpa::convert_with_rules(
+                current,
+                stabilized,
+                config.min_replicas,
+                config.max_replicas,
+            );
+            step(
+                &mut v,
+                "rate",
+                limited,
+                format!("{reason:?}: legacy scale-up cap max(2 x {current}, 4) and bounds"),
+            );
+        }
+        Rate::Behavior(b) => {
+            let stabilized = hpa::stabilize_with_behavior(history, now_ms, current, desired, b);
+            step(
+                &mut v,
+                "stabilization",
+                stabilized,
+                format!(
+                    "stabilization windows: up {}s, down {}s",
+                    b.scale_up.stabilization_window_seconds,
+                    b.scale_down.stabilization_window_seconds
+                ),
+            );
+            let (limited, reason) = hpa::convert_with_behavior_rate(
+                current,
+                stabilized,
+                config.min_replicas,
+                config.max_replicas,
+                &state.scale_up_events,
+                &state.scale_down_events,
+                now_ms,
+                b,
+            );
+            step(
+                &mut v,
+                "rate",
+                limited,
+                format!("{reason:?} under the behavior policies"),
+            );
+        }
+    }
+
+    // 3. Bounds.
+    let bounded = v.replicas.clamp(config.min_replicas, config.max_replicas);
+    step(
+        &mut v,
+        "bounds",
+        bounded,
+        format!(
+            "min_replicas {} / max_replicas {}",
+            config.min_replicas, config.max_replicas
+        ),
+    );
+
+    // 4. Cooldowns.
+    let since = |t: Option<u64>| t.map(|t| now_ms.saturating_sub(t));
+    if v.replicas > current
+        && let Some(age) = since(state.last_scale_up_ms)
+        && age < config.scale_up_cooldown_seconds * 1000
+    {
+        step(
+            &mut v,
+            "cooldown",
+            current,
+            format!(
+                "scaled up {}s ago; scale-up cooldown is {}s",
+                age / 1000,
+                config.scale_up_cooldown_seconds
+            ),
+        );
+    }
+    if v.replicas < current {
+        let last = state.last_scale_up_ms.max(state.last_scale_down_ms);
+        if let Some(age) = since(last)
+            && age < config.scale_down_cooldown_seconds * 1000
+        {
+            step(
+                &mut v,
+                "cooldown",
+                current,
+                format!(
+                    "scaled {}s ago; scale-down cooldown is {}s",
+                    age / 1000,
+                    config.scale_down_cooldown_seconds
+                ),
+            );
+        }
+    }
+
+    // 5. Cost ceiling.
+    if let Some(c) = config.cost_ceiling
+        && let Some(price) = c
+            .price_per_replica_hour
+            .or(tick.price_per_replica_hour)
+            .filter(|p| p.is_finite() && *p > 0.0)
+    {
+        let affordable = (c.budget_per_hour / price)
+            .floor()
+            .clamp(0.0, f64::from(u32::MAX)) as u32;
+        let cap = affordable.max(config.min_replicas);
+        if v.replicas > cap {
+            let why = format!(
+                "{} replicas x {price}/h would exceed the budget of {}/h",
+                v.replicas, c.budget_per_hour
+            );
+            step(&mut v, "cost-ceiling", cap, why);
+        }
+    }
+
+    finish(config, state, tick, v)
+}
+
+/// Stage 6 (circuit breaker), then remember what was decided.
+fn finish(config: &GuardConfig, state: &mut GuardState, tick: Tick, mut v: Verdict) -> Verdict {
+    let Tick {
+        now_ms, current, ..
+    } = tick;
+    if let Some(b) = state.breaker
+        && b.until_ms.is_some_and(|t| now_ms >= t)
+    {
+        state.breaker = None;
+    }
+    if let Some(b) = state.breaker {
+        let held = match b.mode {
+            BreakerMode::Pause | BreakerMode::Freeze => current,
+            BreakerMode::ScaleInOnly => v.replicas.min(current),
+            BreakerMode::ScaleOutOnly => v.replicas.max(current),
+        };
+        if b.mode == BreakerMode::Pause {
+            v.act = false;
+        }
+        if held != v.replicas {
+            let who = if b.automatic {
+                "tripped by flapping"
+            } else {
+                "set by an operator"
+            };
+            v.interventions.push(Intervention {
+                guard: "circuit-breaker",
+                before: v.replicas,
+                after: held,
+                why: format!("{:?} ({who})", b.mode),
+            });
+            v.replicas = held;
+        }
+    }
+
+    if v.replicas != current && v.act {
+        let direction: i8 = if v.replicas > current { 1 } else { -1 };
+        if direction > 0 {
+            state.last_scale_up_ms = Some(now_ms);
+        } else {
+            state.last_scale_down_ms = Some(now_ms);
+        }
+        if let Rate::Behavior(b) = &config.rate {
+            hpa::store_scale_event(
+                &mut state.scale_up_events,
+                &mut state.scale_down_events,
+                b,
+                now_ms,
+                current,
+                v.replicas,
+            );
+        }
+        if let Some(f) = config.flap_breaker {
+            let window_ms = f.window_seconds * 1000;
+            state
+                .direction_changes
+                .retain(|(t, _)| now_ms.saturating_sub(*t) < window_ms);
+            state.direction_changes.push((now_ms, direction));
+            let reversals = state
+                .direction_changes
+                .windows(2)
+                .filter(|w| w[0].1 != w[1].1)
+                .count() as u32;
+            if reversals > f.max_direction_changes {
+                state.breaker = Some(BreakerSetting {
+                    mode: BreakerMode::Freeze,
+                    until_ms: Some(now_ms + f.freeze_seconds * 1000),
+                    automatic: true,
+                });
+                state.direction_changes.clear();
+                tracing::warn!(
+                    reversals,
+                    freeze_seconds = f.freeze_seconds,
+                    "decisions are flapping: circuit breaker frozen"
+                );
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(now_s: u64, current: u32, proposal: u32) -> Tick {
+        Tick {
+            now_ms: now_s * 1000,
+            current,
+            proposal: Some(proposal),
+            price_per_replica_hour: None,
+        }
+    }
+
+    #[test]
+    fn default_behavior_blocks_scale_down_for_the_window_then_allows_it() {
+        let config = GuardConfig {
+            rate: Rate::default(),
+            ..GuardConfig::bounds(1, 100)
+        };
+        let mut state = GuardState::default();
+        assert_eq!(apply(&config, &mut state, tick(0, 10, 10)).replicas, 10);
+        assert_eq!(apply(&config, &mut state, tick(60, 10, 2)).replicas, 10);
+        assert_eq!(apply(&config, &mut state, tick(299, 10, 2)).replicas, 10);
+        // 300 s after the last recommendation of 10, scale-down is allowed.
+        assert_eq!(apply(&config, &mut state, tick(300, 10, 2)).replicas, 2);
+    }
+
+    #[test]
+    fn window_survives_a_restart_through_serialized_state() {
+        let config = GuardConfig {
+            rate: Rate::default(),
+            ..GuardConfig::bounds(1, 100)
+        };
+        let mut state = GuardState::default();
+        apply(&config, &mut state, tick(0, 10, 10));
+        let saved = serde_json::to_string(&state).unwrap();
+        let mut restored: GuardState = serde_json::from_str(&saved).unwrap();
+        let v = apply(&config, &mut restored, tick(120, 10, 3));
+        assert_eq!(v.replicas, 10);
+        assert_eq!(v.interventions[0].guard, "stabilization");
+    }
+
+    #[test]
+    fn cooldown_cost_and_bounds_in_order() {
+        let config = GuardConfig {
+            scale_up_cooldown_seconds: 60,
+            cost_ceiling: Some(CostCeiling {
+                budget_per_hour: 20.0,
+                price_per_replica_hour: Some(2.5),
+            }),
+            ..GuardConfig::bounds(2, 50)
+        };
+        let mut state = GuardState::default();
+        let v = apply(&config, &mut state, tick(0, 4, 100));
+        assert_eq!(v.replicas, 8, "{v:?}"); // bounds 50, then budget 20/2.5 = 8
+        assert_eq!(
+            v.interventions.iter().map(|i| i.guard).collect::<Vec<_>>(),
+            ["bounds", "cost-ceiling"]
+        );
+        let v = apply(&config, &mut state, tick(30, 8, 9));
+        assert_eq!(v.replicas, 8); // cooldown
+        assert_eq!(apply(&config, &mut state, tick(61, 8, 9)).replicas, 8); // budget
+        assert_eq!(apply(&config, &mut state, tick(62, 8, 1)).replicas, 2); // min
+    }
+
+    #[test]
+    fn flapping_trips_the_breaker_and_it_expires() {
+        let config = GuardConfig {
+            flap_breaker: Some(FlapBreaker {
+                max_direction_changes: 2,
+                window_seconds: 600,
+                freeze_seconds: 300,
+            }),
+            ..GuardConfig::bounds(1, 10)
+        };
+        let mut state = GuardState::default();
+        let mut current = 5;
+        for (i, want) in [6, 5, 6, 5].into_iter().enumerate() {
+            current = apply(&config, &mut state, tick(i as u64 * 15, current, want)).replicas;
+        }
+        assert!(
+            state
+                .breaker
+                .is_some_and(|b| b.automatic && b.mode == BreakerMode::Freeze)
+        );
+        let v = apply(&config, &mut state, tick(100, current, 9));
+        assert_eq!(v.replicas, current);
+        assert_eq!(
+            v.interventions.last().map(|i| i.guard),
+            Some("circuit-breaker")
+        );
+        assert_eq!(
+            apply(&config, &mut state, tick(400, current, 9)).replicas,
+            9
+        );
+    }
+
+    #[test]
+    fn manual_modes() {
+        let config = GuardConfig::bounds(1, 10);
+        for (mode, want, act) in [
+            (BreakerMode::Pause, 5, false),
+            (BreakerMode::Freeze, 5, true),
+            (BreakerMode::ScaleInOnly, 5, true),
+            (BreakerMode::ScaleOutOnly, 8, true),
+        ] {
+            let mut state = GuardState {
+                breaker: Some(BreakerSetting {
+                    mode,
+                    until_ms: Some(60_000),
+                    automatic: false,
+                }),
+                ..GuardState::default()
+            };
+            let v = apply(&config, &mut state, tick(0, 5, 8));
+            assert_eq!((v.replicas, v.act), (want, act), "{mode:?}");
+            let down = apply(&config, &mut state, tick(1, 5, 2)).replicas;
+            assert_eq!(
+                down,
+                if matches!(mode, BreakerMode::ScaleInOnly) {
+                    2
+                } else {
+                    5
+                },
+                "{mode:?}"
+            );
+            // Expired: back to normal.
+            assert_eq!(apply(&config, &mut state, tick(60, 5, 8)).replicas, 8);
+        }
+    }
+
+    #[test]
+    fn failed_evaluation_holds() {
+        let config = GuardConfig::bounds(1, 10);
+        let mut state = GuardState::default();
+        let v = apply(
+            &config,
+            &mut state,
+            Tick {
+                now_ms: 0,
+                current: 4,
+                proposal: None,
+                price_per_replica_hour: None,
+            },
+        );
+        assert_eq!(v.replicas, 4);
+        assert_eq!(v.interventions[0].guard, "invalid-decision");
+    }
+}
