@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 use wasmscale_sdk::{
-    Decision, Policy, SeasonalForecaster, Snapshot, load_json, parse_params, save_json,
+    Decision, Num, Policy, SeasonalForecaster, Snapshot, load_json, parse_params, save_json,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,13 +111,18 @@ impl Policy for Predictive {
         let desired = reactive.max(predicted).max(f64::from(p.min_replicas));
         let why = if predicted > reactive {
             format!(
-                "{} {load:.1} now, forecast peak {peak:.1} within {}s -> pre-warm {desired}",
-                p.metric, p.lead_time_seconds
+                "{} {} now, forecast peak {} within {}s -> pre-warm {desired}",
+                p.metric,
+                Num(load),
+                Num(peak),
+                p.lead_time_seconds
             )
         } else {
             format!(
-                "{} {load:.1} -> {desired} (forecast peak {peak:.1})",
-                p.metric
+                "{} {} -> {desired} (forecast peak {})",
+                p.metric,
+                Num(load),
+                Num(peak)
             )
         };
         Ok(Decision::new(desired, why))

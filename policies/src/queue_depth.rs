@@ -13,7 +13,7 @@
 //! - A missing metric is an error, so the host holds (it never reads as zero).
 
 use serde::{Deserialize, Serialize};
-use wasmscale_sdk::{Decision, Policy, Snapshot, load_json, parse_params, save_json};
+use wasmscale_sdk::{Decision, Num, Policy, Snapshot, load_json, parse_params, save_json};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,7 +91,7 @@ impl Policy for QueueDepth {
                 if (1.0 - p.tolerance) <= ratio && ratio <= (1.0 + p.tolerance) {
                     return Ok(Decision::hold(
                         s,
-                        format!("{} = {q}: within tolerance", p.metric),
+                        format!("{} = {}: within tolerance", p.metric, Num(q)),
                     ));
                 }
             }
@@ -99,8 +99,10 @@ impl Policy for QueueDepth {
             return Ok(Decision::new(
                 want,
                 format!(
-                    "{} = {q}, {} per replica -> {want}",
-                    p.metric, p.target_per_replica
+                    "{} = {}, {} per replica -> {want}",
+                    p.metric,
+                    Num(q),
+                    Num(p.target_per_replica)
                 ),
             ));
         }
@@ -112,12 +114,16 @@ impl Policy for QueueDepth {
             let floor = f64::from(p.min_replicas);
             Ok(Decision::new(
                 floor,
-                format!("{} = {q}: inactive past cooldown -> {floor}", p.metric),
+                format!(
+                    "{} = {}: inactive past cooldown -> {floor}",
+                    p.metric,
+                    Num(q)
+                ),
             ))
         } else {
             Ok(Decision::hold(
                 s,
-                format!("{} = {q}: inactive, cooling down", p.metric),
+                format!("{} = {}: inactive, cooling down", p.metric, Num(q)),
             ))
         }
     }

@@ -18,7 +18,7 @@
 //! - No spot at all when spot is not cheaper than on-demand.
 
 use serde::Deserialize;
-use wasmscale_sdk::{Decision, Policy, Snapshot, parse_params};
+use wasmscale_sdk::{Decision, Num, Policy, Snapshot, parse_params};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,14 +157,17 @@ impl Policy for SpotMix {
             desired = desired.min(f64::from(max));
         }
         let mut reason = format!(
-            "{} {queue:.0} to drain in {:.0}s at {rate:.3}/s per replica -> {desired}, spot {:.0}%",
+            "{} {} to drain in {}s at {}/s per replica -> {desired}, spot {}%",
             p.metric,
-            p.deadline_seconds,
-            spot * 100.0
+            Num(queue),
+            Num(p.deadline_seconds),
+            Num(rate),
+            Num(spot * 100.0)
         );
         if at_risk {
             reason.push_str(&format!(
-                " (deadline at risk: {drain_s:.0}s to drain at current capacity)"
+                " (deadline at risk: {}s to drain at current capacity)",
+                Num(drain_s)
             ));
         }
         if !spot_cheaper {

@@ -28,7 +28,7 @@
 //!   scale-in alarms. A missing metric is an error (the host holds).
 
 use serde::Deserialize;
-use wasmscale_sdk::{Decision, Policy, Snapshot, parse_params};
+use wasmscale_sdk::{Decision, Num, Policy, Snapshot, parse_params};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,15 +225,16 @@ impl Policy for StepScaling {
         let Some(target) = out.or(inward) else {
             return Ok(Decision::hold(
                 s,
-                format!("{} = {value}: no alarm breached", p.metric),
+                format!("{} = {}: no alarm breached", p.metric, Num(value)),
             ));
         };
         let clamped = target.clamp(i64::from(p.min_capacity), max);
         Ok(Decision::new(
             clamped as f64,
             format!(
-                "{} = {value}: alarm breached -> {clamped} (from {current})",
-                p.metric
+                "{} = {}: alarm breached -> {clamped} (from {current})",
+                p.metric,
+                Num(value)
             ),
         ))
     }

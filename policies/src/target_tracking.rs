@@ -29,7 +29,7 @@
 //! which the host treats as "hold").
 
 use serde::Deserialize;
-use wasmscale_sdk::{Decision, Policy, ReplicaState, Snapshot, parse_params};
+use wasmscale_sdk::{Decision, Num, Policy, ReplicaState, Snapshot, parse_params};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -346,8 +346,8 @@ fn replicas_for_metric(
                 n,
                 format!(
                     "{name} average {} vs target {} -> {n}",
-                    first as f64 / 1000.0,
-                    target as f64 / 1000.0
+                    Num(first as f64 / 1000.0),
+                    Num(target as f64 / 1000.0)
                 ),
             ))
         }
@@ -370,7 +370,10 @@ fn replicas_for_metric(
             } else {
                 ratio.ceil() as u32
             };
-            Ok((n, format!("{name} {usage} vs target {target} -> {n}")))
+            Ok((
+                n,
+                format!("{name} {} vs target {} -> {n}", Num(usage), Num(target)),
+            ))
         }
         (MetricType::Object | MetricType::External, Target::AverageValue(target)) => {
             let usage = s
@@ -387,7 +390,11 @@ fn replicas_for_metric(
             };
             Ok((
                 n,
-                format!("{name} {usage} total vs {target} per replica -> {n}"),
+                format!(
+                    "{name} {} total vs {} per replica -> {n}",
+                    Num(usage),
+                    Num(target)
+                ),
             ))
         }
         _ => Err("unsupported metric/target combination".into()),

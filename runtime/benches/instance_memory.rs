@@ -25,11 +25,12 @@ fn main() {
         .unwrap_or(10_000);
     let host = Host::new(HostConfig::default()).unwrap();
     let snap = from_json(
-        r#"{"request_rate": 120}"#,
+        r#"{"request_rate": 120, "latency_p95_ms": 500, "gpu_utilization": 0.5,
+            "pods": [{"state":"ready","metrics":[{"name":"cpu","value":0.3}],"request":1}]}"#,
         Defaults {
             time_ms: 0,
             interval_ms: 1000,
-            current: 3,
+            current: 1,
         },
     )
     .unwrap()
@@ -39,12 +40,6 @@ fn main() {
             .load(&PolicySource::parse(&format!("builtin:{name}")))
             .unwrap();
         let params = wasmscale::host::builtin_example_params(name).unwrap();
-        let snap = if name == "target-tracking" {
-            from_json(r#"{"gpu_utilization": 0.5, "pods": [{"state":"ready","metrics":[{"name":"cpu","value":0.3}],"request":1}]}"#,
-                Defaults { time_ms: 0, interval_ms: 1000, current: 1 }).unwrap().0
-        } else {
-            snap.clone()
-        };
         // Warm up allocator arenas and the engine before measuring.
         drop(
             (0..100)

@@ -28,6 +28,7 @@ pub mod helpers;
 mod snapshot;
 
 pub use helpers::{Ewma, Hysteresis, SeasonalForecaster, SlidingWindow};
+
 pub use snapshot::SIGNAL_NAMES;
 
 /// Generated bindings for the `wasmscale:policy` world. Public only so that
@@ -161,4 +162,47 @@ macro_rules! export_policy {
     $crate::bindings::export_policy_world!(WasmscaleExport with_types_in $crate::bindings);
         };
     };
+}
+
+/// A number for a decision's reason, formatted cheaply: integers as integers,
+/// others with at most two decimals. `format!("{}", Num(x))` costs a fraction
+/// of `{x}`, whose shortest-round-trip float printing is the most expensive
+/// thing many policies do per evaluation (fuel is time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Num(pub f64);
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if !v.is_finite() || v.abs() >= 1e13 {
+            return write!(f, "{v}");
+        }
+        let scaled = (v * 100.0).round() as i64;
+        let (int, frac) = (scaled / 100, (scaled % 100).unsigned_abs());
+        if scaled < 0 && int == 0 {
+            f.write_str("-")?;
+        }
+        match frac {
+            0 => write!(f, "{int}"),
+            f2 if f2 % 10 == 0 => write!(f, "{int}.{}", f2 / 10),
+            f2 => write!(f, "{int}.{f2:02}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod num_tests {
+    use super::Num;
+
+    #[test]
+    fn formats_like_a_person_would() {
+        let s = |v: f64| Num(v).to_string();
+        assert_eq!(s(120.0), "120");
+        assert_eq!(s(0.5), "0.5");
+        assert_eq!(s(0.456), "0.46");
+        assert_eq!(s(-0.25), "-0.25");
+        assert_eq!(s(-3.0), "-3");
+        assert_eq!(s(1e20), "100000000000000000000");
+        assert_eq!(s(f64::NAN), "NaN");
+    }
 }

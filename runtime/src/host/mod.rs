@@ -151,14 +151,9 @@ impl Host {
         wasm.consume_fuel(true)
             .epoch_interruption(true)
             .wasm_component_model(true)
-            // Policies are tiny: reserve address space for the memory cap, not 4 GiB.
-            .memory_reservation(
-                (limits.max_memory_bytes as u64)
-                    .next_power_of_two()
-                    .max(1 << 20),
-            )
-            .memory_guard_size(64 << 10)
-            .memory_reservation_for_growth(0)
+            // Keep wasmtime's 4 GiB reservation plus guard pages for 32-bit
+            // memories: loads and stores then need no explicit bounds checks.
+            // It is address space, not memory; the limiter caps actual growth.
             .max_wasm_stack(512 << 10);
         if let Some(n) = config.pooling_instances {
             let mut pool = wasmtime::PoolingAllocationConfig::default();
