@@ -28,7 +28,7 @@
 //!   scale-in alarms. A missing metric is an error (the host holds).
 
 use serde::Deserialize;
-use wasmscale_sdk::{Decision, Num, Policy, Snapshot, parse_params};
+use wasmscale_sdk::{Decision, Policy, Reason, Snapshot, parse_params};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,17 +225,27 @@ impl Policy for StepScaling {
         let Some(target) = out.or(inward) else {
             return Ok(Decision::hold(
                 s,
-                format!("{} = {}: no alarm breached", p.metric, Num(value)),
+                Reason::new()
+                    .text(&p.metric)
+                    .text(" = ")
+                    .num(value)
+                    .text(": no alarm breached")
+                    .build(),
             ));
         };
         let clamped = target.clamp(i64::from(p.min_capacity), max);
         Ok(Decision::new(
             clamped as f64,
-            format!(
-                "{} = {}: alarm breached -> {clamped} (from {current})",
-                p.metric,
-                Num(value)
-            ),
+            Reason::new()
+                .text(&p.metric)
+                .text(" = ")
+                .num(value)
+                .text(": alarm breached -> ")
+                .num(clamped as f64)
+                .text(" (from ")
+                .num(f64::from(current))
+                .text(")")
+                .build(),
         ))
     }
 }

@@ -24,8 +24,15 @@
 //! Build it with `wasmscale build` (or `cargo build --target wasm32-unknown-unknown`
 //! followed by componentization); see the README.
 
+pub mod alloc;
 pub mod helpers;
 mod snapshot;
+
+/// Guests use the size-class allocator (see [`alloc`]); native builds keep the
+/// system allocator.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static GUEST_ALLOCATOR: alloc::SizeClassAlloc = alloc::SizeClassAlloc::new();
 
 pub use helpers::{Ewma, Hysteresis, SeasonalForecaster, SlidingWindow};
 
@@ -171,22 +178,81 @@ macro_rules! export_policy {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Num(pub f64);
 
-impl std::fmt::Display for Num {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Num {
+    /// Append the number to `out` without going through `core::fmt`.
+    pub fn append_to(self, out: &mut String) {
         let v = self.0;
         if !v.is_finite() || v.abs() >= 1e13 {
-            return write!(f, "{v}");
+            out.push_str(&v.to_string());
+            return;
         }
         let scaled = (v * 100.0).round() as i64;
-        let (int, frac) = (scaled / 100, (scaled % 100).unsigned_abs());
-        if scaled < 0 && int == 0 {
-            f.write_str("-")?;
+        if scaled < 0 {
+            out.push('-');
         }
-        match frac {
-            0 => write!(f, "{int}"),
-            f2 if f2 % 10 == 0 => write!(f, "{int}.{}", f2 / 10),
-            f2 => write!(f, "{int}.{f2:02}"),
+        let scaled = scaled.unsigned_abs();
+        let (int, frac) = (scaled / 100, scaled % 100);
+        // Integer digits, most significant first.
+        let mut digits = [0u8; 20];
+        let mut n = int;
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
         }
+        for &d in &digits[i..] {
+            out.push(char::from(d));
+        }
+        if frac != 0 {
+            out.push('.');
+            out.push(char::from(b'0' + (frac / 10) as u8));
+            if frac % 10 != 0 {
+                out.push(char::from(b'0' + (frac % 10) as u8));
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::new();
+        self.append_to(&mut s);
+        f.write_str(&s)
+    }
+}
+
+/// Builds a decision's reason by appending text and numbers, without the
+/// `core::fmt` machinery (a policy's most frequent and costliest formatting).
+///
+/// ```
+/// use wasmscale_sdk::Reason;
+/// let r = Reason::new().text("queue ").num(42.0).text(" -> ").num(5.0).build();
+/// assert_eq!(r, "queue 42 -> 5");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    pub fn new() -> Self {
+        Reason(String::with_capacity(64))
+    }
+
+    pub fn text(mut self, s: &str) -> Self {
+        self.0.push_str(s);
+        self
+    }
+
+    pub fn num(mut self, v: f64) -> Self {
+        Num(v).append_to(&mut self.0);
+        self
+    }
+
+    pub fn build(self) -> String {
+        self.0
     }
 }
 
@@ -202,6 +268,8 @@ mod num_tests {
         assert_eq!(s(0.456), "0.46");
         assert_eq!(s(-0.25), "-0.25");
         assert_eq!(s(-3.0), "-3");
+        assert_eq!(s(-1.05), "-1.05");
+        assert_eq!(s(0.0), "0");
         assert_eq!(s(1e20), "100000000000000000000");
         assert_eq!(s(f64::NAN), "NaN");
     }
