@@ -11,7 +11,7 @@ use std::cell::UnsafeCell;
 
 const MIN_SHIFT: usize = 3; // 8-byte blocks
 const CLASSES: usize = 10; // 8 B ..= 4 KiB
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 16 * 1024;
 
 /// Size-class allocator, installed as the guest's global allocator.
 pub struct SizeClassAlloc {
@@ -55,8 +55,9 @@ fn class(layout: Layout) -> Option<usize> {
     Some(ceil_log2 - MIN_SHIFT)
 }
 
-// SAFETY: blocks of class c are 8 << c bytes, aligned to their size (chunks are
-// 4 KiB-aligned and blocks are carved at multiples of their size), which covers
+// SAFETY: blocks of class c are 8 << c bytes, aligned to their size (blocks are
+// carved at multiples of their size, and a 16 KiB chunk holds at least one
+// aligned 4 KiB block), which covers
 // the layout's size and alignment. A freed block stores the free-list link in
 // its first word, which every block (>= 8 bytes) has room for.
 unsafe impl GlobalAlloc for SizeClassAlloc {
@@ -73,13 +74,14 @@ unsafe impl GlobalAlloc for SizeClassAlloc {
         let size = 1usize << (c + MIN_SHIFT);
         let mut at = (st.bump + size - 1) & !(size - 1);
         if st.bump == 0 || at + size > st.end {
-            // SAFETY: CHUNK and 4096 form a valid layout.
-            let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(CHUNK, 4096)) };
+            // SAFETY: CHUNK and 16 form a valid layout.
+            let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(CHUNK, 16)) };
             if chunk.is_null() {
                 return chunk;
             }
-            at = chunk as usize;
-            st.end = at + CHUNK;
+            // A block is aligned to its size; CHUNK leaves room for the largest.
+            at = (chunk as usize + size - 1) & !(size - 1);
+            st.end = chunk as usize + CHUNK;
         }
         st.bump = at + size;
         at as *mut u8
