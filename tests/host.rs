@@ -1,5 +1,6 @@
 //! The host's own promises with real components: the compiled-policy cache,
 //! the pooling allocator, metering, and state handed between instances.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use wasmscale::host::{DiskCache, Host, HostConfig, Limits, PolicySource};
 use wasmscale::snapshot::{Defaults, from_json};

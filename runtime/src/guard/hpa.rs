@@ -143,7 +143,7 @@ fn record(
         at_ms: now_ms,
         replicas,
     };
-    match history.iter().rposition(|r| is_old(r)) {
+    match history.iter().rposition(is_old) {
         Some(i) => history[i] = new,
         None => history.push(new),
     }
