@@ -13,7 +13,7 @@
 use serde_json::json;
 use std::collections::HashMap;
 use wasmscale::guard::hpa::{self, Behavior, Recommendation, ScaleEvent, ScalingRules};
-use wasmscale::guard::{self, GuardConfig, GuardState, Rate, Tick};
+use wasmscale::guard::{self, GuardConfig, GuardRules, GuardState, Rate, Tick};
 use wasmscale::host::{CompiledPolicy, PolicySource, Snapshot};
 use wasmscale::snapshot::{self, Defaults};
 use wasmscale_tests::{from_root, host};
@@ -390,10 +390,14 @@ fn run_row(row: &Row, policy: &CompiledPolicy) -> Result<String, String> {
                 } else {
                     Rate::Behavior(behavior(row)?)
                 };
-            let config = GuardConfig {
-                rate,
-                ..GuardConfig::bounds(min, max)
-            };
+            let config = GuardConfig::new(
+                min,
+                max,
+                GuardRules {
+                    rate,
+                    ..GuardRules::off()
+                },
+            );
             let mut state = GuardState {
                 recommendations: h.recommendations,
                 scale_up_events: h.up,

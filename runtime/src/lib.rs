@@ -6,9 +6,13 @@
 //! - [`snapshot`]: the JSON form of a metric snapshot.
 //! - [`guest`]: building a policy crate into a component (`wasmscale build`).
 
+pub mod actuators;
+pub mod config;
+pub mod controller;
 pub mod guard;
 pub mod host;
 pub mod snapshot;
+pub mod sources;
 
 /// Build a policy crate into a component. The same recipe compiles the built-in
 /// policies in this crate's `build.rs`.

@@ -80,6 +80,23 @@ impl LimitArgs {
     }
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print a scaler's decisions in words.
+    #[command(
+        after_help = "Example:\n  wasmscale audit explain llm-chat --file wasmscale-audit.jsonl --since 3600"
+    )]
+    Explain {
+        scaler: String,
+        /// The audit log.
+        #[arg(long, default_value = "wasmscale-audit.jsonl")]
+        file: PathBuf,
+        /// Only records from the last N seconds.
+        #[arg(long, value_name = "SECONDS")]
+        since: Option<u64>,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -141,6 +158,58 @@ enum Command {
         /// Path to the wasmscale SDK [default: the SDK this binary was built from].
         #[arg(long, value_name = "DIR")]
         sdk: Option<PathBuf>,
+    },
+
+    /// Validate a config file: every error at once, with file:line:column and a hint.
+    #[command(
+        after_help = "Example:\n  wasmscale validate examples/configs/three-tier-saas.toml\n\n\
+        Checks syntax, unknown keys (with the nearest valid name), bounds, intervals, that each \
+        policy loads and accepts its params, and that every metric the params need is filled by \
+        the scaler's source. `run` performs the same validation at start."
+    )]
+    Validate { config: PathBuf },
+
+    /// Run the scalers of a config file until SIGTERM or Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  wasmscale run examples/configs/gpu-inference.toml\n  \
+        wasmscale run examples/configs/gpu-inference.toml --ticks 5\n\n\
+        Each scaler ticks on its own interval: read the source, evaluate the policy in its sandbox, \
+        apply the guardrails, act, and append one audit record (see `wasmscale audit explain`). \
+        On SIGTERM in-flight ticks finish and the audit log is flushed."
+    )]
+    Run {
+        config: PathBuf,
+        /// Stop each scaler after N ticks (for trials and tests).
+        #[arg(long, value_name = "N")]
+        ticks: Option<u64>,
+    },
+
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+
+    /// Run recorded snapshots through another policy, with the same guardrails, and compare.
+    #[command(
+        after_help = "Example:\n  wasmscale replay wasmscale-audit.jsonl --policy builtin:predictive \\\n      \
+        --params policies/params/predictive.json --config examples/configs/gpu-inference.toml\n\n\
+        Prints the recorded and the replayed replica count side by side for every record (a `*` \
+        marks a change) and a summary: decisions changed and replica-hours delta. Guardrails \
+        come from --config (the record's scaler); without it, only min/max from the snapshots."
+    )]
+    Replay {
+        audit: PathBuf,
+        /// The other policy: a .wasm path or builtin:NAME.
+        #[arg(long)]
+        policy: String,
+        /// Its params: a JSON file, or inline JSON starting with `{`.
+        #[arg(long, value_name = "FILE|JSON")]
+        params: Option<String>,
+        /// The config the records came from, for the guardrails.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only this scaler's records.
+        #[arg(long)]
+        scaler: Option<String>,
     },
 
     /// Build a policy crate (in DIR) into a component: DIR/<crate>.wasm.
@@ -208,6 +277,27 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
             &snapshots,
             replicas,
             interval_ms,
+        ),
+        Command::Validate { config } => validate(&make_host()?, &config),
+        Command::Run { config, ticks } => run_config(&make_host()?, &config, ticks),
+        Command::Audit(AuditCommand::Explain {
+            scaler,
+            file,
+            since,
+        }) => explain(&scaler, &file, since),
+        Command::Replay {
+            audit,
+            policy,
+            params,
+            config,
+            scaler,
+        } => replay(
+            &make_host()?,
+            &audit,
+            &policy,
+            params.as_deref(),
+            config.as_deref(),
+            scaler.as_deref(),
         ),
         Command::New { name, sdk } => {
             new_policy(&name, sdk).map(|()| std::process::ExitCode::SUCCESS)
@@ -442,4 +532,187 @@ fn build(dir: &Path, out: Option<PathBuf>) -> Result<()> {
     std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
     println!("{} ({} bytes)", out.display(), component.len());
     Ok(())
+}
+
+fn validate(host: &Host, path: &Path) -> Result<std::process::ExitCode> {
+    match wasmscale::config::load(path, host) {
+        Ok(config) => {
+            println!("{}: ok ({} scalers)", path.display(), config.scalers.len());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{} error(s)", errors.errors.len());
+            Ok(std::process::ExitCode::FAILURE)
+        }
+    }
+}
+
+fn run_config(host: &Host, path: &Path, ticks: Option<u64>) -> Result<std::process::ExitCode> {
+    let config = match wasmscale::config::load(path, host) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            bail!(
+                "{} has {} error(s); nothing was started",
+                path.display(),
+                errors.errors.len()
+            );
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let audit = base.join(&config.audit.path);
+    eprintln!(
+        "running {} scaler(s); audit log: {}",
+        config.scalers.len(),
+        audit.display()
+    );
+    let summary = wasmscale::controller::run(
+        config,
+        base,
+        host,
+        wasmscale::controller::RunOptions { ticks },
+    )?;
+    eprintln!(
+        "stopped: {} ticks, {} with failures, {} missed, {} audit write errors",
+        summary.ticks, summary.failed_ticks, summary.missed_ticks, summary.audit_errors
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn explain(scaler: &str, file: &Path, since: Option<u64>) -> Result<std::process::ExitCode> {
+    let (records, skipped) = wasmscale::controller::audit::read(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let cutoff = since.map(|s| wasmscale::controller::wall_clock_ms().saturating_sub(s * 1000));
+    let mut shown = 0;
+    for r in records
+        .iter()
+        .filter(|r| r.scaler == scaler && cutoff.is_none_or(|c| r.time_ms >= c))
+    {
+        println!("{}", wasmscale::controller::audit::explain(r));
+        shown += 1;
+    }
+    if skipped > 0 {
+        eprintln!(
+            "skipped {skipped} unreadable line(s) (a torn last line after a crash is expected)"
+        );
+    }
+    if shown == 0 {
+        let names: std::collections::BTreeSet<&str> =
+            records.iter().map(|r| r.scaler.as_str()).collect();
+        bail!(
+            "no records for scaler {scaler:?} in {} (scalers there: {})",
+            file.display(),
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn replay(
+    host: &Host,
+    audit: &Path,
+    policy: &str,
+    params: Option<&str>,
+    config: Option<&Path>,
+    scaler: Option<&str>,
+) -> Result<std::process::ExitCode> {
+    use wasmscale::guard::{self, GuardConfig, GuardState, Tick};
+    let (records, skipped) = wasmscale::controller::audit::read(audit)
+        .with_context(|| format!("cannot read {}", audit.display()))?;
+    let source = PolicySource::parse(policy);
+    let params = load_params(&source, params)?;
+    let compiled = host.load(&source)?;
+    let config = config
+        .map(|p| wasmscale::config::load(p, host).map_err(|e| anyhow::anyhow!("{e}")))
+        .transpose()?;
+    let records: Vec<_> = records
+        .into_iter()
+        .filter(|r| scaler.is_none_or(|s| r.scaler == s) && r.snapshot.is_some())
+        .collect();
+    if records.is_empty() {
+        bail!("no records with snapshots in {}", audit.display());
+    }
+    // One instance and one guard state per scaler, fed in recorded order.
+    let mut lanes: std::collections::BTreeMap<
+        String,
+        (host::PolicyInstance, GuardConfig, GuardState, u32),
+    > = Default::default();
+    let (mut changed, mut total) = (0usize, 0usize);
+    let (mut recorded_hours, mut replayed_hours) = (0.0f64, 0.0f64);
+    println!(
+        "{:<20} {:<22} {:>9} {:>9}  reason",
+        "time", "scaler", "recorded", "replayed"
+    );
+    for r in &records {
+        let Some(snap) = r.snapshot.clone() else {
+            continue;
+        };
+        if !lanes.contains_key(&r.scaler) {
+            let guard = config
+                .as_ref()
+                .and_then(|c| c.scalers.iter().find(|s| s.name == r.scaler))
+                .map(|s| s.guard_config())
+                .unwrap_or_else(|| {
+                    GuardConfig::bounds(
+                        snap.replicas.min.unwrap_or(0),
+                        snap.replicas.max.unwrap_or(u32::MAX),
+                    )
+                });
+            lanes.insert(
+                r.scaler.clone(),
+                (
+                    compiled.instantiate(&params)?,
+                    guard,
+                    GuardState::default(),
+                    r.previous_replicas,
+                ),
+            );
+        }
+        let Some((instance, guard_config, guard_state, current)) = lanes.get_mut(&r.scaler) else {
+            continue;
+        };
+        let mut snap = snap;
+        snap.replicas.current = *current;
+        let (proposal, reason) = match instance.evaluate(&snap) {
+            Ok(e) => (Some(e.decision.desired), e.decision.reason),
+            Err(e) => (None, format!("held: {e}")),
+        };
+        let verdict = guard::apply(
+            guard_config,
+            guard_state,
+            Tick {
+                now_ms: r.time_ms,
+                current: *current,
+                proposal,
+                price_per_replica_hour: snap.cost.on_demand_per_hour,
+            },
+        );
+        let hours = f64::from(snap.interval_ms) / 3_600_000.0;
+        recorded_hours += f64::from(r.final_replicas) * hours;
+        replayed_hours += f64::from(verdict.replicas) * hours;
+        total += 1;
+        let mark = if verdict.replicas != r.final_replicas {
+            changed += 1;
+            "*"
+        } else {
+            " "
+        };
+        println!(
+            "{:<20} {:<22} {:>9} {:>8}{mark}  {reason}",
+            wasmscale::controller::audit::format_time(r.time_ms),
+            r.scaler,
+            r.final_replicas,
+            verdict.replicas
+        );
+        *current = verdict.replicas;
+    }
+    println!(
+        "\n{changed} of {total} decisions changed; replica-hours {recorded_hours:.2} recorded vs {replayed_hours:.2} replayed ({:+.2})",
+        replayed_hours - recorded_hours
+    );
+    if skipped > 0 {
+        eprintln!("skipped {skipped} unreadable line(s)");
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -85,6 +85,69 @@ pub fn from_value(value: Value, defaults: Defaults) -> Result<(Snapshot, bool), 
     Ok((snapshot, gave_current))
 }
 
+/// The snapshot's optional number signals (`gpu_utilization`, `queue_depth`,
+/// ...), derived from the WIT record itself: the top-level fields that an empty
+/// snapshot leaves `null`.
+pub fn signal_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let empty = Defaults {
+            time_ms: 0,
+            interval_ms: 0,
+            current: 0,
+        };
+        from_value(Value::Object(Map::new()), empty)
+            .ok()
+            .and_then(|(s, _)| serde_json::to_value(s).ok())
+            .and_then(|v| v.as_object().cloned())
+            .map(|o| {
+                o.into_iter()
+                    .filter(|(_, v)| v.is_null())
+                    .map(|(k, _)| k)
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// Is `name` one of [`signal_names`]?
+pub fn is_signal(name: &str) -> bool {
+    signal_names().iter().any(|n| n == name)
+}
+
+/// Build a snapshot from named values (signals go to their fields, any other
+/// name becomes a custom metric) plus time and replica counts.
+pub fn from_values<'a>(
+    values: impl IntoIterator<Item = (&'a str, f64)>,
+    time_ms: u64,
+    interval_ms: u32,
+    replicas: crate::host::ReplicaCounts,
+) -> Result<Snapshot, String> {
+    let mut obj = Map::new();
+    let mut custom = Map::new();
+    for (name, value) in values {
+        if !value.is_finite() {
+            continue; // NaN or infinite is "missing", never a number.
+        }
+        if is_signal(name) {
+            obj.insert(name.to_owned(), value.into());
+        } else {
+            custom.insert(name.to_owned(), value.into());
+        }
+    }
+    obj.insert("custom".into(), Value::Object(custom));
+    obj.insert(
+        "replicas".into(),
+        serde_json::to_value(replicas).map_err(|e| e.to_string())?,
+    );
+    let defaults = Defaults {
+        time_ms,
+        interval_ms,
+        current: 0,
+    };
+    from_value(Value::Object(obj), defaults).map(|(s, _)| s)
+}
+
 /// `ready` → `Ready`, the Rust variant name the bindings deserialize.
 fn variant_name(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -128,19 +191,21 @@ fn unknown_key(input: &Value, echoed: &Value, at: String) -> Option<String> {
 
 fn suggest(path: &str) -> String {
     let key = path.rsplit('.').next().unwrap_or(path);
-    let known = wasmscale_signal_names();
+    let known = record_field_names();
     known
         .iter()
-        .map(|k| (strsim(key, k), *k))
+        .copied()
+        .chain(signal_names().iter().map(String::as_str))
+        .map(|k| (strsim(key, k), k))
         .filter(|(d, _)| *d <= 3)
         .min()
         .map(|(_, k)| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default()
 }
 
-/// Field names of the snapshot record, for suggestions.
-fn wasmscale_signal_names() -> Vec<&'static str> {
-    vec![
+/// Field names of the snapshot record other than the signals, for suggestions.
+fn record_field_names() -> [&'static str; 19] {
+    [
         "time_ms",
         "interval_ms",
         "replicas",
@@ -151,20 +216,6 @@ fn wasmscale_signal_names() -> Vec<&'static str> {
         "pending",
         "min",
         "max",
-        "gpu_utilization",
-        "gpu_memory_utilization",
-        "cpu_utilization",
-        "queue_depth",
-        "request_rate",
-        "tokens_per_second",
-        "latency_p50_ms",
-        "latency_p95_ms",
-        "latency_p99_ms",
-        "batch_seconds",
-        "ttft_p95_ms",
-        "itl_p95_ms",
-        "kv_cache_utilization",
-        "oldest_queued_seconds",
         "cost",
         "on_demand_per_hour",
         "spot_per_hour",
@@ -223,6 +274,39 @@ mod tests {
         assert!(gave);
         assert_eq!(s.pods.len(), 2);
         assert_eq!(s.custom[0].name, "tokens");
+    }
+
+    #[test]
+    fn signal_names_come_from_the_record() {
+        let names = signal_names();
+        assert!(names.iter().any(|n| n == "gpu_utilization"));
+        assert!(names.iter().any(|n| n == "oldest_queued_seconds"));
+        assert!(!names.iter().any(|n| n == "replicas" || n == "time_ms"));
+        assert_eq!(names.len(), 14);
+        let replicas = crate::host::ReplicaCounts {
+            current: 3,
+            observed: None,
+            ready: Some(3),
+            starting: None,
+            pending: None,
+            min: None,
+            max: None,
+        };
+        let s = from_values(
+            [
+                ("queue_depth", 7.0),
+                ("tokens_in_flight", 9.0),
+                ("gpu_utilization", f64::NAN),
+            ],
+            5,
+            1000,
+            replicas,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.queue_depth, s.gpu_utilization, s.custom.len()),
+            (Some(7.0), None, 1)
+        );
     }
 
     #[test]

@@ -77,32 +77,52 @@ impl Default for FlapBreaker {
     }
 }
 
-/// Guardrail configuration of one scaler.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Guardrail configuration of one scaler: its bounds and its rules.
+#[derive(Debug, Clone, PartialEq)]
 pub struct GuardConfig {
     pub min_replicas: u32,
     pub max_replicas: u32,
-    #[serde(default)]
+    pub rules: GuardRules,
+}
+
+/// Everything but the bounds (the `[scaler.guard]` table of a config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardRules {
+    /// Default: HPA `behavior` with upstream's default rules.
     pub rate: Rate,
     /// Minimum seconds between two scale-ups.
-    #[serde(default)]
     pub scale_up_cooldown_seconds: u64,
     /// Minimum seconds after any scaling before a scale-down.
-    #[serde(default)]
     pub scale_down_cooldown_seconds: u64,
-    #[serde(default)]
     pub cost_ceiling: Option<CostCeiling>,
-    #[serde(default)]
     pub flap_breaker: Option<FlapBreaker>,
     /// HPA convention: a target scaled to 0 by hand while `min_replicas > 0`
     /// has autoscaling disabled, and is left alone.
-    #[serde(default = "yes")]
     pub zero_disables: bool,
 }
 
-fn yes() -> bool {
-    true
+impl Default for GuardRules {
+    fn default() -> Self {
+        GuardRules {
+            rate: Rate::default(),
+            scale_up_cooldown_seconds: 0,
+            scale_down_cooldown_seconds: 0,
+            cost_ceiling: None,
+            flap_breaker: None,
+            zero_disables: true,
+        }
+    }
+}
+
+impl GuardRules {
+    /// No rate limits, cooldowns, ceiling or breaker: bounds only.
+    pub fn off() -> Self {
+        GuardRules {
+            rate: Rate::None,
+            ..GuardRules::default()
+        }
+    }
 }
 
 impl GuardConfig {
@@ -111,12 +131,16 @@ impl GuardConfig {
         GuardConfig {
             min_replicas,
             max_replicas,
-            rate: Rate::None,
-            scale_up_cooldown_seconds: 0,
-            scale_down_cooldown_seconds: 0,
-            cost_ceiling: None,
-            flap_breaker: None,
-            zero_disables: true,
+            rules: GuardRules::off(),
+        }
+    }
+
+    /// Bounds with these rules.
+    pub fn new(min_replicas: u32, max_replicas: u32, rules: GuardRules) -> Self {
+        GuardConfig {
+            min_replicas,
+            max_replicas,
+            rules,
         }
     }
 }
@@ -232,7 +256,7 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
     v.replicas = desired;
 
     // HPA convention: scaled to zero by hand with a floor above zero = disabled.
-    if config.zero_disables && current == 0 && config.min_replicas > 0 {
+    if config.rules.zero_disables && current == 0 && config.min_replicas > 0 {
         step(
             &mut v,
             "bounds",
@@ -258,7 +282,7 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
 
     // 2. Rate: stabilization and rate policies, the HPA way (min/max included,
     //    as upstream applies them in the same step).
-    match &config.rate {
+    match &config.rules.rate {
         Rate::None => {}
         Rate::Legacy {
             downscale_stabilization_seconds,
@@ -331,7 +355,7 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
     let since = |t: Option<u64>| t.map(|t| now_ms.saturating_sub(t));
     if v.replicas > current
         && let Some(age) = since(state.last_scale_up_ms)
-        && age < config.scale_up_cooldown_seconds * 1000
+        && age < config.rules.scale_up_cooldown_seconds * 1000
     {
         step(
             &mut v,
@@ -340,14 +364,14 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
             format!(
                 "scaled up {}s ago; scale-up cooldown is {}s",
                 age / 1000,
-                config.scale_up_cooldown_seconds
+                config.rules.scale_up_cooldown_seconds
             ),
         );
     }
     if v.replicas < current {
         let last = state.last_scale_up_ms.max(state.last_scale_down_ms);
         if let Some(age) = since(last)
-            && age < config.scale_down_cooldown_seconds * 1000
+            && age < config.rules.scale_down_cooldown_seconds * 1000
         {
             step(
                 &mut v,
@@ -356,14 +380,14 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
                 format!(
                     "scaled {}s ago; scale-down cooldown is {}s",
                     age / 1000,
-                    config.scale_down_cooldown_seconds
+                    config.rules.scale_down_cooldown_seconds
                 ),
             );
         }
     }
 
     // 5. Cost ceiling.
-    if let Some(c) = config.cost_ceiling
+    if let Some(c) = config.rules.cost_ceiling
         && let Some(price) = c
             .price_per_replica_hour
             .or(tick.price_per_replica_hour)
@@ -427,7 +451,7 @@ fn finish(config: &GuardConfig, state: &mut GuardState, tick: Tick, mut v: Verdi
         } else {
             state.last_scale_down_ms = Some(now_ms);
         }
-        if let Rate::Behavior(b) = &config.rate {
+        if let Rate::Behavior(b) = &config.rules.rate {
             hpa::store_scale_event(
                 &mut state.scale_up_events,
                 &mut state.scale_down_events,
@@ -437,7 +461,7 @@ fn finish(config: &GuardConfig, state: &mut GuardState, tick: Tick, mut v: Verdi
                 v.replicas,
             );
         }
-        if let Some(f) = config.flap_breaker {
+        if let Some(f) = config.rules.flap_breaker {
             let window_ms = f.window_seconds * 1000;
             state
                 .direction_changes
@@ -481,10 +505,7 @@ mod tests {
 
     #[test]
     fn default_behavior_blocks_scale_down_for_the_window_then_allows_it() {
-        let config = GuardConfig {
-            rate: Rate::default(),
-            ..GuardConfig::bounds(1, 100)
-        };
+        let config = GuardConfig::new(1, 100, GuardRules::default());
         let mut state = GuardState::default();
         assert_eq!(apply(&config, &mut state, tick(0, 10, 10)).replicas, 10);
         assert_eq!(apply(&config, &mut state, tick(60, 10, 2)).replicas, 10);
@@ -495,10 +516,7 @@ mod tests {
 
     #[test]
     fn window_survives_a_restart_through_serialized_state() {
-        let config = GuardConfig {
-            rate: Rate::default(),
-            ..GuardConfig::bounds(1, 100)
-        };
+        let config = GuardConfig::new(1, 100, GuardRules::default());
         let mut state = GuardState::default();
         apply(&config, &mut state, tick(0, 10, 10));
         let saved = serde_json::to_string(&state).unwrap();
@@ -510,14 +528,15 @@ mod tests {
 
     #[test]
     fn cooldown_cost_and_bounds_in_order() {
-        let config = GuardConfig {
+        let rules = GuardRules {
             scale_up_cooldown_seconds: 60,
             cost_ceiling: Some(CostCeiling {
                 budget_per_hour: 20.0,
                 price_per_replica_hour: Some(2.5),
             }),
-            ..GuardConfig::bounds(2, 50)
+            ..GuardRules::off()
         };
+        let config = GuardConfig::new(2, 50, rules);
         let mut state = GuardState::default();
         let v = apply(&config, &mut state, tick(0, 4, 100));
         assert_eq!(v.replicas, 8, "{v:?}"); // bounds 50, then budget 20/2.5 = 8
@@ -533,14 +552,15 @@ mod tests {
 
     #[test]
     fn flapping_trips_the_breaker_and_it_expires() {
-        let config = GuardConfig {
+        let rules = GuardRules {
             flap_breaker: Some(FlapBreaker {
                 max_direction_changes: 2,
                 window_seconds: 600,
                 freeze_seconds: 300,
             }),
-            ..GuardConfig::bounds(1, 10)
+            ..GuardRules::off()
         };
+        let config = GuardConfig::new(1, 10, rules);
         let mut state = GuardState::default();
         let mut current = 5;
         for (i, want) in [6, 5, 6, 5].into_iter().enumerate() {

@@ -1,0 +1,842 @@
+//! The config file (TOML): many scalers, each a policy, a source, a target and
+//! guardrails. One validation runs for `validate`, at `run` start and on reload,
+//! and reports every error at once with file, line, column and a hint.
+//!
+//! ```toml
+//! [[scaler]]
+//! name = "llm-chat"
+//! tenant = "acme"
+//! policy = "builtin:target-tracking"
+//! params = { metrics = [{ type = "object", name = "gpu_utilization", target = { value = 0.7 } }] }
+//! min_replicas = 1
+//! max_replicas = 16
+//! interval_seconds = 15
+//! source = { type = "static" }
+//! metrics = { gpu_utilization = 0.82 }
+//! target = { type = "log" }
+//! ```
+
+use crate::guard::{GuardConfig, GuardRules};
+use crate::host::{Host, Limits, PolicySource};
+use crate::snapshot::strsim;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::de::{DeTable, DeValue};
+
+/// A whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where guard and policy state is kept between restarts (per scaler).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub audit: AuditSettings,
+    #[serde(default)]
+    pub admin: AdminSettings,
+    #[serde(default, rename = "scaler")]
+    pub scalers: Vec<ScalerConfig>,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    pub path: PathBuf,
+    /// Rotate when the file reaches this size.
+    pub max_bytes: u64,
+    /// Rotated files to keep (`audit.jsonl.1` ...).
+    pub keep: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            path: "wasmscale-audit.jsonl".into(),
+            max_bytes: 64 << 20,
+            keep: 5,
+        }
+    }
+}
+
+/// The admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Listen address; empty disables the server.
+    pub listen: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// One scaler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalerConfig {
+    pub name: String,
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// `builtin:NAME` or a path to a `.wasm` component (relative to the config file).
+    pub policy: String,
+    /// The policy's params (passed to it as JSON).
+    #[serde(default)]
+    pub params: toml::Table,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    #[serde(default = "default_interval")]
+    pub interval_seconds: f64,
+    #[serde(default)]
+    pub target: TargetConfig,
+    #[serde(default)]
+    pub source: SourceConfig,
+    /// Snapshot field (or custom metric name) -> a query (Prometheus) or a value (static).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricQuery>,
+    #[serde(default)]
+    pub guard: GuardRules,
+    #[serde(default)]
+    pub fallback: FallbackConfig,
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+fn default_interval() -> f64 {
+    15.0
+}
+
+/// Where decisions go.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TargetConfig {
+    /// Print decisions (the default for examples).
+    #[default]
+    Log,
+    /// A Kubernetes workload's `scale` subresource.
+    Kubernetes {
+        #[serde(default = "default_group")]
+        group: String,
+        #[serde(default = "default_version")]
+        version: String,
+        /// Plural resource, e.g. `deployments`, `statefulsets`.
+        #[serde(default = "default_resource")]
+        resource: String,
+        #[serde(default = "default_namespace")]
+        namespace: String,
+        name: String,
+    },
+}
+
+fn default_group() -> String {
+    "apps".into()
+}
+fn default_version() -> String {
+    "v1".into()
+}
+fn default_resource() -> String {
+    "deployments".into()
+}
+fn default_namespace() -> String {
+    "default".into()
+}
+
+/// Where snapshots come from.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Constant values from `metrics` (for examples and tests).
+    #[default]
+    Static,
+    /// Instant queries against a Prometheus server, one per `metrics` entry.
+    Prometheus {
+        url: String,
+        #[serde(default = "default_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// A recorded trace (CSV with a header, or JSON lines of snapshots), one row per tick.
+    Replay {
+        path: PathBuf,
+        #[serde(default)]
+        repeat: bool,
+    },
+}
+
+fn default_timeout_ms() -> u64 {
+    2_000
+}
+
+/// A metric's query (Prometheus) or constant value (static source).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum MetricQuery {
+    Value(f64),
+    Query(String),
+}
+
+/// What a scaler does after repeated failed ticks (source down, policy failing).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FallbackConfig {
+    /// Consecutive failed ticks before the fallback applies.
+    pub after_failed_ticks: u32,
+    /// Fixed replica count to go to; absent = hold the current count.
+    pub replicas: Option<u32>,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        FallbackConfig {
+            after_failed_ticks: 3,
+            replicas: None,
+        }
+    }
+}
+
+impl ScalerConfig {
+    /// The params as the JSON string the policy receives.
+    pub fn params_json(&self) -> String {
+        serde_json::to_string(&self.params).unwrap_or_else(|_| "{}".into())
+    }
+
+    pub fn guard_config(&self) -> GuardConfig {
+        GuardConfig::new(self.min_replicas, self.max_replicas, self.guard.clone())
+    }
+
+    /// The policy source, with a relative path taken from the config's directory.
+    pub fn policy_source(&self, base: &Path) -> PolicySource {
+        match PolicySource::parse(&self.policy) {
+            PolicySource::File(p) if p.is_relative() => PolicySource::File(base.join(p)),
+            other => other,
+        }
+    }
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    pub file: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: {}", self.file, e.line, e.column, e.message)?;
+            if let Some(h) = &e.hint {
+                write!(f, "\n    hint: {h}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Read and validate a config file.
+pub fn load(path: &Path, host: &Host) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        file: file.clone(),
+        errors: vec![ConfigError {
+            line: 1,
+            column: 1,
+            message: format!("cannot read the config: {e}"),
+            hint: None,
+        }],
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(&file, &src, base, host)
+}
+
+/// Validate config text. `base` resolves relative paths (policies, traces).
+pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Config, ConfigErrors> {
+    let doc = Doc::new(src);
+    let fail = |errors: Vec<ConfigError>| ConfigErrors {
+        file: file.to_owned(),
+        errors,
+    };
+    let tree = match DeTable::parse(src) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(fail(vec![doc.error(
+                e.span(),
+                first_line(e.message()),
+                None,
+            )]));
+        }
+    };
+    let mut errors = Vec::new();
+    check_unknown_keys(&doc, tree.get_ref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(fail(errors));
+    }
+    let config: Config = match toml::from_str(src) {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(fail(vec![doc.error(
+                e.span(),
+                first_line(e.message()),
+                None,
+            )]));
+        }
+    };
+    let mut names = std::collections::HashSet::new();
+    for (i, s) in config.scalers.iter().enumerate() {
+        let at = |path: &[&str]| doc.locate(tree.get_ref(), i, path);
+        let mut push = |span: Option<Range<usize>>, message: String, hint: Option<String>| {
+            errors.push(doc.error(span, &message, hint));
+        };
+        if s.name.trim().is_empty() {
+            push(
+                at(&["name"]),
+                "scaler name is empty".into(),
+                Some("give every scaler a unique name".into()),
+            );
+        } else if !names.insert(s.name.clone()) {
+            push(
+                at(&["name"]),
+                format!("scaler name `{}` is used twice", s.name),
+                Some(
+                    "names identify scalers in the audit log and /metrics; make them unique".into(),
+                ),
+            );
+        }
+        if s.min_replicas > s.max_replicas {
+            push(
+                at(&["min_replicas"]),
+                format!(
+                    "min_replicas ({}) is greater than max_replicas ({})",
+                    s.min_replicas, s.max_replicas
+                ),
+                Some("swap them, or raise max_replicas".into()),
+            );
+        }
+        if s.max_replicas == 0 {
+            push(
+                at(&["max_replicas"]),
+                "max_replicas is 0: this scaler could never run anything".into(),
+                None,
+            );
+        }
+        if !(s.interval_seconds.is_finite() && s.interval_seconds > 0.0) {
+            push(
+                at(&["interval_seconds"]),
+                format!(
+                    "tick interval must be > 0 seconds (got {})",
+                    s.interval_seconds
+                ),
+                Some("e.g. interval_seconds = 15".into()),
+            );
+        }
+        if let Some(r) = s.fallback.replicas
+            && (r < s.min_replicas || r > s.max_replicas)
+        {
+            push(
+                at(&["fallback", "replicas"]),
+                format!(
+                    "fallback replicas {r} is outside [{}, {}]",
+                    s.min_replicas, s.max_replicas
+                ),
+                None,
+            );
+        }
+        if let Some(c) = s.guard.cost_ceiling {
+            if !(c.budget_per_hour.is_finite() && c.budget_per_hour > 0.0) {
+                push(
+                    at(&["guard", "cost_ceiling"]),
+                    "cost_ceiling.budget_per_hour must be > 0".into(),
+                    None,
+                );
+            } else if let Some(p) = c.price_per_replica_hour
+                && p > 0.0
+                && (c.budget_per_hour / p).floor() < f64::from(s.min_replicas)
+            {
+                push(
+                    at(&["guard", "cost_ceiling"]),
+                    format!(
+                        "the budget of {}/h affords {} replicas at {p}/h, fewer than min_replicas ({})",
+                        c.budget_per_hour,
+                        (c.budget_per_hour / p).floor(),
+                        s.min_replicas
+                    ),
+                    Some(
+                        "raise the budget or lower min_replicas (min_replicas wins at run time)"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        check_fraction_params(&s.params, &mut Vec::new(), &mut |path, value, key| {
+            let mut full = vec!["params"];
+            full.extend(path.iter().map(String::as_str));
+            push(
+                at(&full),
+                format!(
+                    "{key} = {value} looks like a percent, but utilization here is a fraction of 1"
+                ),
+                Some(format!("did you mean {}?", value / 100.0)),
+            );
+        });
+        if let TargetConfig::Kubernetes {
+            name, namespace, ..
+        } = &s.target
+            && (name.is_empty() || namespace.is_empty())
+        {
+            push(
+                at(&["target"]),
+                "a kubernetes target needs a name and a namespace".into(),
+                None,
+            );
+        }
+        check_metrics(s, base, &mut push, &at);
+        // The policy must exist, load, and accept its params.
+        let limits_host;
+        let host = match &s.limits {
+            Some(l) => match Host::new(crate::host::HostConfig {
+                limits: l.clone(),
+                ..Default::default()
+            }) {
+                Ok(h) => {
+                    limits_host = h;
+                    &limits_host
+                }
+                Err(e) => {
+                    push(at(&["limits"]), format!("invalid limits: {e}"), None);
+                    continue;
+                }
+            },
+            None => host,
+        };
+        match host.load(&s.policy_source(base)) {
+            Err(e) => push(
+                at(&["policy"]),
+                format!("policy `{}`: {e}", s.policy),
+                policy_hint(&e),
+            ),
+            Ok(compiled) => {
+                if let Err(e) = compiled.instantiate(&s.params_json()) {
+                    let span = at(&["params"]).or_else(|| at(&["policy"]));
+                    push(
+                        span,
+                        format!(
+                            "policy `{}` rejected its params: {}",
+                            s.policy,
+                            strip_prefix(&e.to_string())
+                        ),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(fail(errors))
+    }
+}
+
+fn strip_prefix(s: &str) -> &str {
+    s.strip_prefix("policy rejected its params: ").unwrap_or(s)
+}
+
+fn policy_hint(e: &crate::host::PolicyError) -> Option<String> {
+    match e {
+        crate::host::PolicyError::UnknownBuiltin { .. } => None,
+        crate::host::PolicyError::Read { .. } => {
+            Some("paths are relative to the config file; built-ins are builtin:NAME".into())
+        }
+        _ => Some("run `wasmscale check` on it for details".into()),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s).trim()
+}
+
+/// Every `*utilization*` number in params above 1 (but a plausible percent)
+/// is a fraction written as a percent. HPA's `average_utilization` is a
+/// percent by definition and is exempt.
+fn check_fraction_params(
+    table: &toml::Table,
+    path: &mut Vec<String>,
+    report: &mut dyn FnMut(&[String], f64, &str),
+) {
+    let utilization_metric = table
+        .get("name")
+        .and_then(|n| n.as_str())
+        .is_some_and(|n| n.contains("utilization"));
+    for (key, value) in table {
+        path.push(key.clone());
+        match value {
+            toml::Value::Table(t) => {
+                // `target = { value = 60 }` on a utilization metric.
+                if utilization_metric && key == "target" {
+                    for (k, v) in t {
+                        if let Some(x) = number(v)
+                            && (k == "value" || k == "average_value")
+                            && x > 1.0
+                            && x <= 100.0
+                        {
+                            path.push(k.clone());
+                            report(
+                                path,
+                                x,
+                                &format!(
+                                    "target {k} of `{}`",
+                                    table.get("name").and_then(|n| n.as_str()).unwrap_or("")
+                                ),
+                            );
+                            path.pop();
+                        }
+                    }
+                }
+                check_fraction_params(t, path, report);
+            }
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let toml::Value::Table(t) = item {
+                        path.push(i.to_string());
+                        check_fraction_params(t, path, report);
+                        path.pop();
+                    }
+                }
+            }
+            v => {
+                if let Some(x) = number(v)
+                    && key.contains("utilization")
+                    && key != "average_utilization"
+                    && x > 1.0
+                    && x <= 100.0
+                {
+                    report(path, x, key);
+                }
+            }
+        }
+        path.pop();
+    }
+}
+
+fn number(v: &toml::Value) -> Option<f64> {
+    match v {
+        toml::Value::Float(f) => Some(*f),
+        toml::Value::Integer(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+/// The snapshot signals and custom metrics a policy's params refer to: every
+/// string value that names a signal, and the names of object/external metrics.
+pub fn referenced_metrics(params: &toml::Table) -> Vec<String> {
+    fn walk(v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::String(s) if crate::snapshot::is_signal(s) => out.push(s.clone()),
+            toml::Value::Table(t) => {
+                let kind = t.get("type").and_then(|k| k.as_str());
+                if matches!(kind, Some("object" | "external"))
+                    && let Some(name) = t.get("name").and_then(|n| n.as_str())
+                {
+                    out.push(name.to_owned());
+                }
+                t.values().for_each(|v| walk(v, out));
+            }
+            toml::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    params.values().for_each(|v| walk(v, &mut out));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Per-replica metrics (HPA `resource` / `pods`) named in params.
+fn per_replica_metrics(params: &toml::Table) -> Vec<String> {
+    params
+        .get("metrics")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_table())
+        .filter(|m| {
+            matches!(
+                m.get("type").and_then(|t| t.as_str()),
+                Some("resource" | "pods")
+            )
+        })
+        .filter_map(|m| m.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+        .collect()
+}
+
+type Push<'a> = dyn FnMut(Option<Range<usize>>, String, Option<String>) + 'a;
+
+fn check_metrics(
+    s: &ScalerConfig,
+    base: &Path,
+    push: &mut Push<'_>,
+    at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
+) {
+    let needed = referenced_metrics(&s.params);
+    let provided: Vec<String> = match &s.source {
+        SourceConfig::Replay { path, .. } => {
+            let path = base.join(path);
+            match crate::sources::replay_columns(&path) {
+                Ok(cols) => cols,
+                Err(e) => {
+                    push(at(&["source"]), format!("replay trace: {e}"), None);
+                    return;
+                }
+            }
+        }
+        _ => s.metrics.keys().cloned().collect(),
+    };
+    for name in &needed {
+        if !provided.contains(name) {
+            let hint = match &s.source {
+                SourceConfig::Replay { .. } => format!("add a `{name}` column to the trace"),
+                SourceConfig::Static => format!("add metrics.{name} = <value>"),
+                SourceConfig::Prometheus { .. } => {
+                    format!("add metrics.{name} = \"<PromQL query>\"")
+                }
+            };
+            push(
+                at(&["params"]),
+                format!("params need `{name}`, but nothing fills it"),
+                Some(hint),
+            );
+        }
+    }
+    for name in per_replica_metrics(&s.params) {
+        push(
+            at(&["params"]),
+            format!(
+                "metric `{name}` needs per-replica samples, which the configured source cannot provide"
+            ),
+            Some("use an object or external metric (one value per tick) instead".into()),
+        );
+    }
+    for (name, q) in &s.metrics {
+        let span = at(&["metrics", name]);
+        match (&s.source, q) {
+            (SourceConfig::Static, MetricQuery::Query(_)) => push(
+                span.clone(),
+                format!("metrics.{name}: a static source takes numbers, not queries"),
+                None,
+            ),
+            (SourceConfig::Prometheus { .. }, MetricQuery::Value(_)) => push(
+                span.clone(),
+                format!(
+                    "metrics.{name}: a prometheus source takes PromQL queries (strings), not numbers"
+                ),
+                None,
+            ),
+            _ => {}
+        }
+        if !needed.contains(name) && !crate::snapshot::is_signal(name) {
+            let suggestion = crate::snapshot::signal_names()
+                .iter()
+                .chain(needed.iter())
+                .map(|k| (strsim(name, k), k))
+                .filter(|(d, _)| *d <= 3)
+                .min()
+                .map(|(_, k)| format!("did you mean `{k}`?"));
+            push(
+                span,
+                format!(
+                    "metrics.{name} is neither a snapshot signal nor used by the policy's params"
+                ),
+                suggestion,
+            );
+        }
+    }
+}
+
+/// Unknown keys at every level we own, each with the nearest valid name.
+fn check_unknown_keys(doc: &Doc<'_>, root: &DeTable<'_>, errors: &mut Vec<ConfigError>) {
+    doc.unknown_keys(root, fields_of::<Config>(), "", errors);
+    for (key, value) in root.iter() {
+        let nested: &[(&str, &'static [&'static str])] = match key.get_ref().as_ref() {
+            "audit" => &[("", fields_of::<AuditSettings>())],
+            "admin" => &[("", fields_of::<AdminSettings>())],
+            _ => &[],
+        };
+        if let DeValue::Table(t) = value.get_ref() {
+            for (_, fields) in nested {
+                doc.unknown_keys(t, fields, key.get_ref(), errors);
+            }
+        }
+    }
+    let Some(scalers) = root.get("scaler") else {
+        return;
+    };
+    let DeValue::Array(items) = scalers.get_ref() else {
+        return;
+    };
+    for item in items.iter() {
+        let DeValue::Table(t) = item.get_ref() else {
+            continue;
+        };
+        doc.unknown_keys(t, fields_of::<ScalerConfig>(), "scaler", errors);
+        for (section, fields) in [
+            ("guard", fields_of::<GuardRules>()),
+            ("fallback", fields_of::<FallbackConfig>()),
+            ("limits", fields_of::<Limits>()),
+        ] {
+            if let Some(v) = t.get(section)
+                && let DeValue::Table(sub) = v.get_ref()
+            {
+                doc.unknown_keys(sub, fields, section, errors);
+            }
+        }
+    }
+}
+
+/// The field names serde expects for `T` (one source of truth: the struct).
+fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Grab<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Grab<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("fields taken"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Grab(&mut fields));
+    fields
+}
+
+/// The source text, for turning byte offsets into lines and columns.
+struct Doc<'a> {
+    src: &'a str,
+}
+
+impl<'a> Doc<'a> {
+    fn new(src: &'a str) -> Self {
+        Doc { src }
+    }
+
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.src.len());
+        let before = &self.src[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    fn error(
+        &self,
+        span: Option<Range<usize>>,
+        message: &str,
+        hint: Option<String>,
+    ) -> ConfigError {
+        let (line, column) = span.map_or((1, 1), |s| self.line_col(s.start));
+        ConfigError {
+            line,
+            column,
+            message: message.to_owned(),
+            hint,
+        }
+    }
+
+    fn unknown_keys(
+        &self,
+        table: &DeTable<'_>,
+        known: &[&str],
+        section: &str,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        for (key, _) in table.iter() {
+            let name = key.get_ref().as_ref();
+            if known.contains(&name) {
+                continue;
+            }
+            let nearest = known.iter().map(|k| (strsim(name, k), *k)).min();
+            let hint = match nearest {
+                Some((d, k)) if d <= 3 => Some(format!("did you mean `{k}`?")),
+                _ => Some(format!("valid keys here: {}", known.join(", "))),
+            };
+            let place = if section.is_empty() {
+                String::from("at the top level")
+            } else {
+                format!("in [{section}]")
+            };
+            errors.push(self.error(
+                Some(key.span()),
+                &format!("unknown key `{name}` {place}"),
+                hint,
+            ));
+        }
+    }
+
+    /// The span of `path` inside the `index`-th `[[scaler]]` (a key's span, or
+    /// the nearest enclosing one found). Array indices are given as numbers.
+    fn locate(&self, root: &DeTable<'_>, index: usize, path: &[&str]) -> Option<Range<usize>> {
+        let scalers = root.get("scaler")?;
+        let DeValue::Array(items) = scalers.get_ref() else {
+            return None;
+        };
+        let scaler = items.get(index)?;
+        let mut best = Some(scaler.span());
+        let mut current = scaler.get_ref();
+        for part in path {
+            let next = match current {
+                DeValue::Table(t) => t
+                    .iter()
+                    .find(|(k, _)| k.get_ref().as_ref() == *part)
+                    .map(|(k, v)| (k.span(), v)),
+                DeValue::Array(a) => part
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| a.get(i))
+                    .map(|v| (v.span(), v)),
+                _ => None,
+            };
+            let Some((span, value)) = next else { break };
+            best = Some(span);
+            current = value.get_ref();
+        }
+        best
+    }
+}

@@ -1,0 +1,302 @@
+//! The audit log: one JSON line per decision, append-only, flushed per tick,
+//! rotated by size. A torn last line (a crash mid-write) is skipped with a
+//! warning when reading, never fatal.
+
+use crate::guard::Intervention;
+use crate::host::{Snapshot, ValidDecision};
+use serde::{Deserialize, Serialize};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// A failure recorded in an audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// `actuator-read`, `source`, `policy` or `actuator-write`.
+    pub stage: String,
+    pub kind: String,
+    pub message: String,
+}
+
+/// One guardrail change, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardrailRecord {
+    pub guard: String,
+    pub before: u32,
+    pub after: u32,
+    pub why: String,
+}
+
+impl From<&Intervention> for GuardrailRecord {
+    fn from(i: &Intervention) -> Self {
+        GuardrailRecord {
+            guard: i.guard.to_owned(),
+            before: i.before,
+            after: i.after,
+            why: i.why.clone(),
+        }
+    }
+}
+
+/// Why one decision was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub time_ms: u64,
+    pub scaler: String,
+    pub tenant: String,
+    pub policy: String,
+    pub policy_digest: String,
+    pub snapshot: Option<Snapshot>,
+    /// Metrics the source should have filled but could not.
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// The policy's decision, as validated by the host.
+    pub decision: Option<RecordedDecision>,
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+    #[serde(default)]
+    pub guardrails: Vec<GuardrailRecord>,
+    pub previous_replicas: u32,
+    pub final_replicas: u32,
+    /// Whether the actuator wrote a new count.
+    pub wrote: bool,
+    pub fuel: Option<u64>,
+    pub latency_us: u64,
+}
+
+/// The validated decision in a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedDecision {
+    pub desired: u32,
+    pub spot_fraction: Option<f64>,
+    pub reason: String,
+}
+
+impl From<&ValidDecision> for RecordedDecision {
+    fn from(d: &ValidDecision) -> Self {
+        RecordedDecision {
+            desired: d.desired,
+            spot_fraction: d.spot_fraction,
+            reason: d.reason.clone(),
+        }
+    }
+}
+
+/// An append-only JSON-lines file with size-based rotation.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: u32,
+    file: std::fs::File,
+    size: u64,
+}
+
+impl AuditLog {
+    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let size = file.metadata()?.len();
+        Ok(AuditLog {
+            path: path.to_path_buf(),
+            max_bytes: max_bytes.max(1024),
+            keep,
+            file,
+            size,
+        })
+    }
+
+    /// Append one record and flush it to the OS.
+    pub fn append(&mut self, record: &AuditRecord) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        if self.size + line.len() as u64 > self.max_bytes && self.size > 0 {
+            self.rotate()?;
+        }
+        self.file.write_all(&line)?;
+        self.file.flush()?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    /// Make sure everything appended is on disk.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..self.keep).rev() {
+                if numbered(n).exists() {
+                    std::fs::rename(numbered(n), numbered(n + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, numbered(1))?;
+        }
+        self.file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// Read every complete record of an audit file. Unparseable lines are skipped
+/// with a warning (a torn last line after a crash is expected); the count of
+/// skipped lines is returned with the records.
+pub fn read(path: &Path) -> std::io::Result<(Vec<AuditRecord>, usize)> {
+    let text = std::fs::read_to_string(path)?;
+    let mut records = Vec::new();
+    let mut skipped = 0;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match serde_json::from_str(line) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                skipped += 1;
+                tracing::warn!(path = %path.display(), line = i + 1, error = %e, "skipping an unreadable audit line");
+            }
+        }
+    }
+    Ok((records, skipped))
+}
+
+/// A record in words, for `wasmscale audit explain`.
+pub fn explain(r: &AuditRecord) -> String {
+    let mut s = format!("{} {} [{}]: ", format_time(r.time_ms), r.scaler, r.tenant);
+    match &r.decision {
+        Some(d) => s.push_str(&format!(
+            "{} proposed {} ({})",
+            r.policy, d.desired, d.reason
+        )),
+        None => s.push_str("no decision"),
+    }
+    for f in &r.failures {
+        s.push_str(&format!("; {} failed [{}]: {}", f.stage, f.kind, f.message));
+    }
+    if !r.missing.is_empty() {
+        s.push_str(&format!("; missing metrics: {}", r.missing.join(", ")));
+    }
+    for g in &r.guardrails {
+        s.push_str(&format!(
+            "; {} changed {} -> {} ({})",
+            g.guard, g.before, g.after, g.why
+        ));
+    }
+    if r.final_replicas == r.previous_replicas {
+        s.push_str(&format!("; held at {}", r.final_replicas));
+    } else {
+        s.push_str(&format!(
+            "; scaled {} -> {}{}",
+            r.previous_replicas,
+            r.final_replicas,
+            if r.wrote { "" } else { " (not written)" }
+        ));
+    }
+    if let Some(f) = r.fuel {
+        s.push_str(&format!(" [{f} fuel, {} µs]", r.latency_us));
+    }
+    s
+}
+
+/// UTC `YYYY-MM-DD HH:MM:SS` without a date library.
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u32) -> AuditRecord {
+        AuditRecord {
+            time_ms: 1_764_000_000_000 + u64::from(n),
+            scaler: "s".into(),
+            tenant: "t".into(),
+            policy: "builtin:queue-depth".into(),
+            policy_digest: "d".into(),
+            snapshot: None,
+            missing: vec![],
+            decision: Some(RecordedDecision {
+                desired: n,
+                spot_fraction: None,
+                reason: "r".into(),
+            }),
+            failures: vec![],
+            guardrails: vec![],
+            previous_replicas: 1,
+            final_replicas: n,
+            wrote: true,
+            fuel: Some(10),
+            latency_us: 3,
+        }
+    }
+
+    #[test]
+    fn appends_rotates_and_survives_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path, 1024, 2).unwrap();
+        for n in 0..30 {
+            log.append(&record(n)).unwrap();
+        }
+        assert!(dir.path().join("audit.jsonl.1").exists());
+        assert!(dir.path().join("audit.jsonl.2").exists());
+        assert!(!dir.path().join("audit.jsonl.3").exists());
+        let (records, skipped) = read(&path).unwrap();
+        assert!(!records.is_empty() && skipped == 0);
+        assert_eq!(records.last().map(|r| r.final_replicas), Some(29));
+        // A crash mid-write leaves half a line.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"{\"time_ms\": 17640000").unwrap();
+        let (again, skipped) = read(&path).unwrap();
+        assert_eq!((again.len(), skipped), (records.len(), 1));
+    }
+
+    #[test]
+    fn explains_in_words_and_formats_time() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_767_225_600_000), "2026-01-01 00:00:00");
+        let mut r = record(5);
+        r.guardrails.push(GuardrailRecord {
+            guard: "bounds".into(),
+            before: 7,
+            after: 5,
+            why: "max_replicas 5".into(),
+        });
+        let text = explain(&r);
+        assert!(
+            text.contains("proposed 5")
+                && text.contains("bounds changed 7 -> 5")
+                && text.contains("scaled 1 -> 5"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,473 @@
+//! The controller: the one place where sources, the policy host, guardrails,
+//! actuators and the audit log meet. [`Scaler::tick`] is the tick function that
+//! `run` calls on a wall clock, and that `replay` and the simulator call with
+//! their own clocks: one code path for all three.
+
+pub mod audit;
+
+use crate::actuators::Actuator;
+use crate::config::{Config, ScalerConfig};
+use crate::guard::{self, GuardConfig, GuardState, Intervention, Tick};
+use crate::host::{Host, PolicyInstance, ReplicaCounts};
+use crate::sources::Source;
+use audit::{AuditLog, AuditRecord, Failure, GuardrailRecord, RecordedDecision};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What a scaler keeps across restarts (in `state_dir/<scaler>.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersistedState {
+    pub guard: GuardState,
+    pub policy_state: Vec<u8>,
+    pub failed_ticks: u32,
+    /// The policy's digest when the state was saved.
+    pub policy_digest: String,
+}
+
+/// A scaler could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("scaler {scaler}: {message}")]
+pub struct SetupError {
+    pub scaler: String,
+    pub message: String,
+}
+
+/// One configured scaler, ready to tick.
+pub struct Scaler {
+    config: ScalerConfig,
+    guard: GuardConfig,
+    state: PersistedState,
+    policy: PolicyInstance,
+    source: Source,
+    actuator: Actuator,
+    state_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Scaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scaler")
+            .field("name", &self.config.name)
+            .finish()
+    }
+}
+
+impl Scaler {
+    /// Build a scaler: load its policy, source and actuator, and restore any
+    /// state it persisted (so a restart inside a stabilization window keeps it).
+    pub fn new(
+        config: &ScalerConfig,
+        base: &Path,
+        host: &Host,
+        state_dir: Option<&Path>,
+    ) -> Result<Self, SetupError> {
+        let fail = |message: String| SetupError {
+            scaler: config.name.clone(),
+            message,
+        };
+        let compiled = host
+            .load(&config.policy_source(base))
+            .map_err(|e| fail(e.to_string()))?;
+        let mut policy = compiled
+            .instantiate(&config.params_json())
+            .map_err(|e| fail(e.to_string()))?;
+        let source = Source::from_config(config, base).map_err(|e| fail(e.to_string()))?;
+        let actuator =
+            Actuator::from_config(config, config.min_replicas).map_err(|e| fail(e.to_string()))?;
+        let state_file = state_dir.map(|d| d.join(format!("{}.json", sanitize(&config.name))));
+        let mut state = PersistedState::default();
+        if let Some(path) = &state_file
+            && let Ok(text) = std::fs::read_to_string(path)
+        {
+            match serde_json::from_str::<PersistedState>(&text) {
+                Ok(saved) => {
+                    if !saved.policy_state.is_empty()
+                        && let Err(e) = policy.load_state(&saved.policy_state)
+                    {
+                        tracing::warn!(scaler = %config.name, error = %e, "policy rejected its saved state; starting it fresh");
+                    }
+                    state = saved;
+                }
+                Err(e) => {
+                    tracing::warn!(scaler = %config.name, path = %path.display(), error = %e, "ignoring unreadable state")
+                }
+            }
+        }
+        state.policy_digest = policy.compiled().digest().to_owned();
+        Ok(Scaler {
+            config: config.clone(),
+            guard: config.guard_config(),
+            state,
+            policy,
+            source,
+            actuator,
+            state_file,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(self.config.interval_seconds.max(0.001))
+    }
+
+    pub fn state(&self) -> &PersistedState {
+        &self.state
+    }
+
+    /// One tick: observe, read, evaluate, guard, act, record. Never panics;
+    /// every failure ends up in the returned record.
+    pub fn tick(&mut self, now_ms: u64) -> AuditRecord {
+        let started = Instant::now();
+        let mut failures = Vec::new();
+        let mut guardrails: Vec<GuardrailRecord> = Vec::new();
+        let fail = |stage: &str, kind: &str, message: String| Failure {
+            stage: stage.into(),
+            kind: kind.into(),
+            message,
+        };
+
+        let observed = match self.actuator.observe() {
+            Ok(o) => o,
+            Err(e) => {
+                failures.push(fail("actuator-read", e.kind(), e.to_string()));
+                return self.finish(
+                    now_ms,
+                    started,
+                    None,
+                    vec![],
+                    None,
+                    failures,
+                    guardrails,
+                    0,
+                    0,
+                    false,
+                );
+            }
+        };
+        let current = observed.current;
+        let reading = self.source.read();
+        let (snapshot, missing) = match reading {
+            Ok(r) => {
+                let replicas = ReplicaCounts {
+                    current,
+                    observed: Some(current),
+                    ready: observed.ready,
+                    starting: None,
+                    pending: None,
+                    min: Some(self.config.min_replicas),
+                    max: Some(self.config.max_replicas),
+                };
+                let interval_ms = (self.config.interval_seconds * 1000.0) as u32;
+                let time = r.time_ms.unwrap_or(now_ms);
+                match crate::snapshot::from_values(
+                    r.values.iter().map(|(k, v)| (k.as_str(), *v)),
+                    time,
+                    interval_ms,
+                    replicas,
+                ) {
+                    Ok(s) => (Some(s), r.missing),
+                    Err(e) => {
+                        failures.push(fail("source", "snapshot", e));
+                        (None, r.missing)
+                    }
+                }
+            }
+            Err(e) => {
+                failures.push(fail("source", e.kind(), e.to_string()));
+                (None, Vec::new())
+            }
+        };
+
+        let evaluation = snapshot.as_ref().map(|s| self.policy.evaluate(s));
+        let (decision, fuel) = match evaluation {
+            Some(Ok(eval)) => (Some(eval.decision), Some(eval.cost.fuel)),
+            Some(Err(e)) => {
+                failures.push(fail("policy", e.kind(), e.to_string()));
+                (None, None)
+            }
+            None => (None, None),
+        };
+        if failures.is_empty() {
+            self.state.failed_ticks = 0;
+        } else {
+            self.state.failed_ticks = self.state.failed_ticks.saturating_add(1);
+        }
+
+        let price = snapshot.as_ref().and_then(|s| s.cost.on_demand_per_hour);
+        let verdict = guard::apply(
+            &self.guard,
+            &mut self.state.guard,
+            Tick {
+                now_ms,
+                current,
+                proposal: decision.as_ref().map(|d| d.desired),
+                price_per_replica_hour: price,
+            },
+        );
+        guardrails.extend(verdict.interventions.iter().map(GuardrailRecord::from));
+        let mut target = verdict.replicas;
+
+        // A missing metric blocks scale-down but never scale-up (the HPA rule).
+        if !missing.is_empty() && target < current {
+            guardrails.push(
+                (&Intervention {
+                    guard: "missing-metric",
+                    before: target,
+                    after: current,
+                    why: format!("missing {}: scale-down blocked", missing.join(", ")),
+                })
+                    .into(),
+            );
+            target = current;
+        }
+        // After repeated failures, the fallback (as KEDA does).
+        let fallback = &self.config.fallback;
+        if self.state.failed_ticks >= fallback.after_failed_ticks.max(1)
+            && let Some(r) = fallback.replicas
+            && r != target
+        {
+            guardrails.push(
+                (&Intervention {
+                    guard: "fallback",
+                    before: target,
+                    after: r,
+                    why: format!("{} failed ticks in a row", self.state.failed_ticks),
+                })
+                    .into(),
+            );
+            target = r;
+        }
+
+        let mut wrote = false;
+        if verdict.act && target != current {
+            let reason = decision
+                .as_ref()
+                .map_or("guardrails", |d| d.reason.as_str());
+            match self.actuator.apply(target, reason) {
+                Ok(w) => wrote = w,
+                Err(e) => failures.push(fail("actuator-write", e.kind(), e.to_string())),
+            }
+        }
+        self.state.policy_state = self.policy.last_good_state().to_vec();
+        self.persist();
+        let recorded = decision.as_ref().map(RecordedDecision::from);
+        self.finish(
+            now_ms, started, snapshot, missing, recorded, failures, guardrails, current, target,
+            wrote,
+        )
+        .with_fuel(fuel)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        now_ms: u64,
+        started: Instant,
+        snapshot: Option<crate::host::Snapshot>,
+        missing: Vec<String>,
+        decision: Option<RecordedDecision>,
+        failures: Vec<Failure>,
+        guardrails: Vec<GuardrailRecord>,
+        previous: u32,
+        final_replicas: u32,
+        wrote: bool,
+    ) -> AuditRecord {
+        AuditRecord {
+            time_ms: now_ms,
+            scaler: self.config.name.clone(),
+            tenant: self.config.tenant.clone(),
+            policy: self.config.policy.clone(),
+            policy_digest: self.state.policy_digest.clone(),
+            snapshot,
+            missing,
+            decision,
+            failures,
+            guardrails,
+            previous_replicas: previous,
+            final_replicas,
+            wrote,
+            fuel: None,
+            latency_us: started.elapsed().as_micros() as u64,
+        }
+    }
+
+    /// Write state atomically (write a temp file, then rename).
+    fn persist(&self) {
+        let Some(path) = &self.state_file else { return };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec(&self.state).map_err(std::io::Error::other)?,
+            )?;
+            std::fs::rename(&tmp, path)
+        };
+        if let Err(e) = write() {
+            tracing::error!(scaler = %self.config.name, path = %path.display(), error = %e, "cannot persist scaler state");
+        }
+    }
+}
+
+impl AuditRecord {
+    fn with_fuel(mut self, fuel: Option<u64>) -> Self {
+        self.fuel = fuel;
+        self
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch, from the wall clock.
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Options of `wasmscale run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop each scaler after this many ticks (None = until SIGTERM / Ctrl-C).
+    pub ticks: Option<u64>,
+}
+
+/// Counters `run` reports when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    pub ticks: u64,
+    pub failed_ticks: u64,
+    pub audit_errors: u64,
+    pub missed_ticks: u64,
+}
+
+/// Run every scaler on its own interval until told to stop. Each scaler is its
+/// own task, so a slow scaler never delays another; the audit log has one
+/// writer, fed through a channel, flushed per record and synced at shutdown.
+pub fn run(
+    config: Config,
+    base: &Path,
+    host: &Host,
+    options: RunOptions,
+) -> Result<RunSummary, SetupError> {
+    let state_dir = config.state_dir.as_ref().map(|d| base.join(d));
+    let mut scalers = Vec::new();
+    for s in &config.scalers {
+        scalers.push(Scaler::new(s, base, host, state_dir.as_deref())?);
+    }
+    let audit_path = base.join(&config.audit.path);
+    let mut audit_log = AuditLog::open(&audit_path, config.audit.max_bytes, config.audit.keep)
+        .map_err(|e| SetupError {
+            scaler: "*".into(),
+            message: format!("cannot open the audit log {}: {e}", audit_path.display()),
+        })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| SetupError {
+            scaler: "*".into(),
+            message: format!("cannot start the runtime: {e}"),
+        })?;
+    runtime.block_on(async move {
+        let (records_tx, mut records_rx) = tokio::sync::mpsc::channel::<AuditRecord>(1024);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, mut scaler) in scalers.into_iter().enumerate() {
+            let tx = records_tx.clone();
+            let mut stop = stop_rx.clone();
+            let ticks = options.ticks;
+            tasks.spawn(async move {
+                let interval = scaler.interval();
+                // Spread scalers over the interval so they do not all tick at once.
+                let jitter = interval.mul_f64(((i as f64) * 0.618_034).fract() * 0.1);
+                let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + jitter, interval);
+                timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let (mut done, mut missed, mut failed) = (0u64, 0u64, 0u64);
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        at = timer.tick() => {
+                            let late = at.elapsed();
+                            if late > interval {
+                                missed += (late.as_secs_f64() / interval.as_secs_f64()) as u64;
+                            }
+                            let record = scaler.tick(wall_clock_ms());
+                            failed += u64::from(!record.failures.is_empty());
+                            if tx.send(record).await.is_err() {
+                                break;
+                            }
+                            done += 1;
+                            if ticks.is_some_and(|n| done >= n) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                (done, failed, missed)
+            });
+        }
+        drop(records_tx);
+        let writer = tokio::spawn(async move {
+            let mut errors = 0u64;
+            while let Some(record) = records_rx.recv().await {
+                if let Err(e) = audit_log.append(&record) {
+                    errors += 1;
+                    tracing::error!(error = %e, "cannot write the audit log; scaling continues");
+                }
+            }
+            if let Err(e) = audit_log.sync() {
+                tracing::error!(error = %e, "cannot sync the audit log");
+            }
+            errors
+        });
+        let shutdown = async {
+            #[cfg(unix)]
+            {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let mut summary = RunSummary::default();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down: finishing in-flight ticks and flushing the audit log");
+                    let _ = stop_tx.send(true);
+                }
+                joined = tasks.join_next() => match joined {
+                    Some(Ok((done, failed, missed))) => {
+                        summary.ticks += done;
+                        summary.failed_ticks += failed;
+                        summary.missed_ticks += missed;
+                    }
+                    Some(Err(e)) => tracing::error!(error = %e, "a scaler task failed"),
+                    None => break,
+                },
+            }
+        }
+        summary.audit_errors = writer.await.unwrap_or(0);
+        Ok(summary)
+    })
+}

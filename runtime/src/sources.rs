@@ -1,0 +1,184 @@
+//! Sources: where each tick's metric values come from. A value a source cannot
+//! get is *missing* (absent from the snapshot), never zero.
+
+use crate::config::{MetricQuery, ScalerConfig, SourceConfig};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why a source produced nothing this tick.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read trace {path}: {message}")]
+    Trace { path: String, message: String },
+    #[error("trace {path} is exhausted after {rows} rows")]
+    Exhausted { path: String, rows: usize },
+    #[error("source unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl SourceError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceError::Trace { .. } => "trace",
+            SourceError::Exhausted { .. } => "exhausted",
+            SourceError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// One tick's readings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reading {
+    /// Values by snapshot field or custom metric name.
+    pub values: BTreeMap<String, f64>,
+    /// Names the source should have filled but could not.
+    pub missing: Vec<String>,
+    /// Time recorded in the trace, when replaying one.
+    pub time_ms: Option<u64>,
+}
+
+/// A configured source.
+#[derive(Debug)]
+pub enum Source {
+    Static(BTreeMap<String, f64>),
+    Replay(Replay),
+}
+
+impl Source {
+    pub fn from_config(s: &ScalerConfig, base: &Path) -> Result<Self, SourceError> {
+        match &s.source {
+            SourceConfig::Static => Ok(Source::Static(
+                s.metrics
+                    .iter()
+                    .filter_map(|(k, q)| match q {
+                        MetricQuery::Value(v) => Some((k.clone(), *v)),
+                        MetricQuery::Query(_) => None,
+                    })
+                    .collect(),
+            )),
+            SourceConfig::Replay { path, repeat } => {
+                Replay::open(&base.join(path), *repeat).map(Source::Replay)
+            }
+            SourceConfig::Prometheus { .. } => Err(SourceError::Unavailable(
+                "the prometheus source is not built yet (static and replay are)".into(),
+            )),
+        }
+    }
+
+    /// Read one tick.
+    pub fn read(&mut self) -> Result<Reading, SourceError> {
+        match self {
+            Source::Static(values) => Ok(Reading {
+                values: values.clone(),
+                ..Reading::default()
+            }),
+            Source::Replay(r) => r.next(),
+        }
+    }
+}
+
+/// A recorded trace played one row per tick: CSV with a header whose columns
+/// are snapshot fields (or custom metrics), or JSON lines of flat objects.
+/// A `time_ms` column, if present, is kept as the row's time.
+#[derive(Debug)]
+pub struct Replay {
+    path: PathBuf,
+    rows: Vec<BTreeMap<String, f64>>,
+    next: usize,
+    repeat: bool,
+}
+
+fn is_jsonl(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("jsonl" | "ndjson" | "json")
+    )
+}
+
+/// The columns (metric names) a trace provides, for config validation.
+pub fn replay_columns(path: &Path) -> Result<Vec<String>, String> {
+    let rows = load_rows(path, Some(1)).map_err(|e| e.to_string())?;
+    Ok(rows
+        .first()
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default())
+}
+
+fn load_rows(path: &Path, limit: Option<usize>) -> Result<Vec<BTreeMap<String, f64>>, SourceError> {
+    let err = |message: String| SourceError::Trace {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let mut rows = Vec::new();
+    if is_jsonl(path) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            if limit.is_some_and(|l| rows.len() >= l) {
+                break;
+            }
+            let v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(line).map_err(|e| err(format!("line {}: {e}", i + 1)))?;
+            rows.push(
+                v.into_iter()
+                    .filter_map(|(k, v)| v.as_f64().map(|x| (k, x)))
+                    .collect(),
+            );
+        }
+    } else {
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let headers = reader.headers().map_err(|e| err(e.to_string()))?.clone();
+        for (i, record) in reader.records().enumerate() {
+            if limit.is_some_and(|l| rows.len() >= l) {
+                break;
+            }
+            let record = record.map_err(|e| err(format!("row {}: {e}", i + 2)))?;
+            // Empty or non-numeric cells are missing values.
+            rows.push(
+                headers
+                    .iter()
+                    .zip(record.iter())
+                    .filter_map(|(h, v)| v.trim().parse::<f64>().ok().map(|x| (h.to_owned(), x)))
+                    .collect(),
+            );
+        }
+    }
+    if rows.is_empty() {
+        return Err(err("no rows".into()));
+    }
+    Ok(rows)
+}
+
+impl Replay {
+    pub fn open(path: &Path, repeat: bool) -> Result<Self, SourceError> {
+        Ok(Replay {
+            path: path.to_path_buf(),
+            rows: load_rows(path, None)?,
+            next: 0,
+            repeat,
+        })
+    }
+
+    fn next(&mut self) -> Result<Reading, SourceError> {
+        if self.next >= self.rows.len() {
+            if !self.repeat {
+                return Err(SourceError::Exhausted {
+                    path: self.path.display().to_string(),
+                    rows: self.rows.len(),
+                });
+            }
+            self.next = 0;
+        }
+        let mut values = self.rows[self.next].clone();
+        self.next += 1;
+        let time_ms = values.remove("time_ms").map(|t| t as u64);
+        Ok(Reading {
+            values,
+            missing: Vec::new(),
+            time_ms,
+        })
+    }
+}
