@@ -308,7 +308,9 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
     let mut names = std::collections::HashSet::new();
     for (i, s) in config.scalers.iter().enumerate() {
         let at = |path: &[&str]| doc.locate(tree.get_ref(), i, path);
+        let count = std::cell::Cell::new(0usize);
         let mut push = |span: Option<Range<usize>>, message: String, hint: Option<String>| {
+            count.set(count.get() + 1);
             errors.push(doc.error(span, &message, hint));
         };
         if s.name.trim().is_empty() {
@@ -438,20 +440,40 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
                 format!("policy `{}`: {e}", s.policy),
                 policy_hint(&e),
             ),
-            Ok(compiled) => {
-                if let Err(e) = compiled.instantiate(&s.params_json()) {
+            Ok(compiled) => match compiled.instantiate(&s.params_json()) {
+                Err(e) => {
                     let span = at(&["params"]).or_else(|| at(&["policy"]));
-                    push(
-                        span,
-                        format!(
-                            "policy `{}` rejected its params: {}",
-                            s.policy,
-                            strip_prefix(&e.to_string())
-                        ),
-                        None,
+                    let message = format!(
+                        "policy `{}` rejected its params: {}",
+                        s.policy,
+                        strip_prefix(&e.to_string())
                     );
+                    push(span, message, None);
                 }
-            }
+                // Can the policy decide with what this scaler provides? One
+                // evaluation on the static values (or 1.0 per provided metric)
+                // finds a metric the params need but nothing fills, even when
+                // the params only imply it (a policy's default metric).
+                Ok(mut instance) if count.get() == 0 => {
+                    if let Some(snapshot) = smoke_snapshot(s, base)
+                        && let Err(e) = instance.evaluate(&snapshot)
+                    {
+                        let why = match &e {
+                            crate::host::PolicyError::Rejected(m) => m.clone(),
+                            other => other.to_string(),
+                        };
+                        push(
+                            at(&["params"]).or_else(|| at(&["policy"])),
+                            format!(
+                                "policy `{}` cannot decide with the metrics this scaler provides: {why}",
+                                s.policy
+                            ),
+                            Some("fill the metric it names in `metrics` (or the trace)".into()),
+                        );
+                    }
+                }
+                Ok(_) => {}
+            },
         }
     }
     if errors.is_empty() {
@@ -459,6 +481,52 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
     } else {
         Err(fail(errors))
     }
+}
+
+/// A snapshot with what this scaler's source provides: static values, a
+/// trace's first row, or 1.0 for each Prometheus query.
+fn smoke_snapshot(s: &ScalerConfig, base: &Path) -> Option<crate::host::Snapshot> {
+    let values: Vec<(String, f64)> = match &s.source {
+        SourceConfig::Replay { path, .. } => crate::sources::Replay::open(&base.join(path), false)
+            .ok()?
+            .first_row()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        _ => s
+            .metrics
+            .iter()
+            .map(|(k, q)| {
+                (
+                    k.clone(),
+                    if let MetricQuery::Value(v) = q {
+                        *v
+                    } else {
+                        1.0
+                    },
+                )
+            })
+            .collect(),
+    };
+    let current = s.min_replicas.max(1);
+    let replicas = crate::host::ReplicaCounts {
+        current,
+        observed: Some(current),
+        ready: Some(current),
+        starting: None,
+        pending: None,
+        min: Some(s.min_replicas),
+        max: Some(s.max_replicas),
+    };
+    let interval_ms = (s.interval_seconds * 1000.0) as u32;
+    let now = crate::controller::wall_clock_ms();
+    crate::snapshot::from_values(
+        values.iter().map(|(k, v)| (k.as_str(), *v)),
+        now,
+        interval_ms,
+        replicas,
+    )
+    .ok()
 }
 
 fn strip_prefix(s: &str) -> &str {

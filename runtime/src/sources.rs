@@ -83,6 +83,9 @@ impl Source {
 #[derive(Debug)]
 pub struct Replay {
     path: PathBuf,
+    /// Every column (or key) the trace has: a row without one of them is
+    /// missing that metric on that tick.
+    columns: Vec<String>,
     rows: Vec<BTreeMap<String, f64>>,
     next: usize,
     repeat: bool,
@@ -97,14 +100,12 @@ fn is_jsonl(path: &Path) -> bool {
 
 /// The columns (metric names) a trace provides, for config validation.
 pub fn replay_columns(path: &Path) -> Result<Vec<String>, String> {
-    let rows = load_rows(path, Some(1)).map_err(|e| e.to_string())?;
-    Ok(rows
-        .first()
-        .map(|r| r.keys().cloned().collect())
-        .unwrap_or_default())
+    Replay::open(path, false)
+        .map(|r| r.columns)
+        .map_err(|e| e.to_string())
 }
 
-fn load_rows(path: &Path, limit: Option<usize>) -> Result<Vec<BTreeMap<String, f64>>, SourceError> {
+fn load_rows(path: &Path) -> Result<Vec<BTreeMap<String, f64>>, SourceError> {
     let err = |message: String| SourceError::Trace {
         path: path.display().to_string(),
         message,
@@ -117,9 +118,6 @@ fn load_rows(path: &Path, limit: Option<usize>) -> Result<Vec<BTreeMap<String, f
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            if limit.is_some_and(|l| rows.len() >= l) {
-                break;
-            }
             let v: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_str(line).map_err(|e| err(format!("line {}: {e}", i + 1)))?;
             rows.push(
@@ -132,9 +130,6 @@ fn load_rows(path: &Path, limit: Option<usize>) -> Result<Vec<BTreeMap<String, f
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let headers = reader.headers().map_err(|e| err(e.to_string()))?.clone();
         for (i, record) in reader.records().enumerate() {
-            if limit.is_some_and(|l| rows.len() >= l) {
-                break;
-            }
             let record = record.map_err(|e| err(format!("row {}: {e}", i + 2)))?;
             // Empty or non-numeric cells are missing values.
             rows.push(
@@ -154,12 +149,23 @@ fn load_rows(path: &Path, limit: Option<usize>) -> Result<Vec<BTreeMap<String, f
 
 impl Replay {
     pub fn open(path: &Path, repeat: bool) -> Result<Self, SourceError> {
+        let rows = load_rows(path)?;
+        let mut columns: Vec<String> = rows.iter().flat_map(|r| r.keys().cloned()).collect();
+        columns.sort();
+        columns.dedup();
+        columns.retain(|c| c != "time_ms");
         Ok(Replay {
             path: path.to_path_buf(),
-            rows: load_rows(path, None)?,
+            columns,
+            rows,
             next: 0,
             repeat,
         })
+    }
+
+    /// The trace's first row.
+    pub fn first_row(&self) -> BTreeMap<String, f64> {
+        self.rows.first().cloned().unwrap_or_default()
     }
 
     fn next(&mut self) -> Result<Reading, SourceError> {
@@ -175,9 +181,15 @@ impl Replay {
         let mut values = self.rows[self.next].clone();
         self.next += 1;
         let time_ms = values.remove("time_ms").map(|t| t as u64);
+        let missing = self
+            .columns
+            .iter()
+            .filter(|c| !values.contains_key(*c))
+            .cloned()
+            .collect();
         Ok(Reading {
             values,
-            missing: Vec::new(),
+            missing,
             time_ms,
         })
     }

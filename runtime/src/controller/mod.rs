@@ -23,6 +23,9 @@ pub struct PersistedState {
     pub failed_ticks: u32,
     /// The policy's digest when the state was saved.
     pub policy_digest: String,
+    /// The count last set, so the log target resumes where it was.
+    #[serde(default)]
+    pub last_replicas: Option<u32>,
 }
 
 /// A scaler could not be built.
@@ -94,6 +97,8 @@ impl Scaler {
             }
         }
         state.policy_digest = policy.compiled().digest().to_owned();
+        let initial = state.last_replicas.unwrap_or(config.min_replicas);
+        let actuator = Actuator::from_config(config, initial).map_err(|e| fail(e.to_string()))?;
         Ok(Scaler {
             config: config.clone(),
             guard: config.guard_config(),
@@ -252,6 +257,9 @@ impl Scaler {
             }
         }
         self.state.policy_state = self.policy.last_good_state().to_vec();
+        if failures.iter().all(|f| f.stage != "actuator-write") {
+            self.state.last_replicas = Some(if verdict.act { target } else { current });
+        }
         self.persist();
         let recorded = decision.as_ref().map(RecordedDecision::from);
         self.finish(
