@@ -75,8 +75,6 @@ impl Scaler {
             .instantiate(&config.params_json())
             .map_err(|e| fail(e.to_string()))?;
         let source = Source::from_config(config, base).map_err(|e| fail(e.to_string()))?;
-        let actuator =
-            Actuator::from_config(config, config.min_replicas).map_err(|e| fail(e.to_string()))?;
         let state_file = state_dir.map(|d| d.join(format!("{}.json", sanitize(&config.name))));
         let mut state = PersistedState::default();
         if let Some(path) = &state_file
