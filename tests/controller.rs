@@ -96,8 +96,16 @@ fn example_configs_validate_and_run() {
         let config: Config = config::load(&path, &host).unwrap_or_else(|e| panic!("{name}: {e}"));
         let scalers = config.scalers.len() as u64;
         let audit_path = dir.path().join(&config.audit.path);
-        let summary =
-            controller::run(config, dir.path(), &host, RunOptions { ticks: Some(2) }).unwrap();
+        let summary = controller::run(
+            config,
+            dir.path(),
+            &host,
+            RunOptions {
+                ticks: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(summary.ticks, 2 * scalers, "{name}");
         assert_eq!(
             (summary.failed_ticks, summary.audit_errors),

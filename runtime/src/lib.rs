@@ -7,6 +7,7 @@
 //! - [`guest`]: building a policy crate into a component (`wasmscale build`).
 
 pub mod actuators;
+pub mod admin;
 pub mod config;
 pub mod controller;
 pub mod guard;

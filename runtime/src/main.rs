@@ -571,7 +571,10 @@ fn run_config(host: &Host, path: &Path, ticks: Option<u64>) -> Result<std::proce
         config,
         base,
         host,
-        wasmscale::controller::RunOptions { ticks },
+        wasmscale::controller::RunOptions {
+            ticks,
+            metrics: None,
+        },
     )?;
     eprintln!(
         "stopped: {} ticks, {} with failures, {} missed, {} audit write errors",

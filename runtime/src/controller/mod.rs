@@ -351,6 +351,8 @@ pub fn wall_clock_ms() -> u64 {
 pub struct RunOptions {
     /// Stop each scaler after this many ticks (None = until SIGTERM / Ctrl-C).
     pub ticks: Option<u64>,
+    /// Metrics to feed (and serve on the admin address); a fresh set if None.
+    pub metrics: Option<crate::admin::Metrics>,
 }
 
 /// Counters `run` reports when it stops.
@@ -390,13 +392,28 @@ pub fn run(
             scaler: "*".into(),
             message: format!("cannot start the runtime: {e}"),
         })?;
+    let metrics = options
+        .metrics
+        .clone()
+        .unwrap_or_else(|| crate::admin::Metrics::new(scalers.len()));
+    let admin_listen = config.admin.listen.clone();
     runtime.block_on(async move {
+        if !admin_listen.is_empty() {
+            match tokio::net::TcpListener::bind(&admin_listen).await {
+                Ok(listener) => {
+                    tracing::info!(address = %admin_listen, "serving /metrics, /healthz and /readyz");
+                    tokio::spawn(crate::admin::serve(listener, metrics.clone()));
+                }
+                Err(e) => tracing::error!(address = %admin_listen, error = %e, "cannot serve the admin endpoint; scaling continues"),
+            }
+        }
         let (records_tx, mut records_rx) = tokio::sync::mpsc::channel::<AuditRecord>(1024);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         for (i, mut scaler) in scalers.into_iter().enumerate() {
             let tx = records_tx.clone();
             let mut stop = stop_rx.clone();
+            let metrics = metrics.clone();
             let ticks = options.ticks;
             tasks.spawn(async move {
                 let interval = scaler.interval();
@@ -411,7 +428,9 @@ pub fn run(
                         at = timer.tick() => {
                             let late = at.elapsed();
                             if late > interval {
-                                missed += (late.as_secs_f64() / interval.as_secs_f64()) as u64;
+                                let n = (late.as_secs_f64() / interval.as_secs_f64()) as u64;
+                                missed += n;
+                                metrics.missed(scaler.name(), n);
                             }
                             let record = scaler.tick(wall_clock_ms());
                             failed += u64::from(!record.failures.is_empty());
@@ -429,9 +448,11 @@ pub fn run(
             });
         }
         drop(records_tx);
+        let writer_metrics = metrics.clone();
         let writer = tokio::spawn(async move {
             let mut errors = 0u64;
             while let Some(record) = records_rx.recv().await {
+                writer_metrics.observe(&record);
                 if let Err(e) = audit_log.append(&record) {
                     errors += 1;
                     tracing::error!(error = %e, "cannot write the audit log; scaling continues");

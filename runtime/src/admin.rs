@@ -1,0 +1,255 @@
+//! The admin HTTP endpoint: `/metrics` (Prometheus exposition), `/healthz`
+//! (the process is up) and `/readyz` (every scaler has completed a tick).
+//! A deliberately small HTTP/1.1 server: GET only, one response per connection.
+
+use crate::controller::audit::AuditRecord;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Upper bounds of the evaluation-latency histogram, seconds.
+const LATENCY_BUCKETS: [f64; 10] = [1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 1.0];
+
+#[derive(Debug, Default, Clone)]
+struct ScalerMetrics {
+    tenant: String,
+    desired: u32,
+    current: u32,
+    ticks: u64,
+    missed_ticks: u64,
+    fuel: u64,
+    latency_buckets: [u64; LATENCY_BUCKETS.len()],
+    latency_sum: f64,
+    latency_count: u64,
+    errors: BTreeMap<String, u64>,
+    interventions: BTreeMap<String, u64>,
+}
+
+/// Process-wide metrics, fed by the controller after every tick.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    inner: Arc<Mutex<BTreeMap<String, ScalerMetrics>>>,
+    expected_scalers: Arc<Mutex<usize>>,
+}
+
+impl Metrics {
+    pub fn new(expected_scalers: usize) -> Self {
+        Metrics {
+            inner: Arc::default(),
+            expected_scalers: Arc::new(Mutex::new(expected_scalers)),
+        }
+    }
+
+    /// Account one tick's record.
+    pub fn observe(&self, r: &AuditRecord) {
+        let Ok(mut all) = self.inner.lock() else {
+            return;
+        };
+        let m = all.entry(r.scaler.clone()).or_default();
+        m.tenant.clone_from(&r.tenant);
+        m.desired = r.final_replicas;
+        m.current = r.previous_replicas;
+        m.ticks += 1;
+        m.fuel += r.fuel.unwrap_or(0);
+        let seconds = r.latency_us as f64 / 1e6;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                m.latency_buckets[i] += 1;
+            }
+        }
+        m.latency_sum += seconds;
+        m.latency_count += 1;
+        for f in &r.failures {
+            *m.errors
+                .entry(format!("{}/{}", f.stage, f.kind))
+                .or_default() += 1;
+        }
+        for g in &r.guardrails {
+            *m.interventions.entry(g.guard.clone()).or_default() += 1;
+        }
+    }
+
+    /// Count ticks a scaler could not run on time.
+    pub fn missed(&self, scaler: &str, n: u64) {
+        if let Ok(mut all) = self.inner.lock() {
+            all.entry(scaler.to_owned()).or_default().missed_ticks += n;
+        }
+    }
+
+    /// Every scaler has completed at least one tick.
+    pub fn ready(&self) -> bool {
+        let expected = self.expected_scalers.lock().map_or(usize::MAX, |e| *e);
+        self.inner
+            .lock()
+            .is_ok_and(|all| all.values().filter(|m| m.ticks > 0).count() >= expected)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let Ok(all) = self.inner.lock() else {
+            return String::new();
+        };
+        let mut out = String::new();
+        let label = |name: &str, m: &ScalerMetrics| {
+            format!(
+                "scaler=\"{}\",tenant=\"{}\"",
+                escape(name),
+                escape(&m.tenant)
+            )
+        };
+        let gauge = |out: &mut String,
+                     metric: &str,
+                     help: &str,
+                     kind: &str,
+                     value: &dyn Fn(&ScalerMetrics) -> String| {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+            for (name, m) in all.iter() {
+                let _ = writeln!(out, "{metric}{{{}}} {}", label(name, m), value(m));
+            }
+        };
+        gauge(
+            &mut out,
+            "wasmscale_desired_replicas",
+            "Replica count decided on the last tick.",
+            "gauge",
+            &|m| m.desired.to_string(),
+        );
+        gauge(
+            &mut out,
+            "wasmscale_current_replicas",
+            "Replica count the target reported on the last tick.",
+            "gauge",
+            &|m| m.current.to_string(),
+        );
+        gauge(
+            &mut out,
+            "wasmscale_ticks_total",
+            "Ticks run.",
+            "counter",
+            &|m| m.ticks.to_string(),
+        );
+        gauge(
+            &mut out,
+            "wasmscale_missed_ticks_total",
+            "Ticks that could not run on time.",
+            "counter",
+            &|m| m.missed_ticks.to_string(),
+        );
+        gauge(
+            &mut out,
+            "wasmscale_policy_fuel_total",
+            "Fuel the policy used.",
+            "counter",
+            &|m| m.fuel.to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wasmscale_tick_duration_seconds Time to run one tick (source, policy, guardrails, actuator).\n# TYPE wasmscale_tick_duration_seconds histogram"
+        );
+        for (name, m) in all.iter() {
+            let l = label(name, m);
+            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "wasmscale_tick_duration_seconds_bucket{{{l},le=\"{bound}\"}} {}",
+                    m.latency_buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "wasmscale_tick_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+                m.latency_count
+            );
+            let _ = writeln!(
+                out,
+                "wasmscale_tick_duration_seconds_sum{{{l}}} {}",
+                m.latency_sum
+            );
+            let _ = writeln!(
+                out,
+                "wasmscale_tick_duration_seconds_count{{{l}}} {}",
+                m.latency_count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wasmscale_errors_total Failed tick stages, by stage/kind.\n# TYPE wasmscale_errors_total counter"
+        );
+        for (name, m) in all.iter() {
+            for (kind, n) in &m.errors {
+                let _ = writeln!(
+                    out,
+                    "wasmscale_errors_total{{{},kind=\"{}\"}} {n}",
+                    label(name, m),
+                    escape(kind)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wasmscale_guardrail_interventions_total Decisions a guardrail changed, by guardrail.\n# TYPE wasmscale_guardrail_interventions_total counter"
+        );
+        for (name, m) in all.iter() {
+            for (guard, n) in &m.interventions {
+                let _ = writeln!(
+                    out,
+                    "wasmscale_guardrail_interventions_total{{{},guard=\"{guard}\"}} {n}",
+                    label(name, m)
+                );
+            }
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serve the admin endpoints on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let n = match tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                stream.read(&mut buf),
+            )
+            .await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (status, content_type, body) = match path {
+                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+                "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
+                "/readyz" if metrics.ready() => ("200 OK", "text/plain", "ready\n".to_owned()),
+                "/readyz" => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "not every scaler has ticked yet\n".to_owned(),
+                ),
+                _ => (
+                    "404 Not Found",
+                    "text/plain",
+                    "try /metrics, /healthz or /readyz\n".to_owned(),
+                ),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
