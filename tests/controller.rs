@@ -7,7 +7,7 @@
 use std::path::Path;
 use wasmscale::config::{self, Config};
 use wasmscale::controller::{self, RunOptions, Scaler, audit};
-use wasmscale_tests::{from_root, host};
+use wasmscale_tests::{block_on, from_root, host};
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -164,7 +164,7 @@ fn run_with_restart(persist: bool, restart: bool) -> Vec<u32> {
     let state = persist.then_some(state_dir.as_path());
     let t0 = 1_700_000_000_000;
     let mut scaler = Scaler::new(&high.scalers[0], dir.path(), &host, state).unwrap();
-    let mut out = vec![scaler.tick(t0).final_replicas];
+    let mut out = vec![block_on(scaler.tick(t0)).final_replicas];
     if restart {
         drop(scaler);
         // The new process replays from the trace's second row on.
@@ -195,11 +195,11 @@ fn run_with_restart(persist: bool, restart: bool) -> Vec<u32> {
         scaler = Scaler::new(&low.scalers[0], &low_dir, &host, state).unwrap();
         if !persist {
             // What a restarted HPA does: it only knows the current count.
-            scaler.tick(t0 + 30_000);
+            block_on(scaler.tick(t0 + 30_000));
         }
     }
-    out.push(scaler.tick(t0 + 60_000).final_replicas);
-    out.push(scaler.tick(t0 + 301_000).final_replicas);
+    out.push(block_on(scaler.tick(t0 + 60_000)).final_replicas);
+    out.push(block_on(scaler.tick(t0 + 301_000)).final_replicas);
     out
 }
 
@@ -228,21 +228,21 @@ fn missing_metric_blocks_scale_down_but_not_scale_up_then_fallback() {
     let host = host();
     let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
     let t = |i: u64| 1_700_000_000_000 + i * 15_000;
-    assert_eq!(scaler.tick(t(0)).final_replicas, 4);
-    let down = scaler.tick(t(1));
+    assert_eq!(block_on(scaler.tick(t(0))).final_replicas, 4);
+    let down = block_on(scaler.tick(t(1)));
     assert_eq!(down.final_replicas, 4, "scale-down blocked: {down:?}");
     assert_eq!(down.missing, ["gpu_utilization"]);
-    let up = scaler.tick(t(2));
+    let up = block_on(scaler.tick(t(2)));
     assert_eq!(up.final_replicas, 9, "scale-up still happens: {up:?}");
     // Two failed ticks in a row (the policy refuses to scale down on partial
     // metrics) -> the fallback of 7 replicas.
-    let f1 = scaler.tick(t(3));
+    let f1 = block_on(scaler.tick(t(3)));
     assert_eq!(f1.final_replicas, 9);
-    let f2 = scaler.tick(t(4));
+    let f2 = block_on(scaler.tick(t(4)));
     assert_eq!(f2.final_replicas, 7, "{f2:?}");
     assert!(f2.guardrails.iter().any(|g| g.guard == "fallback"));
     // The trace is exhausted: a source failure, recorded, never a panic.
-    let end = scaler.tick(t(5));
+    let end = block_on(scaler.tick(t(5)));
     assert_eq!(end.failures[0].kind, "exhausted");
     assert_eq!(end.final_replicas, 7);
 }

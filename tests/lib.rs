@@ -47,3 +47,12 @@ pub fn host_with(limits: Limits) -> Host {
     })
     .expect("host")
 }
+
+/// Run a future to completion on a fresh current-thread runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}

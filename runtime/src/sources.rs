@@ -42,6 +42,7 @@ pub struct Reading {
 pub enum Source {
     Static(BTreeMap<String, f64>),
     Replay(Replay),
+    Prometheus(Prometheus),
 }
 
 impl Source {
@@ -59,15 +60,16 @@ impl Source {
             SourceConfig::Replay { path, repeat } => {
                 Replay::open(&base.join(path), *repeat).map(Source::Replay)
             }
-            SourceConfig::Prometheus { .. } => Err(SourceError::Unavailable(
-                "the prometheus source is not built yet (static and replay are)".into(),
-            )),
+            SourceConfig::Prometheus { url, timeout_ms } => {
+                Prometheus::new(url, *timeout_ms, &s.metrics).map(Source::Prometheus)
+            }
         }
     }
 
     /// Read one tick.
-    pub fn read(&mut self) -> Result<Reading, SourceError> {
+    pub async fn read(&mut self) -> Result<Reading, SourceError> {
         match self {
+            Source::Prometheus(p) => p.read().await,
             Source::Static(values) => Ok(Reading {
                 values: values.clone(),
                 ..Reading::default()
@@ -192,5 +194,102 @@ impl Replay {
             missing,
             time_ms,
         })
+    }
+}
+
+/// Instant queries against Prometheus, one per metric, each with a timeout.
+/// An empty result, NaN or a failed query is *missing*; several series are
+/// missing too (the query must aggregate to one value, e.g. with `sum`). When
+/// every query fails the source is unavailable for the tick.
+pub struct Prometheus {
+    client: prometheus_http_query::Client,
+    url: String,
+    timeout: std::time::Duration,
+    queries: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Prometheus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prometheus")
+            .field("url", &self.url)
+            .field("queries", &self.queries)
+            .finish()
+    }
+}
+
+impl Prometheus {
+    pub fn new(
+        url: &str,
+        timeout_ms: u64,
+        metrics: &BTreeMap<String, MetricQuery>,
+    ) -> Result<Self, SourceError> {
+        let client = url
+            .parse::<prometheus_http_query::Client>()
+            .map_err(|e| SourceError::Unavailable(format!("bad prometheus url {url:?}: {e}")))?;
+        let queries = metrics
+            .iter()
+            .filter_map(|(k, q)| match q {
+                MetricQuery::Query(q) => Some((k.clone(), q.clone())),
+                MetricQuery::Value(_) => None,
+            })
+            .collect();
+        Ok(Prometheus {
+            client,
+            url: url.to_owned(),
+            timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
+            queries,
+        })
+    }
+
+    async fn query(&self, query: &str) -> Result<Option<f64>, String> {
+        let request = self.client.query(query).get();
+        let result = tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| format!("timed out after {:?}", self.timeout))?
+            .map_err(|e| e.to_string())?;
+        use prometheus_http_query::response::Data;
+        let value = match result.data() {
+            Data::Scalar(s) => Some(s.value()),
+            Data::Vector(v) if v.len() == 1 => Some(v[0].sample().value()),
+            Data::Vector(v) if v.is_empty() => None,
+            Data::Vector(v) => {
+                return Err(format!(
+                    "{} series returned; aggregate the query to one value (e.g. sum(...))",
+                    v.len()
+                ));
+            }
+            Data::Matrix(_) => {
+                return Err("a range vector was returned; use an instant query".into());
+            }
+        };
+        Ok(value.filter(|v| v.is_finite()))
+    }
+
+    async fn read(&mut self) -> Result<Reading, SourceError> {
+        let mut reading = Reading::default();
+        let mut failures = Vec::new();
+        // One after another: each has its own timeout, and a scaler's source
+        // only delays that scaler.
+        for (name, q) in &self.queries {
+            let result = self.query(q).await;
+            match result {
+                Ok(Some(v)) => {
+                    reading.values.insert(name.clone(), v);
+                }
+                Ok(None) => reading.missing.push(name.clone()),
+                Err(e) => {
+                    tracing::warn!(metric = %name, error = %e, url = %self.url, "prometheus query failed; the metric is missing this tick");
+                    reading.missing.push(name.clone());
+                    failures.push(e);
+                }
+            }
+        }
+        if !self.queries.is_empty() && failures.len() == self.queries.len() {
+            return Err(SourceError::Unavailable(format!(
+                "prometheus at {}: {}",
+                self.url, failures[0]
+            )));
+        }
+        Ok(reading)
     }
 }

@@ -122,7 +122,7 @@ impl Scaler {
 
     /// One tick: observe, read, evaluate, guard, act, record. Never panics;
     /// every failure ends up in the returned record.
-    pub fn tick(&mut self, now_ms: u64) -> AuditRecord {
+    pub async fn tick(&mut self, now_ms: u64) -> AuditRecord {
         let started = Instant::now();
         let mut failures = Vec::new();
         let mut guardrails: Vec<GuardrailRecord> = Vec::new();
@@ -151,7 +151,7 @@ impl Scaler {
             }
         };
         let current = observed.current;
-        let reading = self.source.read();
+        let reading = self.source.read().await;
         let (snapshot, missing) = match reading {
             Ok(r) => {
                 let replicas = ReplicaCounts {
@@ -432,7 +432,7 @@ pub fn run(
                                 missed += n;
                                 metrics.missed(scaler.name(), n);
                             }
-                            let record = scaler.tick(wall_clock_ms());
+                            let record = scaler.tick(wall_clock_ms()).await;
                             failed += u64::from(!record.failures.is_empty());
                             if tx.send(record).await.is_err() {
                                 break;

@@ -1,0 +1,190 @@
+//! The Prometheus source against a real Prometheus (Debian's `prometheus`,
+//! installed by `.ci/setup`), started here on 127.0.0.1 and scraping a metrics
+//! endpoint this test serves. The controller ticks, the real policy component
+//! decides, and the audit record matches; then Prometheus is stopped mid-run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wasmscale::config;
+use wasmscale::controller::Scaler;
+use wasmscale_tests::{block_on, host};
+
+/// Serve `/metrics` with `test_queue_depth <value>` until the process ends.
+fn serve_metrics(value: Arc<AtomicU64>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body = format!(
+                "# TYPE test_queue_depth gauge\ntest_queue_depth{{queue=\"a\"}} {}\ntest_queue_depth{{queue=\"b\"}} 0\n",
+                value.load(Ordering::SeqCst)
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_prometheus(target_port: u16) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start prometheus ({e}); run .ci/setup to install Debian's prometheus")
+        });
+    Prometheus {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+/// Query Prometheus's HTTP API by hand until it has scraped the test target.
+fn wait_for_scrape(port: u16, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(
+                s,
+                "GET /api/v1/query?query=sum(test_queue_depth) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            if text.contains(&format!("\"{want}\"]")) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("prometheus on port {port} did not scrape the test target within 60 s");
+}
+
+#[test]
+fn controller_reads_a_real_prometheus_and_survives_it_going_down() {
+    let value = Arc::new(AtomicU64::new(42));
+    let target = serve_metrics(value.clone());
+    let mut prometheus = start_prometheus(target);
+    wait_for_scrape(prometheus.port, 42);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[[scaler]]
+name = "queue"
+policy = "builtin:queue-depth"
+params = {{ metric = "queue_depth", target_per_replica = 10, cooldown_seconds = 0 }}
+min_replicas = 1
+max_replicas = 20
+interval_seconds = 1
+source = {{ type = "prometheus", url = "http://127.0.0.1:{}", timeout_ms = 2000 }}
+metrics = {{ queue_depth = "sum(test_queue_depth)", missing_one = "sum(no_such_metric)" }}
+[scaler.guard]
+rate = "none"
+[scaler.fallback]
+after_failed_ticks = 2
+replicas = 3
+"#,
+            prometheus.port
+        ),
+    )
+    .unwrap();
+    // `missing_one` is not used by the policy: validation says so.
+    let errors = config::load(&path, &host()).unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains("metrics.missing_one is neither a snapshot signal nor used"),
+        "{errors}"
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("missing_one", "kv_cache_utilization");
+    std::fs::write(&path, text).unwrap();
+    let config = config::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"));
+    let host = host();
+    let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
+
+    let t0 = 1_700_000_000_000;
+    let r = block_on(scaler.tick(t0));
+    assert!(r.failures.is_empty(), "{r:?}");
+    assert_eq!(r.snapshot.as_ref().and_then(|s| s.queue_depth), Some(42.0));
+    // A query with no data is missing, never zero.
+    assert_eq!(r.missing, ["kv_cache_utilization"]);
+    assert_eq!(
+        r.snapshot.as_ref().and_then(|s| s.kv_cache_utilization),
+        None
+    );
+    assert_eq!(r.decision.as_ref().map(|d| d.desired), Some(5));
+    assert_eq!(
+        (r.previous_replicas, r.final_replicas, r.wrote),
+        (1, 5, true)
+    );
+
+    // Prometheus goes down: the source is unavailable, the count is held, and
+    // after two failed ticks the fallback applies.
+    let _ = prometheus.child.kill();
+    let _ = prometheus.child.wait();
+    let down = block_on(scaler.tick(t0 + 1_000));
+    assert_eq!(
+        down.failures
+            .first()
+            .map(|f| (f.stage.as_str(), f.kind.as_str())),
+        Some(("source", "unavailable")),
+        "{down:?}"
+    );
+    assert_eq!(down.final_replicas, 5);
+    let fallback = block_on(scaler.tick(t0 + 2_000));
+    assert_eq!(fallback.final_replicas, 3, "{fallback:?}");
+}
