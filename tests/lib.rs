@@ -49,7 +49,7 @@ pub fn host_with(limits: Limits) -> Host {
 }
 
 /// Run a future to completion on a fresh current-thread runtime.
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub fn block_on<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

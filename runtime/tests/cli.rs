@@ -268,3 +268,170 @@ fn limits_are_configurable_from_the_command_line() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--deadline-ms must be > 0"));
 }
+
+/// A config with one fast static scaler writing its audit log in `dir`.
+fn fast_config(dir: &Path, listen: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"state_dir = "state"
+[admin]
+listen = "{listen}"
+[audit]
+path = "audit.jsonl"
+
+[[scaler]]
+name = "chat"
+tenant = "acme"
+policy = "builtin:queue-depth"
+params = {{ target_per_replica = 10 }}
+min_replicas = 1
+max_replicas = 8
+interval_seconds = 0.05
+metrics = {{ queue_depth = 55 }}
+[scaler.guard]
+rate = "none"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn validate_run_explain_and_replay_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fast_config(dir.path(), "");
+    let config = config.to_str().unwrap();
+    let out = wasmscale(&["validate", config]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ok (1 scalers)"));
+
+    let out = wasmscale(&["run", config, "--ticks", "4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("chat: 1 -> 6"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("stopped: 4 ticks, 0 with failures"),
+        "{}",
+        stderr(&out)
+    );
+
+    let audit = dir.path().join("audit.jsonl");
+    let out = wasmscale(&[
+        "audit",
+        "explain",
+        "chat",
+        "--file",
+        audit.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        text.contains("chat [acme]: builtin:queue-depth proposed 6")
+            && text.contains("scaled 1 -> 6"),
+        "{text}"
+    );
+
+    // The same snapshots through another policy: 55 queued at 20 per replica -> 3.
+    let out = wasmscale(&[
+        "replay",
+        audit.to_str().unwrap(),
+        "--policy",
+        "builtin:queue-depth",
+        "--params",
+        r#"{"target_per_replica": 20}"#,
+        "--config",
+        config,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("4 of 4 decisions changed"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("chat") && l.contains("6") && l.contains("3*")),
+        "{text}"
+    );
+
+    // A bad config: every error, and nothing runs.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[scaler]]\nname = \"x\"\npolicy = \"builtin:queue-depth\"\nmin_replicas = 3\nmax_replicas = 1\nintervl_seconds = 5\n").unwrap();
+    let out = wasmscale(&["run", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bad.toml:6:1: unknown key `intervl_seconds`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("did you mean `interval_seconds`?"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_flushes_and_sigkill_leaves_a_readable_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = fast_config(dir.path(), &format!("127.0.0.1:{port}"));
+    let audit = dir.path().join("audit.jsonl");
+    for signal in ["-TERM", "-KILL"] {
+        let child = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
+            .args(["run", config.to_str().unwrap(), "--no-cache"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until it serves /readyz (every scaler ticked), then signal it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+                use std::io::{Read as _, Write as _};
+                let _ = s.write_all(b"GET /readyz HTTP/1.1\r\n\r\n");
+                let mut t = String::new();
+                let _ = s.read_to_string(&mut t);
+                t.starts_with("HTTP/1.1 200")
+            });
+            if ready {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run never became ready"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        if signal == "-TERM" {
+            assert!(
+                out.status.success(),
+                "SIGTERM is a clean stop: {}",
+                stderr(&out)
+            );
+            assert!(stderr(&out).contains("stopped:"), "{}", stderr(&out));
+        }
+    }
+    // Whatever the kill cut off, every complete record reads back.
+    let out = wasmscale(&[
+        "audit",
+        "explain",
+        "chat",
+        "--file",
+        audit.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).lines().count() >= 4);
+}

@@ -477,9 +477,11 @@ pub fn run(
         };
         let mut summary = RunSummary::default();
         tokio::pin!(shutdown);
+        let mut stopping = false;
         loop {
             tokio::select! {
-                _ = &mut shutdown => {
+                _ = &mut shutdown, if !stopping => {
+                    stopping = true;
                     tracing::info!("shutting down: finishing in-flight ticks and flushing the audit log");
                     let _ = stop_tx.send(true);
                 }
