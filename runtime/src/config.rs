@@ -137,6 +137,12 @@ pub enum TargetConfig {
         #[serde(default = "default_namespace")]
         namespace: String,
         name: String,
+        /// API server URL; absent = kubeconfig or the in-cluster service account.
+        #[serde(default)]
+        api_server: Option<String>,
+        /// Timeout of each API request.
+        #[serde(default = "default_k8s_timeout_ms")]
+        timeout_ms: u64,
     },
 }
 
@@ -151,6 +157,9 @@ fn default_resource() -> String {
 }
 fn default_namespace() -> String {
     "default".into()
+}
+fn default_k8s_timeout_ms() -> u64 {
+    5_000
 }
 
 /// Where snapshots come from.

@@ -132,7 +132,7 @@ impl Scaler {
             message,
         };
 
-        let observed = match self.actuator.observe() {
+        let observed = match self.actuator.observe().await {
             Ok(o) => o,
             Err(e) => {
                 failures.push(fail("actuator-read", e.kind(), e.to_string()));
@@ -249,7 +249,7 @@ impl Scaler {
             let reason = decision
                 .as_ref()
                 .map_or("guardrails", |d| d.reason.as_str());
-            match self.actuator.apply(target, reason) {
+            match self.actuator.apply(target, reason).await {
                 Ok(w) => wrote = w,
                 Err(e) => failures.push(fail("actuator-write", e.kind(), e.to_string())),
             }

@@ -1,0 +1,353 @@
+//! The Kubernetes actuator: the real `kube` client over real HTTP against an
+//! in-process fake API server that serves the `scale` subresource as the API
+//! server does (GET; PATCH as merge patch and JSON patch; PUT; resourceVersion
+//! and 409 on a stale one; 404, 403, 500 and slow replies). No registry here
+//! ships a Kubernetes API server binary, so this fake stands in for one.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmscale::config;
+use wasmscale::controller::Scaler;
+use wasmscale_tests::{block_on, host};
+
+#[derive(Default)]
+struct Cluster {
+    /// name -> (spec.replicas, resourceVersion)
+    objects: BTreeMap<String, (i64, u64)>,
+    /// (method, path, body) of every request.
+    log: Vec<(String, String, String)>,
+    /// Names whose next write fails with 409 as if someone else wrote first.
+    conflict_once: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Cluster>>;
+
+fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code}),
+    )
+}
+
+fn scale_json(name: &str, replicas: i64, rv: u64) -> Value {
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": name, "namespace": "default", "resourceVersion": rv.to_string()},
+        "spec": {"replicas": replicas},
+        "status": {"replicas": replicas, "selector": format!("app={name}")}
+    })
+}
+
+fn handle(
+    cluster: &Shared,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
+    let mut c = cluster.lock().unwrap();
+    c.log
+        .push((method.to_owned(), path.to_owned(), body.to_owned()));
+    let parts: Vec<&str> = path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_matches('/')
+        .split('/')
+        .collect();
+    // apis/{group}/{version}/namespaces/{ns}/{resource}/{name}/scale
+    let ["apis", _, _, "namespaces", _, _, name, "scale"] = parts.as_slice() else {
+        return status(404, "NotFound", &format!("no route for {path}"));
+    };
+    let name = name.to_string();
+    match name.as_str() {
+        "forbidden" => {
+            return status(
+                403,
+                "Forbidden",
+                "deployments.apps \"forbidden\" is forbidden: cannot get resource \"deployments/scale\"",
+            );
+        }
+        "broken" => return status(500, "InternalError", "etcd is unhappy"),
+        "slow" => {
+            drop(c);
+            std::thread::sleep(Duration::from_secs(3));
+            return status(504, "Timeout", "too slow");
+        }
+        _ => {}
+    }
+    let Some(&(replicas, rv)) = c.objects.get(&name) else {
+        return status(
+            404,
+            "NotFound",
+            &format!("deployments.apps \"{name}\" not found"),
+        );
+    };
+    match method {
+        "GET" => (200, scale_json(&name, replicas, rv)),
+        "PATCH" | "PUT" => {
+            if let Some(i) = c.conflict_once.iter().position(|n| *n == name) {
+                c.conflict_once.remove(i);
+                // Someone else scaled it in the meantime.
+                c.objects.insert(name.clone(), (replicas + 1, rv + 1));
+                return status(
+                    409,
+                    "Conflict",
+                    "the object has been modified; please apply your changes to the latest version",
+                );
+            }
+            let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+            let sent_rv = body
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(|v| v.parse::<u64>().unwrap_or(0));
+            if sent_rv.is_some_and(|v| v != rv) {
+                return status(
+                    409,
+                    "Conflict",
+                    "the object has been modified; please apply your changes to the latest version",
+                );
+            }
+            let new = if method == "PUT" || content_type.contains("merge-patch") {
+                body.pointer("/spec/replicas").and_then(Value::as_i64)
+            } else if content_type.contains("json-patch") {
+                body.as_array()
+                    .and_then(|ops| ops.iter().find(|op| op["path"] == "/spec/replicas"))
+                    .and_then(|op| op["value"].as_i64())
+            } else {
+                return (
+                    415,
+                    json!({"kind": "Status", "code": 415, "message": format!("unsupported media type {content_type}")}),
+                );
+            };
+            let Some(new) = new else {
+                return status(422, "Invalid", "spec.replicas missing");
+            };
+            c.objects.insert(name.clone(), (new, rv + 1));
+            (200, scale_json(&name, new, rv + 1))
+        }
+        _ => status(405, "MethodNotAllowed", method),
+    }
+}
+
+fn start_fake(cluster: Shared) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let cluster = cluster.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut it = line.split_whitespace();
+                    let (method, path) = (
+                        it.next().unwrap_or("").to_owned(),
+                        it.next().unwrap_or("").to_owned(),
+                    );
+                    let (mut length, mut content_type) = (0usize, String::new());
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap_or((h, ""));
+                        match k.to_ascii_lowercase().as_str() {
+                            "content-length" => length = v.trim().parse().unwrap_or(0),
+                            "content-type" => content_type = v.trim().to_owned(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let (code, value) = handle(
+                        &cluster,
+                        &method,
+                        &path,
+                        &content_type,
+                        &String::from_utf8_lossy(&body),
+                    );
+                    let text = value.to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+                        text.len()
+                    );
+                }
+            });
+        }
+    });
+    port
+}
+
+fn scaler_for(port: u16, name: &str, queue: u32, dir: &std::path::Path) -> Scaler {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"[[scaler]]
+name = "{name}"
+policy = "builtin:queue-depth"
+params = {{ target_per_replica = 10 }}
+min_replicas = 1
+max_replicas = 20
+metrics = {{ queue_depth = {queue} }}
+target = {{ type = "kubernetes", group = "apps", version = "v1", resource = "deployments", namespace = "default", name = "{name}", api_server = "http://127.0.0.1:{port}", timeout_ms = 1000 }}
+[scaler.guard]
+rate = "none"
+"#
+        ),
+    )
+    .unwrap();
+    let config = config::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"));
+    Scaler::new(&config.scalers[0], dir, &host(), None).unwrap()
+}
+
+#[test]
+fn kube_client_scales_through_the_scale_subresource() {
+    let cluster: Shared = Arc::default();
+    cluster.lock().unwrap().objects.insert("web".into(), (2, 7));
+    cluster
+        .lock()
+        .unwrap()
+        .objects
+        .insert("busy".into(), (2, 1));
+    cluster.lock().unwrap().conflict_once.push("busy".into());
+    let port = start_fake(cluster.clone());
+    let dir = tempfile::tempdir().unwrap();
+
+    block_on(async {
+        let mut web = scaler_for(port, "web", 55, dir.path());
+        let r = web.tick(1_700_000_000_000).await;
+        assert!(r.failures.is_empty(), "{r:?}");
+        assert_eq!(
+            (r.previous_replicas, r.final_replicas, r.wrote),
+            (2, 6, true)
+        );
+        {
+            let c = cluster.lock().unwrap();
+            assert_eq!(c.objects["web"], (6, 8));
+            let (method, path, body) = c.log.last().unwrap().clone();
+            let path = path.split('?').next().unwrap_or_default();
+            assert_eq!(
+                (method.as_str(), path),
+                (
+                    "PATCH",
+                    "/apis/apps/v1/namespaces/default/deployments/web/scale"
+                )
+            );
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["spec"]["replicas"], 6);
+            assert_eq!(body["metadata"]["resourceVersion"], "7");
+        }
+        // Same desired count: read, but no write.
+        let writes = |c: &Shared| {
+            c.lock()
+                .unwrap()
+                .log
+                .iter()
+                .filter(|(m, _, _)| m != "GET")
+                .count()
+        };
+        let before = writes(&cluster);
+        let again = web.tick(1_700_000_015_000).await;
+        assert_eq!((again.final_replicas, again.wrote), (6, false));
+        assert_eq!(
+            writes(&cluster),
+            before,
+            "no write when desired equals current"
+        );
+
+        // A 409 (someone else scaled it) is re-read and retried.
+        let mut busy = scaler_for(port, "busy", 90, dir.path());
+        let r = busy.tick(1_700_000_000_000).await;
+        assert!(r.failures.is_empty(), "{r:?}");
+        assert_eq!(cluster.lock().unwrap().objects["busy"].0, 9);
+
+        // 404, 403, 500 and a slow server are typed failures that hold.
+        for (name, kind) in [
+            ("missing", "not-found"),
+            ("forbidden", "forbidden"),
+            ("broken", "server-error"),
+            ("slow", "timeout"),
+        ] {
+            let mut s = scaler_for(port, name, 55, dir.path());
+            let r = s.tick(1_700_000_000_000).await;
+            let f = r
+                .failures
+                .first()
+                .unwrap_or_else(|| panic!("{name}: {r:?}"));
+            assert_eq!(
+                (f.stage.as_str(), f.kind.as_str()),
+                ("actuator-read", kind),
+                "{name}: {r:?}"
+            );
+            assert!(!r.wrote);
+        }
+    });
+}
+
+#[test]
+fn fake_api_server_speaks_json_patch_put_and_resource_versions() {
+    use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+    let cluster: Shared = Arc::default();
+    cluster.lock().unwrap().objects.insert("db".into(), (3, 1));
+    let port = start_fake(cluster.clone());
+    block_on(async {
+        let client = kube::Client::try_from(kube::Config::new(
+            format!("http://127.0.0.1:{port}").parse().unwrap(),
+        ))
+        .unwrap();
+        let resource = ApiResource {
+            group: "apps".into(),
+            version: "v1".into(),
+            api_version: "apps/v1".into(),
+            kind: "StatefulSet".into(),
+            plural: "statefulsets".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource);
+        let patch = json!([{"op": "replace", "path": "/spec/replicas", "value": 5}]);
+        let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        let s = api
+            .patch_scale("db", &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+            .unwrap();
+        assert_eq!(s.spec.and_then(|s| s.replicas), Some(5));
+        let mut current = api.get_scale("db").await.unwrap();
+        current.spec = Some(k8s_openapi::api::autoscaling::v1::ScaleSpec { replicas: Some(7) });
+        let stale = {
+            let mut s = current.clone();
+            s.metadata.resource_version = Some("1".into());
+            s
+        };
+        let e = api
+            .replace_scale("db", &PostParams::default(), &stale)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, kube::Error::Api(ref s) if s.code == 409),
+            "{e:?}"
+        );
+        let s = api
+            .replace_scale("db", &PostParams::default(), &current)
+            .await
+            .unwrap();
+        assert_eq!(s.spec.and_then(|s| s.replicas), Some(7));
+    });
+}
