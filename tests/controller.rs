@@ -246,3 +246,45 @@ fn missing_metric_blocks_scale_down_but_not_scale_up_then_fallback() {
     assert_eq!(end.failures[0].kind, "exhausted");
     assert_eq!(end.final_replicas, 7);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_for_the_audit_log_does_not_stop_scaling() {
+    // /dev/full accepts the open and fails every write with ENOSPC.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "full.toml",
+        r#"[audit]
+path = "/dev/full"
+[admin]
+listen = ""
+[[scaler]]
+name = "q"
+policy = "builtin:queue-depth"
+params = { target_per_replica = 10 }
+min_replicas = 1
+max_replicas = 10
+interval_seconds = 0.05
+metrics = { queue_depth = 35 }
+"#,
+    );
+    let host = host();
+    let config = config::load(&path, &host).unwrap();
+    let summary = controller::run(
+        config,
+        dir.path(),
+        &host,
+        RunOptions {
+            ticks: Some(3),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.ticks, 3);
+    assert_eq!(
+        summary.audit_errors, 3,
+        "every append failed, and each was counted"
+    );
+    assert_eq!(summary.failed_ticks, 0, "scaling itself went on");
+}

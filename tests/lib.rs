@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use wasmscale::host::{Host, HostConfig, Limits};
 
+pub mod fake_kube;
+
 /// Component paths of the hostile fixtures (see `guests/`).
 pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));

@@ -1,7 +1,8 @@
-//! The Prometheus source against a real Prometheus (Debian's `prometheus`,
-//! installed by `.ci/setup`), started here on 127.0.0.1 and scraping a metrics
-//! endpoint this test serves. The controller ticks, the real policy component
-//! decides, and the audit record matches; then Prometheus is stopped mid-run.
+//! End to end: a real Prometheus (Debian's `prometheus`, installed by
+//! `.ci/setup`) started here on 127.0.0.1, scraping a metrics endpoint this test
+//! serves; the controller ticks, the real policy component decides, the fake
+//! Kubernetes API (tests/fake_kube.rs) receives the PATCH, and the audit record
+//! matches. Then Prometheus is stopped mid-run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read as _, Write as _};
@@ -12,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmscale::config;
 use wasmscale::controller::Scaler;
-use wasmscale_tests::{block_on, host};
+use wasmscale_tests::fake_kube::{Shared, start_fake};
+use wasmscale_tests::host;
 
 /// Serve `/metrics` with `test_queue_depth <value>` until the process ends.
 fn serve_metrics(value: Arc<AtomicU64>) -> u16 {
@@ -116,6 +118,14 @@ fn controller_reads_a_real_prometheus_and_survives_it_going_down() {
     let mut prometheus = start_prometheus(target);
     wait_for_scrape(prometheus.port, 42);
 
+    let cluster: Shared = Arc::default();
+    cluster
+        .lock()
+        .unwrap()
+        .objects
+        .insert("queue".into(), (1, 1));
+    let kube_port = start_fake(cluster.clone());
+
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(
@@ -130,13 +140,14 @@ max_replicas = 20
 interval_seconds = 1
 source = {{ type = "prometheus", url = "http://127.0.0.1:{}", timeout_ms = 2000 }}
 metrics = {{ queue_depth = "sum(test_queue_depth)", missing_one = "sum(no_such_metric)" }}
+target = {{ type = "kubernetes", name = "queue", api_server = "http://127.0.0.1:{}", timeout_ms = 2000 }}
 [scaler.guard]
 rate = "none"
 [scaler.fallback]
 after_failed_ticks = 2
 replicas = 3
 "#,
-            prometheus.port
+            prometheus.port, kube_port
         ),
     )
     .unwrap();
@@ -157,7 +168,11 @@ replicas = 3
     let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
 
     let t0 = 1_700_000_000_000;
-    let r = block_on(scaler.tick(t0));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = runtime.block_on(scaler.tick(t0));
     assert!(r.failures.is_empty(), "{r:?}");
     assert_eq!(r.snapshot.as_ref().and_then(|s| s.queue_depth), Some(42.0));
     // A query with no data is missing, never zero.
@@ -171,12 +186,28 @@ replicas = 3
         (r.previous_replicas, r.final_replicas, r.wrote),
         (1, 5, true)
     );
+    // The fake API server received the PATCH, and the audit record says so.
+    let patches = |c: &Shared| {
+        c.lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|(m, _, _)| m == "PATCH")
+            .count()
+    };
+    assert_eq!(cluster.lock().unwrap().objects["queue"].0, 5);
+    assert_eq!(patches(&cluster), 1);
+    let line = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        (line["final_replicas"].as_u64(), line["wrote"].as_bool()),
+        (Some(5), Some(true))
+    );
 
     // Prometheus goes down: the source is unavailable, the count is held, and
     // after two failed ticks the fallback applies.
     let _ = prometheus.child.kill();
     let _ = prometheus.child.wait();
-    let down = block_on(scaler.tick(t0 + 1_000));
+    let down = runtime.block_on(scaler.tick(t0 + 1_000));
     assert_eq!(
         down.failures
             .first()
@@ -185,6 +216,8 @@ replicas = 3
         "{down:?}"
     );
     assert_eq!(down.final_replicas, 5);
-    let fallback = block_on(scaler.tick(t0 + 2_000));
+    assert_eq!(patches(&cluster), 1, "held: nothing written");
+    let fallback = runtime.block_on(scaler.tick(t0 + 2_000));
     assert_eq!(fallback.final_replicas, 3, "{fallback:?}");
+    assert_eq!(cluster.lock().unwrap().objects["queue"].0, 3);
 }

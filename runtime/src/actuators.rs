@@ -119,7 +119,7 @@ impl Actuator {
                 current: *replicas,
                 ready: Some(*replicas),
             }),
-            Actuator::Kubernetes(k) => k.observe().await,
+            Actuator::Kubernetes(k) => k.observe().await.inspect_err(|e| k.forget_client_after(e)),
         }
     }
 
@@ -135,7 +135,10 @@ impl Actuator {
                 *replicas = desired;
                 Ok(true)
             }
-            Actuator::Kubernetes(k) => k.apply(desired).await,
+            Actuator::Kubernetes(k) => k
+                .apply(desired)
+                .await
+                .inspect_err(|e| k.forget_client_after(e)),
         }
     }
 }
@@ -210,6 +213,14 @@ impl Kubernetes {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(r) => r.map_err(classify),
             Err(_) => Err(ActuatorError::Timeout(self.timeout)),
+        }
+    }
+
+    /// After a transport failure, build a fresh client on the next call (its
+    /// connection pool or background task may be gone).
+    fn forget_client_after(&mut self, e: &ActuatorError) {
+        if matches!(e, ActuatorError::Transport(_) | ActuatorError::Timeout(_)) {
+            self.api = None;
         }
     }
 
