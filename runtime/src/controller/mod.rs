@@ -362,6 +362,31 @@ pub struct RunSummary {
     pub failed_ticks: u64,
     pub audit_errors: u64,
     pub missed_ticks: u64,
+    /// Tick lag (how late each tick started), in 1 ms buckets; the last bucket
+    /// holds everything at or above it.
+    pub lag_ms_buckets: Vec<u64>,
+}
+
+/// Lag buckets: 0..=254 ms by the millisecond, then ">= 255 ms".
+const LAG_BUCKETS: usize = 256;
+
+impl RunSummary {
+    /// The p-th percentile of tick lag, in milliseconds (a bucket's upper edge).
+    pub fn lag_percentile_ms(&self, p: f64) -> Option<u64> {
+        let total: u64 = self.lag_ms_buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (ms, n) in self.lag_ms_buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(ms as u64 + 1);
+            }
+        }
+        None
+    }
 }
 
 /// Run every scaler on its own interval until told to stop. Each scaler is its
@@ -422,11 +447,13 @@ pub fn run(
                 let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + jitter, interval);
                 timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 let (mut done, mut missed, mut failed) = (0u64, 0u64, 0u64);
+                let mut lags = vec![0u64; LAG_BUCKETS];
                 loop {
                     tokio::select! {
                         _ = stop.changed() => break,
                         at = timer.tick() => {
                             let late = at.elapsed();
+                            lags[(late.as_millis() as usize).min(LAG_BUCKETS - 1)] += 1;
                             if late > interval {
                                 let n = (late.as_secs_f64() / interval.as_secs_f64()) as u64;
                                 missed += n;
@@ -444,7 +471,7 @@ pub fn run(
                         }
                     }
                 }
-                (done, failed, missed)
+                (done, failed, missed, lags)
             });
         }
         drop(records_tx);
@@ -475,7 +502,7 @@ pub fn run(
             #[cfg(not(unix))]
             let _ = tokio::signal::ctrl_c().await;
         };
-        let mut summary = RunSummary::default();
+        let mut summary = RunSummary { lag_ms_buckets: vec![0; LAG_BUCKETS], ..RunSummary::default() };
         tokio::pin!(shutdown);
         let mut stopping = false;
         loop {
@@ -486,10 +513,13 @@ pub fn run(
                     let _ = stop_tx.send(true);
                 }
                 joined = tasks.join_next() => match joined {
-                    Some(Ok((done, failed, missed))) => {
+                    Some(Ok((done, failed, missed, lags))) => {
                         summary.ticks += done;
                         summary.failed_ticks += failed;
                         summary.missed_ticks += missed;
+                        for (total, n) in summary.lag_ms_buckets.iter_mut().zip(lags) {
+                            *total += n;
+                        }
                     }
                     Some(Err(e)) => tracing::error!(error = %e, "a scaler task failed"),
                     None => break,
