@@ -3,6 +3,7 @@
 //! A deliberately small HTTP/1.1 server: GET only, one response per connection.
 
 use crate::controller::audit::AuditRecord;
+use crate::guard::{BreakerMode, BreakerSetting};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -203,6 +204,103 @@ impl Metrics {
     }
 }
 
+/// Operator requests for the circuit breaker, taken by each scaler before its
+/// next tick. `Some(setting)` sets it, `None` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    scalers: Arc<Vec<String>>,
+    pending: Arc<Mutex<BTreeMap<String, Option<BreakerSetting>>>>,
+}
+
+impl Controls {
+    pub fn new(scalers: Vec<String>) -> Self {
+        Controls {
+            scalers: Arc::new(scalers),
+            pending: Arc::default(),
+        }
+    }
+
+    /// The request waiting for `scaler`, if any (taken: applied once).
+    pub fn take(&self, scaler: &str) -> Option<Option<BreakerSetting>> {
+        self.pending.lock().ok()?.remove(scaler)
+    }
+
+    fn request(&self, scaler: &str, setting: Option<BreakerSetting>) -> bool {
+        if !self.scalers.iter().any(|s| s == scaler) {
+            return false;
+        }
+        self.pending
+            .lock()
+            .map(|mut p| p.insert(scaler.to_owned(), setting))
+            .is_ok()
+    }
+}
+
+/// `POST /scalers/NAME/breaker?mode=freeze&seconds=600` or `DELETE /scalers/NAME/breaker`.
+fn breaker_request(controls: &Controls, method: &str, path: &str) -> (&'static str, String) {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let parts: Vec<&str> = route.trim_matches('/').split('/').collect();
+    let ["scalers", name, "breaker"] = parts.as_slice() else {
+        return (
+            "404 Not Found",
+            "try /metrics, /healthz, /readyz or /scalers/NAME/breaker\n".into(),
+        );
+    };
+    let param = |k: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+    };
+    let setting = match method {
+        "DELETE" => None,
+        "POST" => {
+            let mode = match param("mode") {
+                Some("pause") => BreakerMode::Pause,
+                Some("freeze") => BreakerMode::Freeze,
+                Some("scale-in-only") => BreakerMode::ScaleInOnly,
+                Some("scale-out-only") => BreakerMode::ScaleOutOnly,
+                other => {
+                    return (
+                        "400 Bad Request",
+                        format!(
+                            "mode must be pause, freeze, scale-in-only or scale-out-only (got {other:?})\n"
+                        ),
+                    );
+                }
+            };
+            let until_ms = match param("seconds").map(str::parse::<u64>) {
+                Some(Ok(s)) => Some(crate::controller::wall_clock_ms() + s * 1000),
+                Some(Err(_)) => {
+                    return ("400 Bad Request", "seconds must be a whole number\n".into());
+                }
+                None => None,
+            };
+            Some(BreakerSetting {
+                mode,
+                until_ms,
+                automatic: false,
+            })
+        }
+        _ => {
+            return (
+                "405 Method Not Allowed",
+                "use POST to set the breaker, DELETE to clear it\n".into(),
+            );
+        }
+    };
+    if controls.request(name, setting) {
+        (
+            "202 Accepted",
+            format!(
+                "breaker {} for {name}: applies at its next tick\n",
+                if setting.is_some() { "set" } else { "cleared" }
+            ),
+        )
+    } else {
+        ("404 Not Found", format!("no scaler named {name:?}\n"))
+    }
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -210,12 +308,13 @@ fn escape(s: &str) -> String {
 }
 
 /// Serve the admin endpoints on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) {
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, controls: Controls) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
         let metrics = metrics.clone();
+        let controls = controls.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let n = match tokio::time::timeout(
@@ -228,8 +327,14 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) {
                 _ => return,
             };
             let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let mut words = request.split_whitespace();
+            let method = words.next().unwrap_or("GET");
+            let path = words.next().unwrap_or("/");
             let (status, content_type, body) = match path {
+                p if p.starts_with("/scalers/") => {
+                    let (status, body) = breaker_request(&controls, method, p);
+                    (status, "text/plain", body)
+                }
                 "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
                 "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
                 "/readyz" if metrics.ready() => ("200 OK", "text/plain", "ready\n".to_owned()),

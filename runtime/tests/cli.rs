@@ -435,3 +435,96 @@ fn sigterm_flushes_and_sigkill_leaves_a_readable_audit_log() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).lines().count() >= 4);
 }
+
+#[test]
+fn operators_freeze_and_release_a_scaler_over_http() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A load that swings every tick: 1 <-> 9 replicas without a breaker.
+    std::fs::write(dir.path().join("swing.csv"), "queue_depth\n10\n90\n").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[admin]
+listen = "127.0.0.1:{port}"
+[audit]
+path = "audit.jsonl"
+[[scaler]]
+name = "swing"
+policy = "builtin:queue-depth"
+params = {{ target_per_replica = 10, cooldown_seconds = 0 }}
+min_replicas = 1
+max_replicas = 10
+interval_seconds = 0.1
+source = {{ type = "replay", path = "swing.csv", repeat = true }}
+[scaler.guard]
+rate = "none"
+"#
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
+        .args(["run", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = |request: &str| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.write_all(request.as_bytes());
+                let mut t = String::new();
+                let _ = s.read_to_string(&mut t);
+                return t;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "admin endpoint never came up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let reply = http("POST /scalers/swing/breaker?mode=freeze&seconds=600 HTTP/1.1\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
+    assert!(
+        http("POST /scalers/nope/breaker?mode=freeze HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404")
+    );
+    assert!(
+        http("POST /scalers/swing/breaker?mode=sideways HTTP/1.1\r\n\r\n")
+            .starts_with("HTTP/1.1 400")
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let reply = http("DELETE /scalers/swing/breaker HTTP/1.1\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait_with_output();
+    let (records, _) = wasmscale::controller::audit::read(&dir.path().join("audit.jsonl")).unwrap();
+    let frozen = records
+        .iter()
+        .filter(|r| r.guardrails.iter().any(|g| g.guard == "circuit-breaker"))
+        .count();
+    assert!(
+        frozen >= 3,
+        "the breaker held the count while frozen ({frozen} records)"
+    );
+    let after: Vec<u32> = records
+        .iter()
+        .rev()
+        .take(3)
+        .map(|r| r.final_replicas)
+        .collect();
+    assert!(
+        after.contains(&1) && after.contains(&9),
+        "swinging again after release: {after:?}"
+    );
+}

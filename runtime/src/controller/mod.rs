@@ -7,7 +7,7 @@ pub mod audit;
 
 use crate::actuators::Actuator;
 use crate::config::{Config, ScalerConfig};
-use crate::guard::{self, GuardConfig, GuardState, Intervention, Tick};
+use crate::guard::{self, BreakerSetting, GuardConfig, GuardState, Intervention, Tick};
 use crate::host::{Host, PolicyInstance, ReplicaCounts};
 use crate::sources::Source;
 use audit::{AuditLog, AuditRecord, Failure, GuardrailRecord, RecordedDecision};
@@ -118,6 +118,13 @@ impl Scaler {
 
     pub fn state(&self) -> &PersistedState {
         &self.state
+    }
+
+    /// Set (or clear) the circuit breaker by operator request; persisted.
+    pub fn set_breaker(&mut self, setting: Option<BreakerSetting>) {
+        tracing::warn!(scaler = %self.config.name, ?setting, "circuit breaker changed by an operator");
+        self.state.guard.breaker = setting;
+        self.persist();
     }
 
     /// One tick: observe, read, evaluate, guard, act, record. Never panics;
@@ -422,12 +429,14 @@ pub fn run(
         .clone()
         .unwrap_or_else(|| crate::admin::Metrics::new(scalers.len()));
     let admin_listen = config.admin.listen.clone();
+    let controls =
+        crate::admin::Controls::new(scalers.iter().map(|s| s.name().to_owned()).collect());
     runtime.block_on(async move {
         if !admin_listen.is_empty() {
             match tokio::net::TcpListener::bind(&admin_listen).await {
                 Ok(listener) => {
                     tracing::info!(address = %admin_listen, "serving /metrics, /healthz and /readyz");
-                    tokio::spawn(crate::admin::serve(listener, metrics.clone()));
+                    tokio::spawn(crate::admin::serve(listener, metrics.clone(), controls.clone()));
                 }
                 Err(e) => tracing::error!(address = %admin_listen, error = %e, "cannot serve the admin endpoint; scaling continues"),
             }
@@ -439,6 +448,7 @@ pub fn run(
             let tx = records_tx.clone();
             let mut stop = stop_rx.clone();
             let metrics = metrics.clone();
+            let controls = controls.clone();
             let ticks = options.ticks;
             tasks.spawn(async move {
                 let interval = scaler.interval();
@@ -458,6 +468,9 @@ pub fn run(
                                 let n = (late.as_secs_f64() / interval.as_secs_f64()) as u64;
                                 missed += n;
                                 metrics.missed(scaler.name(), n);
+                            }
+                            if let Some(request) = controls.take(scaler.name()) {
+                                scaler.set_breaker(request);
                             }
                             let record = scaler.tick(wall_clock_ms()).await;
                             failed += u64::from(!record.failures.is_empty());
