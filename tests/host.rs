@@ -179,3 +179,15 @@ fn state_moves_between_instances_like_a_hot_swap() {
     let e = new.load_state(b"\xff\xfe").unwrap_err();
     assert_eq!(e.kind(), "load-state");
 }
+
+#[test]
+fn one_host_compiles_a_policy_once() {
+    let host = host();
+    let source = PolicySource::parse("builtin:step-scaling");
+    let first = host.load(&source).unwrap();
+    for _ in 0..10 {
+        assert!(host.load(&source).unwrap().same_compilation(&first));
+    }
+    host.forget_loaded();
+    assert!(!host.load(&source).unwrap().same_compilation(&first));
+}

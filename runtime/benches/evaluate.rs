@@ -150,6 +150,7 @@ fn main() {
     assert!(!cached_host.load(&source).unwrap().from_cache());
     c.bench_function("load/from-cache", |b| {
         b.iter(|| {
+            cached_host.forget_loaded();
             let p = cached_host.load(&source).unwrap();
             assert!(p.from_cache());
             p
@@ -168,6 +169,7 @@ fn main() {
         black_box(compiled.instantiate_raw().unwrap());
     });
     let load = distribution(500, || {
+        cached_host.forget_loaded();
         black_box(cached_host.load(&source).unwrap());
     });
     c.final_summary();

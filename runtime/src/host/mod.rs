@@ -129,6 +129,9 @@ pub struct Host {
     linker: Linker<StoreState>,
     limits: Arc<Limits>,
     cache: Option<DiskCache>,
+    /// Policies this host already compiled, by digest: a thousand scalers on one
+    /// policy compile it once.
+    loaded: std::sync::Mutex<std::collections::HashMap<String, CompiledPolicy>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -174,11 +177,20 @@ impl Host {
             linker,
             limits: Arc::new(limits),
             cache: config.cache,
+            loaded: Default::default(),
         })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Forget the policies compiled so far (the next load reads the disk cache
+    /// or compiles again). Instances already made are unaffected.
+    pub fn forget_loaded(&self) {
+        if let Ok(mut loaded) = self.loaded.lock() {
+            loaded.clear();
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -200,6 +212,14 @@ impl Host {
             });
         }
         let digest = digest(bytes);
+        if let Some(known) = self
+            .loaded
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&digest).cloned())
+        {
+            return Ok(known);
+        }
         let started = Instant::now();
         let cached = self
             .cache
@@ -227,10 +247,10 @@ impl Host {
             .map_err(|e| PolicyError::Contract(format!("{e:#}")))?;
         let pre =
             bindings::PolicyPre::new(pre).map_err(|e| PolicyError::Contract(format!("{e:#}")))?;
-        Ok(CompiledPolicy {
+        let compiled = CompiledPolicy {
             inner: Arc::new(CompiledInner {
                 name: Arc::from(name),
-                digest,
+                digest: digest.clone(),
                 size: bytes.len(),
                 compile_time,
                 from_cache,
@@ -238,7 +258,11 @@ impl Host {
                 engine: self.engine.clone(),
                 limits: Arc::clone(&self.limits),
             }),
-        })
+        };
+        if let Ok(mut loaded) = self.loaded.lock() {
+            loaded.insert(digest, compiled.clone());
+        }
+        Ok(compiled)
     }
 
     /// Refuse any import outside the contract, listing every one, and require
@@ -347,6 +371,11 @@ impl CompiledPolicy {
     }
     pub fn from_cache(&self) -> bool {
         self.inner.from_cache
+    }
+
+    /// The very same compilation (not just the same bytes)?
+    pub fn same_compilation(&self, other: &CompiledPolicy) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// A new, unconfigured instance: a fresh store and the component instantiated
