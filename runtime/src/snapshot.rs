@@ -78,11 +78,20 @@ pub fn from_value(value: Value, defaults: Defaults) -> Result<(Snapshot, bool), 
     let input = Value::Object(obj);
     let snapshot: Snapshot =
         serde_json::from_value(input.clone()).map_err(|e| format!("invalid snapshot: {e}"))?;
-    let echoed = serde_json::to_value(&snapshot).map_err(|e| e.to_string())?;
-    if let Some(path) = unknown_key(&input, &echoed, String::new()) {
-        return Err(format!("unknown field `{path}`{}", suggest(&path)));
+    if CHECK_UNKNOWN.with(std::cell::Cell::get) {
+        let echoed = serde_json::to_value(&snapshot).map_err(|e| e.to_string())?;
+        if let Some(path) = unknown_key(&input, &echoed, String::new()) {
+            return Err(format!("unknown field `{path}`{}", suggest(&path)));
+        }
     }
     Ok((snapshot, gave_current))
+}
+
+thread_local! {
+    /// Off while [`from_values`] builds a snapshot from names it already
+    /// sorted into fields: nothing there can be unknown, and the check
+    /// (serializing the snapshot back) would double the cost of every tick.
+    static CHECK_UNKNOWN: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
 }
 
 /// The snapshot's optional number signals (`gpu_utilization`, `queue_depth`,
@@ -145,7 +154,10 @@ pub fn from_values<'a>(
         interval_ms,
         current: 0,
     };
-    from_value(Value::Object(obj), defaults).map(|(s, _)| s)
+    CHECK_UNKNOWN.with(|c| c.set(false));
+    let result = from_value(Value::Object(obj), defaults).map(|(s, _)| s);
+    CHECK_UNKNOWN.with(|c| c.set(true));
+    result
 }
 
 /// `ready` → `Ready`, the Rust variant name the bindings deserialize.

@@ -87,7 +87,7 @@ pub struct AuditLog {
     path: PathBuf,
     max_bytes: u64,
     keep: u32,
-    file: std::fs::File,
+    file: std::io::BufWriter<std::fs::File>,
     size: u64,
 }
 
@@ -105,12 +105,12 @@ impl AuditLog {
             path: path.to_path_buf(),
             max_bytes: max_bytes.max(1024),
             keep,
-            file,
+            file: std::io::BufWriter::with_capacity(256 << 10, file),
             size,
         })
     }
 
-    /// Append one record and flush it to the OS.
+    /// Append one record (buffered: call [`Self::flush`] after a batch).
     pub fn append(&mut self, record: &AuditRecord) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
@@ -118,17 +118,23 @@ impl AuditLog {
             self.rotate()?;
         }
         self.file.write_all(&line)?;
-        self.file.flush()?;
         self.size += line.len() as u64;
         Ok(())
     }
 
+    /// Hand everything appended to the OS.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+
     /// Make sure everything appended is on disk.
     pub fn sync(&mut self) -> std::io::Result<()> {
-        self.file.sync_data()
+        self.file.flush()?;
+        self.file.get_ref().sync_data()
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
+        self.file.flush()?;
         let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
@@ -140,10 +146,11 @@ impl AuditLog {
             }
             std::fs::rename(&self.path, numbered(1))?;
         }
-        self.file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)?;
+        self.file = std::io::BufWriter::with_capacity(256 << 10, file);
         self.size = 0;
         Ok(())
     }
@@ -263,6 +270,7 @@ mod tests {
         let mut log = AuditLog::open(&path, 1024, 2).unwrap();
         for n in 0..30 {
             log.append(&record(n)).unwrap();
+            log.flush().unwrap();
         }
         assert!(dir.path().join("audit.jsonl.1").exists());
         assert!(dir.path().join("audit.jsonl.2").exists());

@@ -452,8 +452,9 @@ pub fn run(
             let ticks = options.ticks;
             tasks.spawn(async move {
                 let interval = scaler.interval();
-                // Spread scalers over the interval so they do not all tick at once.
-                let jitter = interval.mul_f64(((i as f64) * 0.618_034).fract() * 0.1);
+                // Spread scalers over the whole interval (golden-ratio steps) so
+                // thousands of them do not all tick at once.
+                let jitter = interval.mul_f64(((i as f64) * 0.618_034).fract());
                 let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + jitter, interval);
                 timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 let (mut done, mut missed, mut failed) = (0u64, 0u64, 0u64);
@@ -491,12 +492,25 @@ pub fn run(
         let writer_metrics = metrics.clone();
         let writer = tokio::spawn(async move {
             let mut errors = 0u64;
-            while let Some(record) = records_rx.recv().await {
-                writer_metrics.observe(&record);
-                if let Err(e) = audit_log.append(&record) {
-                    errors += 1;
+            let mut batch = Vec::new();
+            // Take every record that is ready, write them, flush once: each
+            // tick's record still reaches the OS before the writer waits again.
+            while records_rx.recv_many(&mut batch, 1024).await > 0 {
+                let n = batch.len() as u64;
+                let mut failed = 0u64;
+                for record in batch.drain(..) {
+                    writer_metrics.observe(&record);
+                    if let Err(e) = audit_log.append(&record) {
+                        failed += 1;
+                        tracing::error!(error = %e, "cannot write the audit log; scaling continues");
+                    }
+                }
+                if let Err(e) = audit_log.flush() {
+                    // None of this batch is known to have reached the OS.
+                    failed = n;
                     tracing::error!(error = %e, "cannot write the audit log; scaling continues");
                 }
+                errors += failed;
             }
             if let Err(e) = audit_log.sync() {
                 tracing::error!(error = %e, "cannot sync the audit log");
