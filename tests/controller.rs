@@ -288,3 +288,55 @@ metrics = { queue_depth = 35 }
     );
     assert_eq!(summary.failed_ticks, 0, "scaling itself went on");
 }
+
+#[test]
+fn safety_net_is_a_floor_under_the_main_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    // Queue depth says 2 replicas; p95 latency spikes on the second row.
+    let trace = "queue_depth,latency_p95_ms\n20,400\n20,2800\n";
+    write(dir.path(), "trace.csv", trace);
+    let path = write(
+        dir.path(),
+        "net.toml",
+        r#"[[scaler]]
+name = "llm"
+policy = "builtin:queue-depth"
+params = { target_per_replica = 10, cooldown_seconds = 0 }
+min_replicas = 1
+max_replicas = 20
+source = { type = "replay", path = "trace.csv" }
+[scaler.safety_net]
+policy = "builtin:step-scaling"
+params = { metric = "latency_p95_ms", alarms = [{ comparison = "greater_than", threshold = 1500, steps = [{ lower_bound = 0, adjustment = 4 }] }] }
+[scaler.guard]
+rate = "none"
+"#,
+    );
+    let host = host();
+    let config = config::load(&path, &host).unwrap_or_else(|e| panic!("{e}"));
+    let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
+    let calm = block_on(scaler.tick(1_700_000_000_000));
+    assert_eq!(calm.final_replicas, 2, "{calm:?}");
+    let spike = block_on(scaler.tick(1_700_000_015_000));
+    assert_eq!(spike.final_replicas, 6, "{spike:?}"); // 2 + 4 from the safety net
+    assert!(
+        spike
+            .decision
+            .as_ref()
+            .is_some_and(|d| d.reason.starts_with("safety net:")),
+        "{spike:?}"
+    );
+
+    // A safety net that does not load is a config error.
+    let bad = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("builtin:step-scaling", "builtin:nope");
+    let bad = write(dir.path(), "bad.toml", &bad);
+    let errors = config::load(&bad, &host).unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains("safety_net policy `builtin:nope`"),
+        "{errors}"
+    );
+}

@@ -108,6 +108,26 @@ pub struct ScalerConfig {
     pub fallback: FallbackConfig,
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// A second, fast policy whose proposal is a floor: the scaler takes the
+    /// larger of the two (e.g. step scaling on p95 latency under a slower
+    /// target-tracking policy).
+    #[serde(default)]
+    pub safety_net: Option<SafetyNet>,
+}
+
+/// A safety-net policy and its params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyNet {
+    pub policy: String,
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+impl SafetyNet {
+    pub fn params_json(&self) -> String {
+        serde_json::to_string(&self.params).unwrap_or_else(|_| "{}".into())
+    }
 }
 
 fn default_tenant() -> String {
@@ -483,6 +503,24 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
                 }
                 Ok(_) => {}
             },
+        }
+    }
+    for (i, s) in config.scalers.iter().enumerate() {
+        let Some(net) = &s.safety_net else { continue };
+        let span = doc.locate(tree.get_ref(), i, &["safety_net"]);
+        let source = match PolicySource::parse(&net.policy) {
+            PolicySource::File(p) if p.is_relative() => PolicySource::File(base.join(p)),
+            other => other,
+        };
+        if let Err(e) = host
+            .load(&source)
+            .and_then(|c| c.instantiate(&net.params_json()))
+        {
+            errors.push(doc.error(
+                span,
+                &format!("safety_net policy `{}`: {e}", net.policy),
+                None,
+            ));
         }
     }
     if errors.is_empty() {

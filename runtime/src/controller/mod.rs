@@ -42,6 +42,8 @@ pub struct Scaler {
     guard: GuardConfig,
     state: PersistedState,
     policy: PolicyInstance,
+    /// The safety-net policy, when configured (its state is not persisted).
+    safety: Option<PolicyInstance>,
     source: Source,
     actuator: Actuator,
     state_file: Option<PathBuf>,
@@ -75,6 +77,25 @@ impl Scaler {
             .instantiate(&config.params_json())
             .map_err(|e| fail(e.to_string()))?;
         let source = Source::from_config(config, base).map_err(|e| fail(e.to_string()))?;
+        let safety = match &config.safety_net {
+            Some(net) => {
+                let source = match crate::host::PolicySource::parse(&net.policy) {
+                    crate::host::PolicySource::File(p) if p.is_relative() => {
+                        crate::host::PolicySource::File(base.join(p))
+                    }
+                    other => other,
+                };
+                let compiled = host
+                    .load(&source)
+                    .map_err(|e| fail(format!("safety net: {e}")))?;
+                Some(
+                    compiled
+                        .instantiate(&net.params_json())
+                        .map_err(|e| fail(format!("safety net: {e}")))?,
+                )
+            }
+            None => None,
+        };
         let state_file = state_dir.map(|d| d.join(format!("{}.json", sanitize(&config.name))));
         let mut state = PersistedState::default();
         if let Some(path) = &state_file
@@ -102,6 +123,7 @@ impl Scaler {
             guard: config.guard_config(),
             state,
             policy,
+            safety,
             source,
             actuator,
             state_file,
@@ -192,7 +214,7 @@ impl Scaler {
         };
 
         let evaluation = snapshot.as_ref().map(|s| self.policy.evaluate(s));
-        let (decision, fuel) = match evaluation {
+        let (mut decision, mut fuel) = match evaluation {
             Some(Ok(eval)) => (Some(eval.decision), Some(eval.cost.fuel)),
             Some(Err(e)) => {
                 failures.push(fail("policy", e.kind(), e.to_string()));
@@ -200,7 +222,29 @@ impl Scaler {
             }
             None => (None, None),
         };
-        if failures.is_empty() {
+        // The safety net's proposal is a floor under the main policy's.
+        if let (Some(net), Some(s)) = (self.safety.as_mut(), snapshot.as_ref()) {
+            match net.evaluate(s) {
+                Ok(eval) => {
+                    fuel = Some(fuel.unwrap_or(0) + eval.cost.fuel);
+                    let wins = decision
+                        .as_ref()
+                        .is_none_or(|d| eval.decision.desired > d.desired);
+                    if wins {
+                        let mut d = eval.decision;
+                        d.reason = format!("safety net: {}", d.reason);
+                        if let Some(main) = &decision {
+                            d.spot_fraction = main.spot_fraction;
+                        }
+                        decision = Some(d);
+                    }
+                }
+                Err(e) => failures.push(fail("safety-net", e.kind(), e.to_string())),
+            }
+        }
+        // A tick fails when nothing produced a valid proposal (source down, or
+        // every policy failed); those count toward the fallback.
+        if decision.is_some() {
             self.state.failed_ticks = 0;
         } else {
             self.state.failed_ticks = self.state.failed_ticks.saturating_add(1);
