@@ -246,10 +246,7 @@ impl ScalerConfig {
 
     /// The policy source, with a relative path taken from the config's directory.
     pub fn policy_source(&self, base: &Path) -> PolicySource {
-        match PolicySource::parse(&self.policy) {
-            PolicySource::File(p) if p.is_relative() => PolicySource::File(base.join(p)),
-            other => other,
-        }
+        PolicySource::resolve(&self.policy, base)
     }
 }
 
@@ -508,10 +505,7 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
     for (i, s) in config.scalers.iter().enumerate() {
         let Some(net) = &s.safety_net else { continue };
         let span = doc.locate(tree.get_ref(), i, &["safety_net"]);
-        let source = match PolicySource::parse(&net.policy) {
-            PolicySource::File(p) if p.is_relative() => PolicySource::File(base.join(p)),
-            other => other,
-        };
+        let source = PolicySource::resolve(&net.policy, base);
         if let Err(e) = host
             .load(&source)
             .and_then(|c| c.instantiate(&net.params_json()))

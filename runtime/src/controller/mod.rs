@@ -79,12 +79,7 @@ impl Scaler {
         let source = Source::from_config(config, base).map_err(|e| fail(e.to_string()))?;
         let safety = match &config.safety_net {
             Some(net) => {
-                let source = match crate::host::PolicySource::parse(&net.policy) {
-                    crate::host::PolicySource::File(p) if p.is_relative() => {
-                        crate::host::PolicySource::File(base.join(p))
-                    }
-                    other => other,
-                };
+                let source = crate::host::PolicySource::resolve(&net.policy, base);
                 let compiled = host
                     .load(&source)
                     .map_err(|e| fail(format!("safety net: {e}")))?;

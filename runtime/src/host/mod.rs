@@ -81,6 +81,15 @@ impl PolicySource {
         }
     }
 
+    /// Parse as [`Self::parse`], taking a relative path from `base` (the
+    /// directory of the config file that names the policy).
+    pub fn resolve(spec: &str, base: &std::path::Path) -> Self {
+        match PolicySource::parse(spec) {
+            PolicySource::File(p) if p.is_relative() => PolicySource::File(base.join(p)),
+            other => other,
+        }
+    }
+
     /// Read the component's bytes.
     pub fn read(&self) -> Result<(String, std::borrow::Cow<'static, [u8]>), PolicyError> {
         match self {
