@@ -79,7 +79,7 @@ fn main() {
             &host,
             RunOptions {
                 ticks: Some(ticks),
-                metrics: None,
+                ..RunOptions::default()
             },
         )
         .unwrap();

@@ -71,6 +71,13 @@ impl Metrics {
         }
     }
 
+    /// How many scalers must have ticked for `/readyz` (after a reload).
+    pub fn set_expected(&self, n: usize) {
+        if let Ok(mut e) = self.expected_scalers.lock() {
+            *e = n;
+        }
+    }
+
     /// Count ticks a scaler could not run on time.
     pub fn missed(&self, scaler: &str, n: u64) {
         if let Ok(mut all) = self.inner.lock() {
@@ -208,15 +215,22 @@ impl Metrics {
 /// next tick. `Some(setting)` sets it, `None` clears it.
 #[derive(Debug, Clone, Default)]
 pub struct Controls {
-    scalers: Arc<Vec<String>>,
+    scalers: Arc<Mutex<Vec<String>>>,
     pending: Arc<Mutex<BTreeMap<String, Option<BreakerSetting>>>>,
 }
 
 impl Controls {
     pub fn new(scalers: Vec<String>) -> Self {
         Controls {
-            scalers: Arc::new(scalers),
+            scalers: Arc::new(Mutex::new(scalers)),
             pending: Arc::default(),
+        }
+    }
+
+    /// The scalers that exist now (after a reload).
+    pub fn set_scalers(&self, scalers: Vec<String>) {
+        if let Ok(mut s) = self.scalers.lock() {
+            *s = scalers;
         }
     }
 
@@ -226,7 +240,11 @@ impl Controls {
     }
 
     fn request(&self, scaler: &str, setting: Option<BreakerSetting>) -> bool {
-        if !self.scalers.iter().any(|s| s == scaler) {
+        if !self
+            .scalers
+            .lock()
+            .is_ok_and(|s| s.iter().any(|s| s == scaler))
+        {
             return false;
         }
         self.pending

@@ -175,7 +175,9 @@ enum Command {
         wasmscale run examples/configs/gpu-inference.toml --ticks 5\n\n\
         Each scaler ticks on its own interval: read the source, evaluate the policy in its sandbox, \
         apply the guardrails, act, and append one audit record (see `wasmscale audit explain`). \
-        On SIGTERM in-flight ticks finish and the audit log is flushed."
+        On SIGTERM in-flight ticks finish and the audit log is flushed. On SIGHUP the config is \
+        re-read and validated: if valid, the scalers are replaced and each keeps its state (guard \
+        windows, policy memory); if not, the errors are logged and the running scalers go on."
     )]
     Run {
         config: PathBuf,
@@ -574,6 +576,7 @@ fn run_config(host: &Host, path: &Path, ticks: Option<u64>) -> Result<std::proce
         wasmscale::controller::RunOptions {
             ticks,
             metrics: None,
+            reload_from: Some(path.to_path_buf()),
         },
     )?;
     eprintln!(

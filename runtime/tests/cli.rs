@@ -528,3 +528,80 @@ rate = "none"
         "swinging again after release: {after:?}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = fast_config(dir.path(), &format!("127.0.0.1:{port}"));
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
+        .args(["run", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\n\r\n");
+            let mut t = String::new();
+            let _ = s.read_to_string(&mut t);
+            t.starts_with("HTTP/1.1 200")
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run never became ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let hup = || {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    let text = std::fs::read_to_string(&config).unwrap();
+    // Valid change: 55 queued at 5 per replica -> 8 (the max).
+    std::fs::write(
+        &config,
+        text.replace("target_per_replica = 10", "target_per_replica = 5"),
+    )
+    .unwrap();
+    hup();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Invalid change: reported, and the running scalers go on.
+    std::fs::write(&config, "[[scaler]]\nname = \"chat\"\n").unwrap();
+    hup();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("the new config is invalid"), "{err}");
+    let (records, _) = wasmscale::controller::audit::read(&dir.path().join("audit.jsonl")).unwrap();
+    let counts: Vec<u32> = records.iter().map(|r| r.final_replicas).collect();
+    let first_eight = counts
+        .iter()
+        .position(|&c| c == 8)
+        .unwrap_or_else(|| panic!("never reloaded: {counts:?}"));
+    assert!(counts[..first_eight].contains(&6), "{counts:?}");
+    // The reloaded scaler kept its state: it started from 6, not from min_replicas.
+    assert_eq!(records[first_eight].previous_replicas, 6, "{counts:?}");
+    assert!(
+        counts[first_eight..].iter().all(|&c| c == 8),
+        "kept running after the bad reload: {counts:?}"
+    );
+}

@@ -137,6 +137,27 @@ impl Scaler {
         &self.state
     }
 
+    /// Take over the state of the scaler this one replaces (config reload):
+    /// guard history, failed ticks, the target's count, and the policy's memory
+    /// (which the new policy may reject: then it starts fresh).
+    pub fn adopt(&mut self, old: PersistedState) {
+        if !old.policy_state.is_empty()
+            && let Err(e) = self.policy.load_state(&old.policy_state)
+        {
+            tracing::warn!(scaler = %self.config.name, error = %e, "the new policy rejected the old one's state; it starts fresh");
+        }
+        let digest = std::mem::take(&mut self.state.policy_digest);
+        self.state = PersistedState {
+            policy_digest: digest,
+            ..old
+        };
+        if let Some(n) = self.state.last_replicas
+            && let Actuator::Log { replicas, .. } = &mut self.actuator
+        {
+            *replicas = n;
+        }
+    }
+
     /// Set (or clear) the circuit breaker by operator request; persisted.
     pub fn set_breaker(&mut self, setting: Option<BreakerSetting>) {
         tracing::warn!(scaler = %self.config.name, ?setting, "circuit breaker changed by an operator");
@@ -399,6 +420,8 @@ pub struct RunOptions {
     pub ticks: Option<u64>,
     /// Metrics to feed (and serve on the admin address); a fresh set if None.
     pub metrics: Option<crate::admin::Metrics>,
+    /// Re-read this config file on SIGHUP.
+    pub reload_from: Option<PathBuf>,
 }
 
 /// Counters `run` reports when it stops.
@@ -435,20 +458,111 @@ impl RunSummary {
     }
 }
 
+/// What one scaler task hands back when it stops.
+struct TaskResult {
+    scaler: Scaler,
+    done: u64,
+    failed: u64,
+    missed: u64,
+    lags: Vec<u64>,
+}
+
+/// Spawn one task per scaler, each on its own interval.
+fn spawn_scalers(
+    tasks: &mut tokio::task::JoinSet<TaskResult>,
+    scalers: Vec<Scaler>,
+    records: &tokio::sync::mpsc::Sender<AuditRecord>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    metrics: &crate::admin::Metrics,
+    controls: &crate::admin::Controls,
+    ticks: Option<u64>,
+) {
+    for (i, mut scaler) in scalers.into_iter().enumerate() {
+        let tx = records.clone();
+        let mut stop = stop.clone();
+        let metrics = metrics.clone();
+        let controls = controls.clone();
+        tasks.spawn(async move {
+            let interval = scaler.interval();
+            // Spread scalers over the whole interval (golden-ratio steps) so
+            // thousands of them do not all tick at once.
+            let jitter = interval.mul_f64(((i as f64) * 0.618_034).fract());
+            let mut timer =
+                tokio::time::interval_at(tokio::time::Instant::now() + jitter, interval);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let (mut done, mut missed, mut failed) = (0u64, 0u64, 0u64);
+            let mut lags = vec![0u64; LAG_BUCKETS];
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    at = timer.tick() => {
+                        let late = at.elapsed();
+                        lags[(late.as_millis() as usize).min(LAG_BUCKETS - 1)] += 1;
+                        if late > interval {
+                            let n = (late.as_secs_f64() / interval.as_secs_f64()) as u64;
+                            missed += n;
+                            metrics.missed(scaler.name(), n);
+                        }
+                        if let Some(request) = controls.take(scaler.name()) {
+                            scaler.set_breaker(request);
+                        }
+                        let record = scaler.tick(wall_clock_ms()).await;
+                        failed += u64::from(!record.failures.is_empty());
+                        if tx.send(record).await.is_err() {
+                            break;
+                        }
+                        done += 1;
+                        if ticks.is_some_and(|n| done >= n) {
+                            break;
+                        }
+                    }
+                }
+            }
+            TaskResult {
+                scaler,
+                done,
+                failed,
+                missed,
+                lags,
+            }
+        });
+    }
+}
+
+/// Build the scalers of a config, handing each the state of the scaler of the
+/// same name that ran before a reload (guard windows, policy memory, count).
+fn build_scalers(
+    config: &Config,
+    base: &Path,
+    host: &Host,
+    previous: &mut Vec<Scaler>,
+) -> Result<Vec<Scaler>, SetupError> {
+    let state_dir = config.state_dir.as_ref().map(|d| base.join(d));
+    let mut scalers = Vec::new();
+    for s in &config.scalers {
+        let mut scaler = Scaler::new(s, base, host, state_dir.as_deref())?;
+        if let Some(i) = previous.iter().position(|p| p.name() == s.name) {
+            let old = previous.swap_remove(i);
+            scaler.adopt(old.state);
+        }
+        scalers.push(scaler);
+    }
+    Ok(scalers)
+}
+
 /// Run every scaler on its own interval until told to stop. Each scaler is its
 /// own task, so a slow scaler never delays another; the audit log has one
-/// writer, fed through a channel, flushed per record and synced at shutdown.
+/// writer, fed through a channel, flushed per batch of ready records and synced
+/// at shutdown. With `options.reload_from`, SIGHUP re-reads and re-validates
+/// that file: a valid config replaces the scalers (each keeping its state), an
+/// invalid one is reported and the running scalers go on.
 pub fn run(
     config: Config,
     base: &Path,
     host: &Host,
     options: RunOptions,
 ) -> Result<RunSummary, SetupError> {
-    let state_dir = config.state_dir.as_ref().map(|d| base.join(d));
-    let mut scalers = Vec::new();
-    for s in &config.scalers {
-        scalers.push(Scaler::new(s, base, host, state_dir.as_deref())?);
-    }
+    let scalers = build_scalers(&config, base, host, &mut Vec::new())?;
     let audit_path = base.join(&config.audit.path);
     let mut audit_log = AuditLog::open(&audit_path, config.audit.max_bytes, config.audit.keep)
         .map_err(|e| SetupError {
@@ -481,53 +595,6 @@ pub fn run(
             }
         }
         let (records_tx, mut records_rx) = tokio::sync::mpsc::channel::<AuditRecord>(1024);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, mut scaler) in scalers.into_iter().enumerate() {
-            let tx = records_tx.clone();
-            let mut stop = stop_rx.clone();
-            let metrics = metrics.clone();
-            let controls = controls.clone();
-            let ticks = options.ticks;
-            tasks.spawn(async move {
-                let interval = scaler.interval();
-                // Spread scalers over the whole interval (golden-ratio steps) so
-                // thousands of them do not all tick at once.
-                let jitter = interval.mul_f64(((i as f64) * 0.618_034).fract());
-                let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + jitter, interval);
-                timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                let (mut done, mut missed, mut failed) = (0u64, 0u64, 0u64);
-                let mut lags = vec![0u64; LAG_BUCKETS];
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        at = timer.tick() => {
-                            let late = at.elapsed();
-                            lags[(late.as_millis() as usize).min(LAG_BUCKETS - 1)] += 1;
-                            if late > interval {
-                                let n = (late.as_secs_f64() / interval.as_secs_f64()) as u64;
-                                missed += n;
-                                metrics.missed(scaler.name(), n);
-                            }
-                            if let Some(request) = controls.take(scaler.name()) {
-                                scaler.set_breaker(request);
-                            }
-                            let record = scaler.tick(wall_clock_ms()).await;
-                            failed += u64::from(!record.failures.is_empty());
-                            if tx.send(record).await.is_err() {
-                                break;
-                            }
-                            done += 1;
-                            if ticks.is_some_and(|n| done >= n) {
-                                break;
-                            }
-                        }
-                    }
-                }
-                (done, failed, missed, lags)
-            });
-        }
-        drop(records_tx);
         let writer_metrics = metrics.clone();
         let writer = tokio::spawn(async move {
             let mut errors = 0u64;
@@ -568,30 +635,80 @@ pub fn run(
             #[cfg(not(unix))]
             let _ = tokio::signal::ctrl_c().await;
         };
-        let mut summary = RunSummary { lag_ms_buckets: vec![0; LAG_BUCKETS], ..RunSummary::default() };
         tokio::pin!(shutdown);
+        #[cfg(unix)]
+        let mut hangup = options
+            .reload_from
+            .as_ref()
+            .and_then(|_| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok());
+        let mut summary = RunSummary { lag_ms_buckets: vec![0; LAG_BUCKETS], ..RunSummary::default() };
         let mut stopping = false;
-        loop {
-            tokio::select! {
-                _ = &mut shutdown, if !stopping => {
-                    stopping = true;
-                    tracing::info!("shutting down: finishing in-flight ticks and flushing the audit log");
-                    let _ = stop_tx.send(true);
-                }
-                joined = tasks.join_next() => match joined {
-                    Some(Ok((done, failed, missed, lags))) => {
-                        summary.ticks += done;
-                        summary.failed_ticks += failed;
-                        summary.missed_ticks += missed;
-                        for (total, n) in summary.lag_ms_buckets.iter_mut().zip(lags) {
-                            *total += n;
+        let mut generation = Some(scalers);
+        while let Some(scalers) = generation.take() {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let mut tasks = tokio::task::JoinSet::new();
+            spawn_scalers(&mut tasks, scalers, &records_tx, &stop_rx, &metrics, &controls, options.ticks);
+            let mut next: Option<Config> = None;
+            let mut finished = Vec::new();
+            loop {
+                let reload = async {
+                    #[cfg(unix)]
+                    if let Some(h) = hangup.as_mut() {
+                        h.recv().await;
+                        return;
+                    }
+                    std::future::pending::<()>().await
+                };
+                tokio::select! {
+                    _ = &mut shutdown, if !stopping => {
+                        stopping = true;
+                        next = None;
+                        tracing::info!("shutting down: finishing in-flight ticks and flushing the audit log");
+                        let _ = stop_tx.send(true);
+                    }
+                    _ = reload, if !stopping && next.is_none() => {
+                        let Some(path) = options.reload_from.as_ref() else { continue };
+                        match crate::config::load(path, host) {
+                            Ok(config) => {
+                                tracing::warn!(path = %path.display(), scalers = config.scalers.len(), "reloading the config");
+                                next = Some(config);
+                                let _ = stop_tx.send(true);
+                            }
+                            Err(errors) => tracing::error!(%errors, "the new config is invalid; the running scalers go on"),
                         }
                     }
-                    Some(Err(e)) => tracing::error!(error = %e, "a scaler task failed"),
-                    None => break,
-                },
+                    joined = tasks.join_next() => match joined {
+                        Some(Ok(r)) => {
+                            summary.ticks += r.done;
+                            summary.failed_ticks += r.failed;
+                            summary.missed_ticks += r.missed;
+                            for (total, n) in summary.lag_ms_buckets.iter_mut().zip(r.lags) {
+                                *total += n;
+                            }
+                            finished.push(r.scaler);
+                        }
+                        Some(Err(e)) => tracing::error!(error = %e, "a scaler task failed"),
+                        None => break,
+                    },
+                }
+            }
+            if let Some(config) = next {
+                match build_scalers(&config, base, host, &mut finished) {
+                    Ok(scalers) => {
+                        controls.set_scalers(scalers.iter().map(|s| s.name().to_owned()).collect());
+                        metrics.set_expected(scalers.len());
+                        generation = Some(scalers);
+                    }
+                    Err(e) => {
+                        // The config validated but a scaler cannot start (e.g. a
+                        // trace vanished): keep the previous scalers running.
+                        tracing::error!(error = %e, "cannot apply the new config; keeping the previous scalers");
+                        generation = Some(finished);
+                    }
+                }
             }
         }
+        drop(records_tx);
         summary.audit_errors = writer.await.unwrap_or(0);
         Ok(summary)
     })
