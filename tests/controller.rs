@@ -340,3 +340,37 @@ rate = "none"
         "{errors}"
     );
 }
+
+#[test]
+fn the_fallback_goes_through_the_guardrails() {
+    use wasmscale::guard::{BreakerMode, BreakerSetting};
+    let dir = tempfile::tempdir().unwrap();
+    // One row, then the trace is exhausted: every later tick fails.
+    let config = replay_config(
+        dir.path(),
+        "queue_depth,gpu_utilization\n30,0.5\n",
+        "[scaler.guard]\nrate = \"none\"\n[scaler.fallback]\nafter_failed_ticks = 1\nreplicas = 12",
+    );
+    let host = host();
+    let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
+    let t = |i: u64| 1_700_000_000_000 + i * 15_000;
+    assert_eq!(block_on(scaler.tick(t(0))).final_replicas, 3);
+    // An operator froze the scaler: the fallback may not move it.
+    scaler.set_breaker(Some(BreakerSetting {
+        mode: BreakerMode::Freeze,
+        until_ms: None,
+        automatic: false,
+    }));
+    let frozen = block_on(scaler.tick(t(1)));
+    assert_eq!(frozen.final_replicas, 3, "{frozen:?}");
+    assert!(frozen.guardrails.iter().any(|g| g.guard == "fallback"));
+    assert!(
+        frozen
+            .guardrails
+            .iter()
+            .any(|g| g.guard == "circuit-breaker")
+    );
+    // Released: the fallback applies, within max_replicas (20).
+    scaler.set_breaker(None);
+    assert_eq!(block_on(scaler.tick(t(2))).final_replicas, 12);
+}

@@ -266,6 +266,42 @@ impl Scaler {
             self.state.failed_ticks = self.state.failed_ticks.saturating_add(1);
         }
 
+        // Two controller rules shape the proposal before the guardrails see it,
+        // so no guardrail (bounds, rate, breaker) is ever bypassed:
+        // a missing metric blocks scale-down but never scale-up (the HPA rule),
+        // and after repeated failures the fallback applies (as KEDA does).
+        let mut proposal = decision.as_ref().map(|d| d.desired);
+        if !missing.is_empty()
+            && let Some(p) = proposal
+            && p < current
+        {
+            guardrails.push(
+                (&Intervention {
+                    guard: "missing-metric",
+                    before: p,
+                    after: current,
+                    why: format!("missing {}: scale-down blocked", missing.join(", ")),
+                })
+                    .into(),
+            );
+            proposal = Some(current);
+        }
+        let fallback = &self.config.fallback;
+        if self.state.failed_ticks >= fallback.after_failed_ticks.max(1)
+            && let Some(r) = fallback.replicas
+        {
+            guardrails.push(
+                (&Intervention {
+                    guard: "fallback",
+                    before: proposal.unwrap_or(current),
+                    after: r,
+                    why: format!("{} failed ticks in a row", self.state.failed_ticks),
+                })
+                    .into(),
+            );
+            proposal = Some(r);
+        }
+
         let price = snapshot.as_ref().and_then(|s| s.cost.on_demand_per_hour);
         let verdict = guard::apply(
             &self.guard,
@@ -273,43 +309,12 @@ impl Scaler {
             Tick {
                 now_ms,
                 current,
-                proposal: decision.as_ref().map(|d| d.desired),
+                proposal,
                 price_per_replica_hour: price,
             },
         );
         guardrails.extend(verdict.interventions.iter().map(GuardrailRecord::from));
-        let mut target = verdict.replicas;
-
-        // A missing metric blocks scale-down but never scale-up (the HPA rule).
-        if !missing.is_empty() && target < current {
-            guardrails.push(
-                (&Intervention {
-                    guard: "missing-metric",
-                    before: target,
-                    after: current,
-                    why: format!("missing {}: scale-down blocked", missing.join(", ")),
-                })
-                    .into(),
-            );
-            target = current;
-        }
-        // After repeated failures, the fallback (as KEDA does).
-        let fallback = &self.config.fallback;
-        if self.state.failed_ticks >= fallback.after_failed_ticks.max(1)
-            && let Some(r) = fallback.replicas
-            && r != target
-        {
-            guardrails.push(
-                (&Intervention {
-                    guard: "fallback",
-                    before: target,
-                    after: r,
-                    why: format!("{} failed ticks in a row", self.state.failed_ticks),
-                })
-                    .into(),
-            );
-            target = r;
-        }
+        let target = verdict.replicas;
 
         let mut wrote = false;
         if verdict.act && target != current {
