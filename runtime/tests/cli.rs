@@ -269,6 +269,28 @@ fn limits_are_configurable_from_the_command_line() {
     assert!(stderr(&out).contains("--deadline-ms must be > 0"));
 }
 
+/// Wait (up to 30 s) until `run`'s admin endpoint says every scaler has ticked.
+fn wait_until_ready(port: u16) {
+    use std::io::{Read as _, Write as _};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\n\r\n");
+            let mut t = String::new();
+            let _ = s.read_to_string(&mut t);
+            t.starts_with("HTTP/1.1 200")
+        });
+        if ready {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run never became ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A config with one fast static scaler writing its audit log in `dir`.
 fn fast_config(dir: &Path, listen: &str) -> PathBuf {
     let path = dir.join("config.toml");
@@ -390,24 +412,7 @@ fn sigterm_flushes_and_sigkill_leaves_a_readable_audit_log() {
             .spawn()
             .unwrap();
         // Wait until it serves /readyz (every scaler ticked), then signal it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-                use std::io::{Read as _, Write as _};
-                let _ = s.write_all(b"GET /readyz HTTP/1.1\r\n\r\n");
-                let mut t = String::new();
-                let _ = s.read_to_string(&mut t);
-                t.starts_with("HTTP/1.1 200")
-            });
-            if ready {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "run never became ready"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_until_ready(port);
         std::thread::sleep(std::time::Duration::from_millis(200));
         let status = Command::new("kill")
             .args([signal, &child.id().to_string()])
@@ -532,7 +537,6 @@ rate = "none"
 #[cfg(unix)]
 #[test]
 fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
-    use std::io::{Read as _, Write as _};
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -546,22 +550,7 @@ fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let ready = || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\n\r\n");
-            let mut t = String::new();
-            let _ = s.read_to_string(&mut t);
-            t.starts_with("HTTP/1.1 200")
-        })
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !ready() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "run never became ready"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until_ready(port);
     let hup = || {
         assert!(
             Command::new("kill")
