@@ -374,3 +374,40 @@ fn the_fallback_goes_through_the_guardrails() {
     scaler.set_breaker(None);
     assert_eq!(block_on(scaler.tick(t(2))).final_replicas, 12);
 }
+
+#[test]
+fn swapping_the_policy_keeps_the_guard_window_and_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host();
+    // Old policy: target-tracking over the replay trace (high load -> 5).
+    let old_config = replay_config(dir.path(), "queue_depth,gpu_utilization\n80,0.5\n", "");
+    let mut old = Scaler::new(&old_config.scalers[0], dir.path(), &host, None).unwrap();
+    let t0 = 1_700_000_000_000;
+    assert_eq!(block_on(old.tick(t0)).final_replicas, 5);
+    // New policy: queue-depth, which on a low queue wants 1 replica.
+    let path = write(
+        dir.path(),
+        "v2.toml",
+        r#"[[scaler]]
+name = "svc"
+policy = "builtin:queue-depth"
+params = { target_per_replica = 10, cooldown_seconds = 0 }
+min_replicas = 1
+max_replicas = 20
+metrics = { queue_depth = 5 }
+"#,
+    );
+    let new_config = config::load(&path, &host).unwrap_or_else(|e| panic!("{e}"));
+    let mut new = Scaler::new(&new_config.scalers[0], dir.path(), &host, None).unwrap();
+    new.adopt(old.state().clone());
+    let r = block_on(new.tick(t0 + 60_000));
+    assert_eq!(r.policy, "builtin:queue-depth");
+    assert_eq!(r.previous_replicas, 5, "the count carried over");
+    assert_eq!(r.decision.as_ref().map(|d| d.desired), Some(1));
+    // The old policy's 300 s down-stabilization window still holds the count.
+    assert_eq!(r.final_replicas, 5, "{r:?}");
+    assert!(
+        r.guardrails.iter().any(|g| g.guard == "stabilization"),
+        "{r:?}"
+    );
+}
