@@ -27,6 +27,8 @@ use std::time::Duration;
 pub struct Observed {
     pub current: u32,
     pub ready: Option<u32>,
+    /// Replicas launched but not yet ready, where the target knows.
+    pub starting: Option<u32>,
 }
 
 /// Why an actuator could not read or write. Outcome in every case: the tick
@@ -73,6 +75,8 @@ pub enum Actuator {
         replicas: u32,
     },
     Kubernetes(Box<Kubernetes>),
+    /// The simulator's cluster (`wasmscale simulate`).
+    Simulated(crate::sim::ClusterHandle),
 }
 
 impl Actuator {
@@ -118,7 +122,16 @@ impl Actuator {
             Actuator::Log { replicas, .. } => Ok(Observed {
                 current: *replicas,
                 ready: Some(*replicas),
+                starting: Some(0),
             }),
+            Actuator::Simulated(cluster) => {
+                let c = crate::sim::lock(cluster);
+                Ok(Observed {
+                    current: c.total(),
+                    ready: Some(c.ready()),
+                    starting: Some(c.starting()),
+                })
+            }
             Actuator::Kubernetes(k) => k.observe().await.inspect_err(|e| k.forget_client_after(e)),
         }
     }
@@ -139,6 +152,25 @@ impl Actuator {
                 .apply(desired)
                 .await
                 .inspect_err(|e| k.forget_client_after(e)),
+            Actuator::Simulated(cluster) => {
+                let mut c = crate::sim::lock(cluster);
+                if c.total() == desired {
+                    return Ok(false);
+                }
+                c.set_replicas(desired, None);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Pass on a decision's spot fraction. Only the simulated cluster models
+    /// the capacity mix; the log and Kubernetes targets record it in the audit
+    /// log and set the count alone.
+    pub fn set_spot_fraction(&mut self, fraction: f64) {
+        if let Actuator::Simulated(cluster) = self {
+            let mut c = crate::sim::lock(cluster);
+            let total = c.total();
+            c.set_replicas(total, Some(fraction));
         }
     }
 }
@@ -233,6 +265,7 @@ impl Kubernetes {
         Ok(Observed {
             current,
             ready: observed,
+            starting: None,
         })
     }
 

@@ -4,6 +4,7 @@
 //! - [`host`]: the sandbox (engine, limits, loading, typed errors).
 //! - [`guard`]: guardrails applied outside the sandbox, HPA-exact.
 //! - [`snapshot`]: the JSON form of a metric snapshot.
+//! - [`sim`]: trace-driven simulation on a virtual clock, through the controller.
 //! - [`guest`]: building a policy crate into a component (`wasmscale build`).
 
 pub mod actuators;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod controller;
 pub mod guard;
 pub mod host;
+pub mod sim;
 pub mod snapshot;
 pub mod sources;
 

@@ -124,8 +124,9 @@ pub fn is_signal(name: &str) -> bool {
     signal_names().iter().any(|n| n == name)
 }
 
-/// Build a snapshot from named values (signals go to their fields, any other
-/// name becomes a custom metric) plus time and replica counts.
+/// Build a snapshot from named values (signals go to their fields, `cost.FIELD`
+/// to the cost record, any other name becomes a custom metric) plus time and
+/// replica counts.
 pub fn from_values<'a>(
     values: impl IntoIterator<Item = (&'a str, f64)>,
     time_ms: u64,
@@ -134,17 +135,21 @@ pub fn from_values<'a>(
 ) -> Result<Snapshot, String> {
     let mut obj = Map::new();
     let mut custom = Map::new();
+    let mut cost = Map::new();
     for (name, value) in values {
         if !value.is_finite() {
             continue; // NaN or infinite is "missing", never a number.
         }
-        if is_signal(name) {
+        if let Some(field) = name.strip_prefix("cost.") {
+            cost.insert(field.to_owned(), value.into());
+        } else if is_signal(name) {
             obj.insert(name.to_owned(), value.into());
         } else {
             custom.insert(name.to_owned(), value.into());
         }
     }
     obj.insert("custom".into(), Value::Object(custom));
+    obj.insert("cost".into(), Value::Object(cost));
     obj.insert(
         "replicas".into(),
         serde_json::to_value(replicas).map_err(|e| e.to_string())?,

@@ -35,6 +35,9 @@ pub struct Reading {
     pub missing: Vec<String>,
     /// Time recorded in the trace, when replaying one.
     pub time_ms: Option<u64>,
+    /// A whole recorded snapshot (audit replay): used as it is, with the
+    /// current replica count taken from the target.
+    pub snapshot: Option<crate::host::Snapshot>,
 }
 
 /// A configured source.
@@ -43,6 +46,11 @@ pub enum Source {
     Static(BTreeMap<String, f64>),
     Replay(Replay),
     Prometheus(Prometheus),
+    /// The simulator's cluster: what a scrape-based source would report over
+    /// the window since the last tick.
+    Simulated(crate::sim::ClusterHandle),
+    /// Snapshots recorded in an audit log, replayed whole (`wasmscale replay`).
+    Recorded(std::collections::VecDeque<(crate::host::Snapshot, Vec<String>)>),
 }
 
 impl Source {
@@ -75,6 +83,25 @@ impl Source {
                 ..Reading::default()
             }),
             Source::Replay(r) => r.next(),
+            Source::Simulated(cluster) => Ok(Reading {
+                values: crate::sim::lock(cluster)
+                    .read_signals()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+                ..Reading::default()
+            }),
+            Source::Recorded(queue) => match queue.pop_front() {
+                Some((snapshot, missing)) => Ok(Reading {
+                    time_ms: Some(snapshot.time_ms),
+                    snapshot: Some(snapshot),
+                    missing,
+                    ..Reading::default()
+                }),
+                None => Err(SourceError::Unavailable(
+                    "no recorded snapshots left".into(),
+                )),
+            },
         }
     }
 }
@@ -193,6 +220,7 @@ impl Replay {
             values,
             missing,
             time_ms,
+            snapshot: None,
         })
     }
 }

@@ -9,7 +9,7 @@ use crate::actuators::Actuator;
 use crate::config::{Config, ScalerConfig};
 use crate::guard::{self, BreakerSetting, GuardConfig, GuardState, Intervention, Tick};
 use crate::host::{Host, PolicyInstance, ReplicaCounts};
-use crate::sources::Source;
+use crate::sources::{Reading, Source};
 use audit::{AuditLog, AuditRecord, Failure, GuardrailRecord, RecordedDecision};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -66,6 +66,31 @@ impl Scaler {
         host: &Host,
         state_dir: Option<&Path>,
     ) -> Result<Self, SetupError> {
+        Self::build(config, base, host, state_dir, None, None)
+    }
+
+    /// Build a scaler whose source and target are given rather than configured:
+    /// the simulator's cluster, or an audit log's snapshots. Everything else
+    /// (policy, safety net, guardrails, fallback) comes from `config`, exactly
+    /// as for `run`.
+    pub fn with_io(
+        config: &ScalerConfig,
+        base: &Path,
+        host: &Host,
+        source: Source,
+        actuator: Actuator,
+    ) -> Result<Self, SetupError> {
+        Self::build(config, base, host, None, Some(source), Some(actuator))
+    }
+
+    fn build(
+        config: &ScalerConfig,
+        base: &Path,
+        host: &Host,
+        state_dir: Option<&Path>,
+        source: Option<Source>,
+        actuator: Option<Actuator>,
+    ) -> Result<Self, SetupError> {
         let fail = |message: String| SetupError {
             scaler: config.name.clone(),
             message,
@@ -76,7 +101,10 @@ impl Scaler {
         let mut policy = compiled
             .instantiate(&config.params_json())
             .map_err(|e| fail(e.to_string()))?;
-        let source = Source::from_config(config, base).map_err(|e| fail(e.to_string()))?;
+        let source = match source {
+            Some(s) => s,
+            None => Source::from_config(config, base).map_err(|e| fail(e.to_string()))?,
+        };
         let safety = match &config.safety_net {
             Some(net) => {
                 let source = crate::host::PolicySource::resolve(&net.policy, base);
@@ -112,7 +140,10 @@ impl Scaler {
         }
         state.policy_digest = policy.compiled().digest().to_owned();
         let initial = state.last_replicas.unwrap_or(config.min_replicas);
-        let actuator = Actuator::from_config(config, initial).map_err(|e| fail(e.to_string()))?;
+        let actuator = match actuator {
+            Some(a) => a,
+            None => Actuator::from_config(config, initial).map_err(|e| fail(e.to_string()))?,
+        };
         Ok(Scaler {
             config: config.clone(),
             guard: config.guard_config(),
@@ -198,12 +229,23 @@ impl Scaler {
         let current = observed.current;
         let reading = self.source.read().await;
         let (snapshot, missing) = match reading {
+            Ok(Reading {
+                snapshot: Some(mut recorded),
+                missing,
+                ..
+            }) => {
+                // A recorded snapshot is fed as it was, with the count the
+                // target has now (replay runs closed-loop).
+                recorded.replicas.current = current;
+                recorded.replicas.observed = Some(current);
+                (Some(recorded), missing)
+            }
             Ok(r) => {
                 let replicas = ReplicaCounts {
                     current,
                     observed: Some(current),
                     ready: observed.ready,
-                    starting: None,
+                    starting: observed.starting,
                     pending: None,
                     min: Some(self.config.min_replicas),
                     max: Some(self.config.max_replicas),
@@ -317,6 +359,11 @@ impl Scaler {
         let target = verdict.replicas;
 
         let mut wrote = false;
+        if verdict.act
+            && let Some(f) = decision.as_ref().and_then(|d| d.spot_fraction)
+        {
+            self.actuator.set_spot_fraction(f);
+        }
         if verdict.act && target != current {
             let reason = decision
                 .as_ref()

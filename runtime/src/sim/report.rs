@@ -1,0 +1,296 @@
+//! What `simulate` prints and draws: the table, the JSON, and the plot.
+//! Everything here is a pure function of the report, so the same inputs and
+//! seed give the same bytes.
+
+use super::{PolicyRun, SimReport};
+use plotters::prelude::*;
+use plotters::style::RGBColor;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The human table.
+pub fn table(report: &SimReport) -> String {
+    let m = &report.model;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "trace: {} ({}; {:.1} h simulated; load x{:.4})",
+        report.trace, report.trace_description, report.simulated_hours, report.load_scale
+    );
+    let _ = writeln!(
+        out,
+        "model: {} req/s per replica, cold start {} s, SLO p95 <= {} ms (utilization <= {:.2}), \
+         ${}/h on demand, ${}/h spot, replicas {}..{}, seed {}",
+        m.capacity_per_replica,
+        m.cold_start_seconds,
+        m.slo_p95_ms,
+        m.slo_utilization(),
+        m.on_demand_per_hour,
+        m.spot_per_hour,
+        m.min_replicas,
+        m.max_replicas,
+        report.seed
+    );
+    let _ = writeln!(out);
+    let width = report
+        .policies
+        .iter()
+        .map(|p| p.label.len())
+        .chain(std::iter::once(6))
+        .max()
+        .unwrap_or(6);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>8}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>5}  {:>8}  {:>9}",
+        "policy",
+        "SLO %",
+        "viol min",
+        "replica-h",
+        "cost $",
+        "vs oracle",
+        "scalings",
+        "dir chg",
+        "flaps",
+        "p95 ms",
+        "fuel/tick"
+    );
+    for run in std::iter::once(&report.oracle).chain(&report.policies) {
+        let _ = writeln!(out, "{}", row(run, width));
+    }
+    out
+}
+
+fn row(run: &PolicyRun, width: usize) -> String {
+    let s = &run.score;
+    format!(
+        "{:<width$}  {:>8.3}  {:>8}  {:>10.1}  {:>10.2}  {:>8.3}x  {:>8}  {:>7}  {:>5}  {:>8.0}  {:>9}",
+        run.label,
+        s.slo_attainment_pct,
+        s.violation_minutes,
+        s.replica_hours,
+        s.cost,
+        s.cost_vs_oracle,
+        s.scale_events,
+        s.direction_changes,
+        s.flaps,
+        s.p95_latency_ms,
+        if run.label == "oracle" {
+            "-".to_owned()
+        } else {
+            format!("{:.0}", s.fuel_per_tick)
+        }
+    )
+}
+
+/// The machine form: the whole report, pretty-printed, keys in a fixed order.
+pub fn json(report: &SimReport) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// A plot that cannot be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the plot {path}: {message}")]
+pub struct PlotError {
+    pub path: String,
+    pub message: String,
+}
+
+const PANEL_HEIGHT: u32 = 230;
+const WIDTH: u32 = 1400;
+
+/// Draw the plot: one panel per policy (the oracle first): the load (as the
+/// replicas it needs), ready replicas and billed replicas over time, with SLO
+/// violations marked in red along the bottom. `.svg` or `.png` by extension.
+pub fn plot(report: &SimReport, path: &Path) -> Result<(), PlotError> {
+    let err = |message: String| PlotError {
+        path: path.display().to_string(),
+        message,
+    };
+    let runs: Vec<&PolicyRun> = std::iter::once(&report.oracle)
+        .chain(&report.policies)
+        .collect();
+    let height = 40 + PANEL_HEIGHT * runs.len() as u32;
+    let png = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    // Text is measured (SVG) and drawn (PNG) with DejaVu Sans, embedded.
+    register_font();
+    if png {
+        let root = BitMapBackend::new(path, (WIDTH, height)).into_drawing_area();
+        draw(report, &runs, &root).map_err(|e| err(e.to_string()))?;
+        root.present().map_err(|e| err(e.to_string()))
+    } else {
+        let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
+        draw(report, &runs, &root).map_err(|e| err(e.to_string()))?;
+        root.present().map_err(|e| err(e.to_string()))
+    }
+}
+
+/// Plot text needs a font: DejaVu Sans, embedded in the binary, so no system
+/// font library is involved.
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .is_err()
+        {
+            tracing::warn!("cannot register the plot font; PNG text may be missing");
+        }
+    });
+}
+
+type DrawResult<T, DB> = Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn draw<DB: DrawingBackend>(
+    report: &SimReport,
+    runs: &[&PolicyRun],
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+) -> DrawResult<(), DB> {
+    root.fill(&WHITE)?;
+    let (title, body) = root.split_vertically(40);
+    title.draw(&Text::new(
+        format!(
+            "{}: load (as replicas needed), ready and billed replicas; red = SLO-violation minutes",
+            report.trace
+        ),
+        (12, 12),
+        ("sans-serif", 18).into_font(),
+    ))?;
+    let panels = body.split_evenly((runs.len(), 1));
+    let hours = report.simulated_hours.max(1e-9);
+    let top = runs
+        .iter()
+        .flat_map(|r| r.series.iter().map(|p| p.load.max(p.billed)))
+        .fold(1.0, f64::max)
+        * 1.08;
+    let load_color = RGBColor(150, 150, 150);
+    let ready_color = RGBColor(31, 119, 180);
+    let billed_color = RGBColor(255, 127, 14);
+    for (run, panel) in runs.iter().zip(panels.iter()) {
+        let s = &run.score;
+        let caption = format!(
+            "{}: SLO {:.3} %, {} violation min, cost {:.3}x oracle, {} scalings",
+            run.label, s.slo_attainment_pct, s.violation_minutes, s.cost_vs_oracle, s.scale_events
+        );
+        let mut chart = ChartBuilder::on(panel)
+            .caption(caption, ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(24)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0.0..hours, 0.0..top)?;
+        chart
+            .configure_mesh()
+            .x_desc("hours")
+            .y_desc("replicas")
+            .x_labels(12)
+            .y_labels(5)
+            .label_style(("sans-serif", 12))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()?;
+        let series = |f: fn(&super::SeriesPoint) -> f64| {
+            run.series
+                .iter()
+                .map(move |p| (p.hours, f(p)))
+                .collect::<Vec<_>>()
+        };
+        chart
+            .draw_series(LineSeries::new(
+                series(|p| p.load),
+                load_color.stroke_width(1),
+            ))?
+            .label("load")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], load_color));
+        chart
+            .draw_series(LineSeries::new(
+                series(|p| p.billed),
+                billed_color.stroke_width(1),
+            ))?
+            .label("billed")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], billed_color));
+        chart
+            .draw_series(LineSeries::new(
+                series(|p| p.ready),
+                ready_color.stroke_width(1),
+            ))?
+            .label("ready")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], ready_color));
+        let bucket = run
+            .series
+            .get(1)
+            .map_or(hours, |p| p.hours - run.series[0].hours);
+        chart.draw_series(run.series.iter().filter(|p| p.violation).map(|p| {
+            Rectangle::new(
+                [(p.hours, 0.0), (p.hours + bucket, top * 0.04)],
+                RED.filled(),
+            )
+        }))?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font(("sans-serif", 12))
+            .draw()?;
+    }
+    Ok(())
+}
+
+/// SLO attainment targets of the frontier.
+pub const FRONTIER_TARGETS: [f64; 3] = [99.0, 99.5, 99.9];
+
+/// The cheapest run reaching each attainment target (the frontier of a sweep).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FrontierPoint {
+    pub slo_target_pct: f64,
+    /// The cheapest run at or above the target, if any reached it.
+    pub label: Option<String>,
+    pub cost_vs_oracle: Option<f64>,
+    pub slo_attainment_pct: Option<f64>,
+}
+
+/// The frontier over the report's policies.
+pub fn frontier(report: &SimReport) -> Vec<FrontierPoint> {
+    FRONTIER_TARGETS
+        .iter()
+        .map(|&target| {
+            let best = report
+                .policies
+                .iter()
+                .filter(|r| r.score.slo_attainment_pct >= target)
+                .min_by(|a, b| a.score.cost_vs_oracle.total_cmp(&b.score.cost_vs_oracle));
+            FrontierPoint {
+                slo_target_pct: target,
+                label: best.map(|r| r.label.clone()),
+                cost_vs_oracle: best.map(|r| r.score.cost_vs_oracle),
+                slo_attainment_pct: best.map(|r| r.score.slo_attainment_pct),
+            }
+        })
+        .collect()
+}
+
+/// The frontier in words.
+pub fn frontier_text(report: &SimReport) -> String {
+    let best_attainment = report
+        .policies
+        .iter()
+        .map(|r| r.score.slo_attainment_pct)
+        .fold(0.0, f64::max);
+    let mut out = String::from("frontier (cheapest run at each SLO attainment):\n");
+    for p in frontier(report) {
+        let _ = match (&p.label, p.cost_vs_oracle) {
+            (Some(label), Some(cost)) => writeln!(
+                out,
+                "  >= {:>5}%: {cost:.3}x oracle  ({label}, {:.3} %)",
+                p.slo_target_pct,
+                p.slo_attainment_pct.unwrap_or(0.0)
+            ),
+            _ => writeln!(
+                out,
+                "  >= {:>5}%: not reached (best {best_attainment:.3} %)",
+                p.slo_target_pct
+            ),
+        };
+    }
+    out
+}

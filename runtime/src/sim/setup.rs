@@ -1,0 +1,287 @@
+//! Turning what the user typed into [`SimPolicy`]s: policy specs, params
+//! matched to the service model for built-ins, configs, and sweeps.
+
+use super::{ServiceModel, SimPolicy};
+use crate::config::ScalerConfig;
+use serde_json::{Value, json};
+
+/// Built-ins `simulate` runs when no policy is named (and `demo` runs).
+pub const DEFAULT_POLICIES: &[&str] = &[
+    "builtin:target-tracking",
+    "builtin:step-scaling",
+    "builtin:predictive",
+];
+
+/// Params for a built-in, matched to the service model: its capacity, its SLO
+/// utilization and its cold start. These are the tuned defaults the README's
+/// results use. `None` for built-ins that need params of their own (`scheduled`,
+/// `spot-mix`).
+pub fn tuned_params(builtin: &str, model: &ServiceModel, interval_seconds: f64) -> Option<Value> {
+    let slo_u = model.slo_utilization();
+    let capacity = model.capacity_per_replica;
+    match builtin {
+        // The HPA on GPU utilization (as with DCGM metrics), aiming below the
+        // SLO's utilization by more than its 10 % tolerance band.
+        "target-tracking" => Some(json!({
+            "metrics": [{"type": "object", "name": "gpu_utilization",
+                         "target": {"value": round2(slo_u * 0.8)}}]
+        })),
+        // AWS-style steps on GPU utilization: out fast when hot, in slowly.
+        "step-scaling" => Some(json!({
+            "metric": "gpu_utilization",
+            "min_capacity": model.min_replicas,
+            "max_capacity": model.max_replicas,
+            "alarms": [
+                {"comparison": "greater_than", "threshold": round2(slo_u * 0.85),
+                 "adjustment_type": "percent_change_in_capacity", "min_adjustment_magnitude": 1,
+                 "steps": [{"lower_bound": 0, "upper_bound": 0.1, "adjustment": 10},
+                           {"lower_bound": 0.1, "adjustment": 30}]},
+                {"comparison": "less_than", "threshold": round2(slo_u * 0.55),
+                 "adjustment_type": "percent_change_in_capacity", "min_adjustment_magnitude": 1,
+                 "steps": [{"upper_bound": 0, "adjustment": -10}]}
+            ]
+        })),
+        // Seasonal forecast one cold start (plus a tick) ahead.
+        "predictive" => Some(json!({
+            "metric": "request_rate",
+            "capacity_per_replica": capacity,
+            "target_utilization": round2(slo_u * 0.9),
+            "lead_time_seconds": (model.cold_start_seconds + interval_seconds).ceil() as u64,
+            "period_seconds": 86400,
+            "bins": 144,
+            "min_replicas": model.min_replicas
+        })),
+        // KEDA-style on items in the system (Little's law: rate x latency).
+        "queue-depth" => {
+            let u = slo_u * 0.8;
+            let items = capacity * u * (model.light_load_p95_ms / 1000.0) / (1.0 - u);
+            Some(json!({
+            "metric": "queue_depth",
+            "target_per_replica": round2(items),
+            "activation_threshold": 0,
+            "min_replicas": model.min_replicas,
+            "cooldown_seconds": 300
+            }))
+        }
+        _ => None,
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// A policy spec that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
+
+/// Parse `POLICY[@PARAMS]`: POLICY is `builtin:NAME` or a `.wasm` path;
+/// PARAMS is inline JSON (`{...}`) or a JSON file. Without PARAMS a built-in
+/// gets [`tuned_params`]; a file policy gets `{}`.
+pub fn parse_policy(
+    spec: &str,
+    model: &ServiceModel,
+    interval_seconds: f64,
+) -> Result<SimPolicy, SpecError> {
+    let (policy, params) = match spec.split_once('@') {
+        Some((p, params)) => (p.trim(), Some(params.trim())),
+        None => (spec.trim(), None),
+    };
+    if policy.is_empty() {
+        return Err(SpecError(format!("empty policy in {spec:?}")));
+    }
+    let params: Value = match params {
+        Some(text) if text.starts_with('{') => serde_json::from_str(text)
+            .map_err(|e| SpecError(format!("{policy}: params are not valid JSON: {e}")))?,
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| SpecError(format!("{policy}: cannot read params file {file}: {e}")))?;
+            serde_json::from_str(&text)
+                .map_err(|e| SpecError(format!("{policy}: params file {file}: {e}")))?
+        }
+        None => match policy.strip_prefix("builtin:") {
+            Some(name) => tuned_params(name, model, interval_seconds).ok_or_else(|| {
+                SpecError(format!(
+                    "{policy} has no simulation defaults; give params: {policy}@params.json"
+                ))
+            })?,
+            None => json!({}),
+        },
+    };
+    let label = policy.to_owned();
+    Ok(SimPolicy {
+        scaler: scaler_for(&label, policy, &params, model, interval_seconds)?,
+        label,
+    })
+}
+
+/// A scaler config as a config file with only these keys would give: the
+/// default guardrails (HPA `behavior` defaults) and fallback.
+pub fn scaler_for(
+    name: &str,
+    policy: &str,
+    params: &Value,
+    model: &ServiceModel,
+    interval_seconds: f64,
+) -> Result<ScalerConfig, SpecError> {
+    let params: toml::Table = serde_json::from_value(params.clone())
+        .map_err(|e| SpecError(format!("{policy}: params must be a JSON object: {e}")))?;
+    let mut table = toml::Table::new();
+    table.insert("name".into(), name.into());
+    table.insert("policy".into(), policy.into());
+    table.insert("params".into(), toml::Value::Table(params));
+    table.insert("min_replicas".into(), i64::from(model.min_replicas).into());
+    table.insert("max_replicas".into(), i64::from(model.max_replicas).into());
+    table.insert("interval_seconds".into(), interval_seconds.into());
+    toml::Value::Table(table)
+        .try_into::<ScalerConfig>()
+        .map_err(|e| SpecError(format!("{policy}: {e}")))
+}
+
+/// Expand `KEY=V1,V2,...` or `KEY=START:END:STEP` into one policy per value,
+/// each with `KEY` (a dotted path into the params, e.g.
+/// `metrics.0.target.value`) set to the value.
+pub fn sweep(base: &SimPolicy, spec: &str) -> Result<Vec<SimPolicy>, SpecError> {
+    let (key, values) = spec.split_once('=').ok_or_else(|| {
+        SpecError(format!(
+            "--sweep wants KEY=V1,V2,... or KEY=START:END:STEP, got {spec:?}"
+        ))
+    })?;
+    let values = sweep_values(values)?;
+    let params = serde_json::to_value(&base.scaler.params).map_err(|e| SpecError(e.to_string()))?;
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let mut p = params.clone();
+        let slot = path_mut(&mut p, key).ok_or_else(|| {
+            SpecError(format!(
+                "--sweep: {key:?} is not in {}'s params ({})",
+                base.label,
+                serde_json::to_string(&params).unwrap_or_default()
+            ))
+        })?;
+        *slot = json!(v);
+        let label = format!("{} {key}={v}", base.label);
+        let mut scaler = base.scaler.clone();
+        scaler.params = serde_json::from_value(p).map_err(|e| SpecError(e.to_string()))?;
+        scaler.name = label.clone();
+        out.push(SimPolicy { label, scaler });
+    }
+    Ok(out)
+}
+
+fn sweep_values(text: &str) -> Result<Vec<f64>, SpecError> {
+    let bad = || {
+        SpecError(format!(
+            "--sweep values {text:?}: want V1,V2,... or START:END:STEP"
+        ))
+    };
+    let parts: Vec<&str> = text.split(':').collect();
+    let values: Vec<f64> = if parts.len() == 3 {
+        let n: Vec<f64> = parts
+            .iter()
+            .map(|p| p.trim().parse::<f64>().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        let (start, end, step) = (n[0], n[1], n[2]);
+        if !(step > 0.0 && end >= start) {
+            return Err(bad());
+        }
+        let count = ((end - start) / step + 1e-9).floor() as usize + 1;
+        if count > 200 {
+            return Err(SpecError(format!(
+                "--sweep {text:?} has {count} values; at most 200"
+            )));
+        }
+        (0..count)
+            .map(|i| ((start + step * i as f64) * 1e6).round() / 1e6)
+            .collect()
+    } else {
+        text.split(',')
+            .map(|p| p.trim().parse::<f64>().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?
+    };
+    if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
+        return Err(bad());
+    }
+    Ok(values)
+}
+
+fn path_mut<'a>(value: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    let mut v = value;
+    for part in path.split('.') {
+        v = match v {
+            Value::Object(m) => m.get_mut(part)?,
+            Value::Array(a) => a.get_mut(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// The main parameter `--sweep` varies for a built-in when no key is given.
+pub fn main_parameter(builtin: &str) -> Option<&'static str> {
+    match builtin {
+        "target-tracking" => Some("metrics.0.target.value"),
+        "step-scaling" => Some("alarms.0.threshold"),
+        "predictive" => Some("target_utilization"),
+        "queue-depth" => Some("target_per_replica"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_with_and_without_params() {
+        let m = ServiceModel::default();
+        let p = parse_policy("builtin:predictive", &m, 15.0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.label, "builtin:predictive");
+        assert_eq!(
+            p.scaler.params["capacity_per_replica"].as_float(),
+            Some(10.0)
+        );
+        assert_eq!(p.scaler.params["lead_time_seconds"].as_integer(), Some(135));
+        let p = parse_policy(
+            r#"builtin:queue-depth@{"metric":"queue_depth","target_per_replica":5}"#,
+            &m,
+            15.0,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.scaler.params["target_per_replica"].as_integer(), Some(5));
+        let e = parse_policy("builtin:scheduled", &m, 15.0).unwrap_err();
+        assert!(e.0.contains("builtin:scheduled@params.json"), "{e}");
+        let e = parse_policy("builtin:predictive@{oops", &m, 15.0).unwrap_err();
+        assert!(e.0.contains("not valid JSON"), "{e}");
+        let e = parse_policy("builtin:predictive@/nonexistent.json", &m, 15.0).unwrap_err();
+        assert!(e.0.contains("cannot read params file"), "{e}");
+    }
+
+    #[test]
+    fn sweeps_set_a_dotted_key() {
+        let m = ServiceModel::default();
+        let p = parse_policy("builtin:target-tracking", &m, 15.0).unwrap_or_else(|e| panic!("{e}"));
+        let runs =
+            sweep(&p, "metrics.0.target.value=0.5:0.7:0.1").unwrap_or_else(|e| panic!("{e}"));
+        let labels: Vec<_> = runs.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "builtin:target-tracking metrics.0.target.value=0.5",
+                "builtin:target-tracking metrics.0.target.value=0.6",
+                "builtin:target-tracking metrics.0.target.value=0.7"
+            ]
+        );
+        let v = serde_json::to_value(&runs[1].scaler.params).unwrap_or_default();
+        assert_eq!(v["metrics"][0]["target"]["value"], json!(0.6));
+        assert!(sweep(&p, "nope=1,2").unwrap_err().0.contains("not in"));
+        assert!(sweep(&p, "metrics.0.target.value=a,b").is_err());
+        assert!(
+            sweep(&p, "metrics.0.target.value=0:1000:1")
+                .unwrap_err()
+                .0
+                .contains("at most 200")
+        );
+    }
+}

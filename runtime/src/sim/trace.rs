@@ -1,0 +1,616 @@
+//! Load traces: per-request arrivals (with optional token counts) or
+//! per-interval rates or counts, CSV or JSON lines, turned into arrivals per
+//! simulated step.
+//!
+//! Columns are found by name; flags override each choice ([`TraceSpec`]). With
+//! nothing given, the formats in `../shared/traces/` are recognised:
+//! `arrival_s` (+ `input_tokens`, `output_tokens`, `service`) per request;
+//! `window_start_s` + `request_rate_rps` (rows with `all_clients_zero = 1` are
+//! gaps); `t_min` + `requests` (rows with `observed = 0` are gaps).
+//!
+//! Rates are interpolated linearly between row centres, so a 10-minute trace
+//! ramps rather than jumping every 10 minutes. Gaps (collection outages, not
+//! real zero load) are filled with the load one day earlier (or later, or by
+//! interpolation when the trace is shorter than that) and are left out of
+//! every score.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// How to read a trace. Every field is optional: absent = auto-detect.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceSpec {
+    /// Per-request traces: the arrival time column.
+    pub arrival_column: Option<String>,
+    /// Per-interval traces: the column with each row's start time.
+    pub time_column: Option<String>,
+    /// Unit of the time (and arrival) column: `s`, `ms` or `min`.
+    pub time_unit: Option<String>,
+    /// Requests per second in each row.
+    pub rate_column: Option<String>,
+    /// Requests in each row's interval.
+    pub count_column: Option<String>,
+    /// Rows where `COLUMN=VALUE` are gaps in the record.
+    pub gap_where: Option<String>,
+    /// Per-request traces: keep only rows whose `service` column has this value.
+    pub service: Option<String>,
+}
+
+/// A trace as arrivals per simulated step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Load {
+    pub step_ms: u64,
+    /// Time of step 0, ms since the epoch (the trace's own time where it has one).
+    pub start_ms: u64,
+    /// Requests arriving in each step.
+    pub arrivals: Vec<f64>,
+    /// Tokens (input + output) arriving in each step, when the trace has them.
+    pub tokens: Option<Vec<f64>>,
+    /// False for steps inside a gap in the record: simulated, never scored.
+    pub scored: Vec<bool>,
+    /// What was read, for the report.
+    pub description: String,
+}
+
+/// A trace that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("trace {path}: {message}")]
+pub struct TraceError {
+    pub path: String,
+    pub message: String,
+}
+
+struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn column(&self, name: &str) -> Option<usize> {
+        self.headers.iter().position(|h| h == name)
+    }
+}
+
+fn is_jsonl(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("jsonl" | "ndjson" | "json")
+    )
+}
+
+fn read_table(text: &str, jsonl: bool) -> Result<Table, String> {
+    if jsonl {
+        let mut headers: Vec<String> = Vec::new();
+        let mut objects = Vec::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+                .map_err(|e| format!("line {}: malformed JSON: {e}", i + 1))?;
+            for k in v.keys() {
+                if !headers.contains(k) {
+                    headers.push(k.clone());
+                }
+            }
+            objects.push(v);
+        }
+        let rows = objects
+            .into_iter()
+            .map(|o| {
+                headers
+                    .iter()
+                    .map(|h| match o.get(h) {
+                        Some(serde_json::Value::String(s)) => s.clone(),
+                        Some(serde_json::Value::Null) | None => String::new(),
+                        Some(v) => v.to_string(),
+                    })
+                    .collect()
+            })
+            .collect();
+        return Ok(Table { headers, rows });
+    }
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("header: {e}"))?
+        .iter()
+        .map(|h| h.trim().to_owned())
+        .collect();
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("row {}: {e}", i + 2))?;
+        rows.push(record.iter().map(|c| c.trim().to_owned()).collect());
+    }
+    Ok(Table { headers, rows })
+}
+
+fn unit_ms(unit: &str) -> Result<f64, String> {
+    match unit {
+        "s" | "sec" | "seconds" => Ok(1000.0),
+        "ms" | "milliseconds" => Ok(1.0),
+        "min" | "minutes" => Ok(60_000.0),
+        other => Err(format!("unknown time unit {other:?} (use s, ms or min)")),
+    }
+}
+
+/// Read a trace and turn it into arrivals per step of `step_ms`.
+pub fn load(path: &Path, spec: &TraceSpec, step_ms: u64) -> Result<Load, TraceError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TraceError {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    load_text(
+        &path.display().to_string(),
+        &text,
+        is_jsonl(path),
+        spec,
+        step_ms,
+    )
+}
+
+/// As [`load`], from a trace's text (`name` is only for messages).
+pub fn load_text(
+    name: &str,
+    text: &str,
+    jsonl: bool,
+    spec: &TraceSpec,
+    step_ms: u64,
+) -> Result<Load, TraceError> {
+    let err = |message: String| TraceError {
+        path: name.to_owned(),
+        message,
+    };
+    let table = read_table(text, jsonl).map_err(err)?;
+    if table.rows.is_empty() {
+        return Err(err("no rows".into()));
+    }
+    let pick = |given: &Option<String>,
+                candidates: &[&str],
+                what: &str|
+     -> Result<Option<usize>, TraceError> {
+        match given {
+            Some(name) => table.column(name).map(Some).ok_or_else(|| {
+                err(format!(
+                    "no {what} column {name:?}; columns are: {}",
+                    table.headers.join(", ")
+                ))
+            }),
+            None => Ok(candidates.iter().find_map(|c| table.column(c))),
+        }
+    };
+    let arrival = pick(
+        &spec.arrival_column,
+        &["arrival_s", "arrival_time_s"],
+        "arrival",
+    )?;
+    let has_interval_columns =
+        spec.time_column.is_some() || spec.rate_column.is_some() || spec.count_column.is_some();
+    if let Some(col) = arrival.filter(|_| !has_interval_columns) {
+        let unit = unit_ms(spec.time_unit.as_deref().unwrap_or("s")).map_err(err)?;
+        return per_request(&table, col, unit, spec, step_ms).map_err(err);
+    }
+    let time = pick(
+        &spec.time_column,
+        &["window_start_s", "t_min", "time_s", "t_s", "time_ms"],
+        "time",
+    )?
+    .ok_or_else(|| {
+        err(format!(
+            "cannot tell the format: no arrival or time column among {}; name them with \
+             --arrival-column or --time-column",
+            table.headers.join(", ")
+        ))
+    })?;
+    let unit = match &spec.time_unit {
+        Some(u) => unit_ms(u).map_err(err)?,
+        None => match table.headers[time].as_str() {
+            "t_min" => 60_000.0,
+            "time_ms" => 1.0,
+            _ => 1000.0,
+        },
+    };
+    let rate = pick(
+        &spec.rate_column,
+        &["request_rate_rps", "request_rate", "rps"],
+        "rate",
+    )?;
+    let count = pick(
+        &spec.count_column,
+        &["requests", "count", "requests_in_window"],
+        "count",
+    )?;
+    let gap = match &spec.gap_where {
+        Some(g) => {
+            let (c, v) = g
+                .split_once('=')
+                .ok_or_else(|| err(format!("--gap-where wants COLUMN=VALUE, got {g:?}")))?;
+            let col = table
+                .column(c.trim())
+                .ok_or_else(|| err(format!("no gap column {c:?}")))?;
+            Some((col, v.trim().to_owned()))
+        }
+        None => table
+            .column("observed")
+            .map(|c| (c, "0".to_owned()))
+            .or_else(|| {
+                table
+                    .column("all_clients_zero")
+                    .map(|c| (c, "1".to_owned()))
+            }),
+    };
+    per_interval(&table, time, unit, rate, count, gap, step_ms).map_err(err)
+}
+
+fn number(row: &[String], col: usize, line: usize, what: &str) -> Result<f64, String> {
+    let cell = row.get(col).map(String::as_str).unwrap_or("");
+    let v: f64 = cell
+        .parse()
+        .map_err(|_| format!("row {line}: {what} {cell:?} is not a number"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!(
+            "row {line}: {what} {v} must be a finite number >= 0"
+        ));
+    }
+    Ok(v)
+}
+
+fn per_request(
+    table: &Table,
+    col: usize,
+    unit_ms: f64,
+    spec: &TraceSpec,
+    step_ms: u64,
+) -> Result<Load, String> {
+    let service = match &spec.service {
+        Some(s) => Some((
+            table
+                .column("service")
+                .ok_or("--service given but the trace has no service column")?,
+            s.clone(),
+        )),
+        None => None,
+    };
+    let input = table.column("input_tokens");
+    let output = table.column("output_tokens");
+    let mut times = Vec::with_capacity(table.rows.len());
+    let mut tokens = Vec::new();
+    for (i, row) in table.rows.iter().enumerate() {
+        if let Some((c, want)) = &service
+            && row.get(*c) != Some(want)
+        {
+            continue;
+        }
+        let t = number(row, col, i + 2, "arrival time")? * unit_ms;
+        times.push(t);
+        if input.is_some() || output.is_some() {
+            let tok = |c: Option<usize>| {
+                c.and_then(|c| row.get(c))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            tokens.push(tok(input) + tok(output));
+        }
+    }
+    if times.is_empty() {
+        return Err(match &spec.service {
+            Some(s) => format!("no rows with service {s:?}"),
+            None => "no rows".into(),
+        });
+    }
+    let first = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = times.iter().copied().fold(0.0, f64::max);
+    let steps = ((last - first) / step_ms as f64).floor() as usize + 1;
+    let mut arrivals = vec![0.0; steps];
+    let mut step_tokens = vec![0.0; steps];
+    for (i, t) in times.iter().enumerate() {
+        let s = (((t - first) / step_ms as f64) as usize).min(steps - 1);
+        arrivals[s] += 1.0;
+        if let Some(tok) = tokens.get(i) {
+            step_tokens[s] += tok;
+        }
+    }
+    let start_ms = table
+        .column("timestamp")
+        .and_then(|c| table.rows.first()?.get(c))
+        .and_then(|s| parse_timestamp_ms(s))
+        .unwrap_or(0);
+    Ok(Load {
+        step_ms,
+        start_ms,
+        scored: vec![true; steps],
+        description: format!(
+            "{} requests{}, {} steps of {} s",
+            times.len(),
+            spec.service
+                .as_ref()
+                .map(|s| format!(" (service {s})"))
+                .unwrap_or_default(),
+            steps,
+            step_ms as f64 / 1000.0
+        ),
+        arrivals,
+        tokens: (!tokens.is_empty()).then_some(step_tokens),
+    })
+}
+
+fn parse_timestamp_ms(s: &str) -> Option<u64> {
+    let head = s.get(..19)?;
+    let t = chrono::NaiveDateTime::parse_from_str(head, "%Y-%m-%d %H:%M:%S").ok()?;
+    u64::try_from(t.and_utc().timestamp_millis()).ok()
+}
+
+fn per_interval(
+    table: &Table,
+    time: usize,
+    unit_ms: f64,
+    rate: Option<usize>,
+    count: Option<usize>,
+    gap: Option<(usize, String)>,
+    step_ms: u64,
+) -> Result<Load, String> {
+    let mut points: Vec<(f64, f64, bool)> = Vec::with_capacity(table.rows.len());
+    for (i, row) in table.rows.iter().enumerate() {
+        let t = number(row, time, i + 2, "time")? * unit_ms;
+        let is_gap = gap.as_ref().is_some_and(|(c, v)| row.get(*c) == Some(v));
+        points.push((t, 0.0, is_gap));
+    }
+    let width_ms = infer_width(&points).ok_or("need at least two rows with increasing times")?;
+    for (i, row) in table.rows.iter().enumerate() {
+        let r = match (rate, count) {
+            (Some(c), _) => number(row, c, i + 2, "rate")?,
+            (None, Some(c)) => number(row, c, i + 2, "count")? / (width_ms / 1000.0),
+            (None, None) => {
+                return Err(format!(
+                    "no rate or count column among {}; name one with --rate-column or --count-column",
+                    table.headers.join(", ")
+                ));
+            }
+        };
+        points[i].1 = r;
+    }
+    let first = points[0].0;
+    let last = points[points.len() - 1].0 + width_ms;
+    let steps = ((last - first) / step_ms as f64).round() as usize;
+    let step_s = step_ms as f64 / 1000.0;
+    // Rate per step by linear interpolation between row centres, and each
+    // step's gap flag from the row it falls in.
+    let mut rates = Vec::with_capacity(steps);
+    let mut scored = Vec::with_capacity(steps);
+    let mut row = 0usize;
+    for s in 0..steps {
+        let t = first + (s as f64 + 0.5) * step_ms as f64;
+        while row + 1 < points.len() && points[row + 1].0 <= t - 0.5 * step_ms as f64 {
+            row += 1;
+        }
+        scored.push(!points[row].2);
+        let centre = |k: usize| points[k].0 + width_ms / 2.0;
+        let (a, b) = if t < centre(row) && row > 0 {
+            (row - 1, row)
+        } else {
+            (row, (row + 1).min(points.len() - 1))
+        };
+        // Never interpolate toward a gap's (meaningless) value.
+        let v = if a == b || centre(b) <= centre(a) || points[a].2 || points[b].2 {
+            points[row].1
+        } else {
+            let x = ((t - centre(a)) / (centre(b) - centre(a))).clamp(0.0, 1.0);
+            points[a].1 + (points[b].1 - points[a].1) * x
+        };
+        rates.push(v);
+    }
+    fill_gaps(&mut rates, &scored, (86_400_000 / step_ms) as usize);
+    let gaps = scored.iter().filter(|s| !**s).count();
+    Ok(Load {
+        step_ms,
+        start_ms: if first >= 0.0 { first as u64 } else { 0 },
+        arrivals: rates.into_iter().map(|r| r * step_s).collect(),
+        tokens: None,
+        description: format!(
+            "{} rows of {} s, {} steps of {} s{}",
+            points.len(),
+            width_ms / 1000.0,
+            steps,
+            step_s,
+            if gaps > 0 {
+                format!(" ({gaps} steps in gaps, filled and not scored)")
+            } else {
+                String::new()
+            }
+        ),
+        scored,
+    })
+}
+
+/// The most common difference between consecutive row times.
+fn infer_width(points: &[(f64, f64, bool)]) -> Option<f64> {
+    let mut diffs: Vec<i64> = points
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).round() as i64)
+        .filter(|d| *d > 0)
+        .collect();
+    diffs.sort_unstable();
+    let mut best = (0usize, None);
+    let mut i = 0;
+    while i < diffs.len() {
+        let j = diffs[i..].iter().take_while(|d| **d == diffs[i]).count();
+        if j > best.0 {
+            best = (j, Some(diffs[i] as f64));
+        }
+        i += j;
+    }
+    best.1
+}
+
+/// Fill unscored steps with the load one period earlier (or later); where
+/// neither is scored, interpolate between the gap's edges.
+fn fill_gaps(rates: &mut [f64], scored: &[bool], period: usize) {
+    let n = rates.len();
+    let original = rates.to_vec();
+    let mut i = 0;
+    while i < n {
+        if scored[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < n && !scored[i] {
+            i += 1;
+        }
+        let before = start.checked_sub(1).map(|k| original[k]);
+        let after = (i < n).then(|| original[i]);
+        for k in start..i {
+            let seasonal = (1..=7)
+                .filter_map(|d| {
+                    let back = k.checked_sub(d * period).filter(|&j| scored[j]);
+                    let fwd = Some(k + d * period).filter(|&j| j < n && scored[j]);
+                    back.or(fwd)
+                })
+                .map(|j| original[j])
+                .next();
+            rates[k] = seasonal.unwrap_or_else(|| match (before, after) {
+                (Some(a), Some(b)) => a + (b - a) * (k - start + 1) as f64 / (i - start + 1) as f64,
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => 0.0,
+            });
+        }
+    }
+}
+
+/// Scale the load so that its busiest scored step needs `peak_replicas`
+/// replicas at the SLO's utilization. Returns the factor applied.
+pub fn scale_to_peak(load: &mut Load, per_replica_per_step: f64, peak_replicas: f64) -> f64 {
+    let peak = load
+        .arrivals
+        .iter()
+        .zip(&load.scored)
+        .filter(|(_, s)| **s)
+        .map(|(a, _)| *a)
+        .fold(0.0, f64::max);
+    if peak <= 0.0 {
+        return 1.0;
+    }
+    let factor = peak_replicas * per_replica_per_step / peak;
+    for a in &mut load.arrivals {
+        *a *= factor;
+    }
+    if let Some(tokens) = &mut load.tokens {
+        for t in tokens {
+            *t *= factor;
+        }
+    }
+    factor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn file(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join(name);
+        let mut f = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        f.write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        (dir, path)
+    }
+
+    #[test]
+    fn per_request_arrivals_are_counted_per_step_with_tokens() {
+        let (_d, p) = file(
+            "r.csv",
+            "arrival_s,timestamp,service,input_tokens,output_tokens\n\
+             0.0,2023-11-16 18:15:46.68,conv,10,5\n0.5,x,code,1,1\n1.2,x,conv,3,0\n3.9,x,conv,1,1\n",
+        );
+        let l = load(&p, &TraceSpec::default(), 1000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.arrivals, vec![2.0, 1.0, 0.0, 1.0]);
+        assert_eq!(l.tokens, Some(vec![17.0, 3.0, 0.0, 2.0]));
+        assert_eq!(l.start_ms, 1_700_158_546_000);
+        let conv = TraceSpec {
+            service: Some("conv".into()),
+            ..TraceSpec::default()
+        };
+        let l = load(&p, &conv, 1000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.arrivals, vec![1.0, 1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn per_minute_counts_interpolate_and_gaps_are_not_scored() {
+        let (_d, p) = file(
+            "m.csv",
+            "t_min,requests,observed\n0,60,1\n1,120,1\n2,0,0\n3,60,1\n",
+        );
+        let l = load(&p, &TraceSpec::default(), 30_000).unwrap_or_else(|e| panic!("{e}"));
+        // Rates 1, 2, gap, 1 req/s at centres 30, 90, (150), 210 s; 30 s steps.
+        assert_eq!(l.arrivals.len(), 8);
+        assert_eq!(
+            l.scored,
+            vec![true, true, true, true, false, false, true, true]
+        );
+        let rate: Vec<f64> = l.arrivals.iter().map(|a| a / 30.0).collect();
+        assert!((rate[0] - 1.0).abs() < 1e-9, "{rate:?}"); // before the first centre
+        assert!((rate[1] - 1.25).abs() < 1e-9, "{rate:?}"); // 45 s: a quarter of the way to 2
+        assert!((rate[2] - 1.75).abs() < 1e-9, "{rate:?}");
+        assert!(
+            (rate[3] - 2.0).abs() < 1e-9,
+            "no interpolation toward a gap: {rate:?}"
+        );
+        // The gap is filled by interpolating between its edges (no day earlier).
+        assert!(rate[4] > 0.0 && rate[5] > 0.0, "{rate:?}");
+    }
+
+    #[test]
+    fn rate_traces_and_flags_and_clear_errors() {
+        let (_d, p) = file(
+            "w.csv",
+            "window_start_s,request_rate_rps,all_clients_zero\n0,10,0\n600,20,0\n",
+        );
+        let l = load(&p, &TraceSpec::default(), 1000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.arrivals.len(), 1200);
+        assert!((l.arrivals[0] - 10.0).abs() < 1e-9);
+        assert!((l.arrivals[1199] - 20.0).abs() < 1e-9);
+        assert!(
+            (l.arrivals[600] - 15.0 - 0.5 / 60.0).abs() < 1e-6,
+            "{}",
+            l.arrivals[600]
+        );
+
+        let bad = TraceSpec {
+            rate_column: Some("rps_typo".into()),
+            ..TraceSpec::default()
+        };
+        let e = load(&p, &bad, 1000).unwrap_err();
+        assert!(e.message.contains("no rate column \"rps_typo\""), "{e}");
+        assert!(
+            e.message.contains("request_rate_rps"),
+            "lists the columns: {e}"
+        );
+
+        let (_d2, q) = file("x.csv", "a,b\n1,2\n");
+        let e = load(&q, &TraceSpec::default(), 1000).unwrap_err();
+        assert!(e.message.contains("cannot tell the format"), "{e}");
+
+        let (_d3, r) = file("n.csv", "t_min,requests\n0,5\n1,oops\n");
+        let e = load(&r, &TraceSpec::default(), 1000).unwrap_err();
+        assert!(e.message.contains("row 3"), "{e}");
+    }
+
+    #[test]
+    fn scaling_to_a_peak() {
+        let mut l = Load {
+            step_ms: 1000,
+            start_ms: 0,
+            arrivals: vec![1.0, 4.0, 100.0],
+            tokens: None,
+            scored: vec![true, true, false],
+            description: String::new(),
+        };
+        let f = scale_to_peak(&mut l, 8.0, 10.0);
+        assert_eq!(f, 20.0, "peak of scored steps is 4 -> 80");
+        assert_eq!(l.arrivals, vec![20.0, 80.0, 2000.0]);
+    }
+}
