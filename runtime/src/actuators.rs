@@ -74,6 +74,10 @@ pub enum Actuator {
         scaler: String,
         replicas: u32,
     },
+    /// As `Log`, silently: the target of `wasmscale replay`.
+    Memory {
+        replicas: u32,
+    },
     Kubernetes(Box<Kubernetes>),
     /// The simulator's cluster (`wasmscale simulate`).
     Simulated(crate::sim::ClusterHandle),
@@ -124,6 +128,11 @@ impl Actuator {
                 ready: Some(*replicas),
                 starting: Some(0),
             }),
+            Actuator::Memory { replicas } => Ok(Observed {
+                current: *replicas,
+                ready: Some(*replicas),
+                starting: Some(0),
+            }),
             Actuator::Simulated(cluster) => {
                 let c = crate::sim::lock(cluster);
                 Ok(Observed {
@@ -152,6 +161,11 @@ impl Actuator {
                 .apply(desired)
                 .await
                 .inspect_err(|e| k.forget_client_after(e)),
+            Actuator::Memory { replicas } => {
+                let changed = *replicas != desired;
+                *replicas = desired;
+                Ok(changed)
+            }
             Actuator::Simulated(cluster) => {
                 let mut c = crate::sim::lock(cluster);
                 if c.total() == desired {

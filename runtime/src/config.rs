@@ -235,6 +235,31 @@ impl Default for FallbackConfig {
 }
 
 impl ScalerConfig {
+    /// A scaler as a config file with only these keys would give it: default
+    /// guardrails (HPA `behavior` with upstream's defaults), fallback and limits,
+    /// a static source and the log target. `simulate` and `replay` start here.
+    pub fn minimal(
+        name: &str,
+        policy: &str,
+        params: &serde_json::Value,
+        min_replicas: u32,
+        max_replicas: u32,
+        interval_seconds: f64,
+    ) -> Result<Self, String> {
+        let params: toml::Table = serde_json::from_value(params.clone())
+            .map_err(|e| format!("{policy}: params must be a JSON object: {e}"))?;
+        let mut table = toml::Table::new();
+        table.insert("name".into(), name.into());
+        table.insert("policy".into(), policy.into());
+        table.insert("params".into(), toml::Value::Table(params));
+        table.insert("min_replicas".into(), i64::from(min_replicas).into());
+        table.insert("max_replicas".into(), i64::from(max_replicas).into());
+        table.insert("interval_seconds".into(), interval_seconds.into());
+        toml::Value::Table(table)
+            .try_into::<ScalerConfig>()
+            .map_err(|e| format!("{policy}: {e}"))
+    }
+
     /// The params as the JSON string the policy receives.
     pub fn params_json(&self) -> String {
         serde_json::to_string(&self.params).unwrap_or_else(|_| "{}".into())

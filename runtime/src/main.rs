@@ -291,7 +291,9 @@ enum Command {
         --params policies/params/predictive.json --config examples/configs/gpu-inference.toml\n\n\
         Prints the recorded and the replayed replica count side by side for every record (a `*` \
         marks a change) and a summary: decisions changed and replica-hours delta. Guardrails \
-        come from --config (the record's scaler); without it, only min/max from the snapshots."
+        come from --config (the record's scaler); without it, the defaults a config would give \
+        (HPA behavior), with min/max from the snapshots. Replay runs the same tick as run and \
+        simulate."
     )]
     Replay {
         audit: PathBuf,
@@ -328,7 +330,7 @@ enum Command {
         `request_rate_rps`, per-minute `t_min` + `requests`); name columns with the flags below \
         for others. The load is scaled so the busiest step needs --peak-replicas replicas. The same \
         inputs and --seed give the same output, byte for byte.")]
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
 
     /// The simulator on a bundled real trace: three built-in policies against the oracle, with a plot.
     #[command(
@@ -754,15 +756,18 @@ fn replay(
     config: Option<&Path>,
     scaler: Option<&str>,
 ) -> Result<std::process::ExitCode> {
-    use wasmscale::guard::{self, GuardConfig, GuardState, Tick};
     let (records, skipped) = wasmscale::controller::audit::read(audit)
         .with_context(|| format!("cannot read {}", audit.display()))?;
     let source = PolicySource::parse(policy);
-    let params = load_params(&source, params)?;
-    let compiled = host.load(&source)?;
-    let config = config
-        .map(|p| wasmscale::config::load(p, host).map_err(|e| anyhow::anyhow!("{e}")))
-        .transpose()?;
+    let params: serde_json::Value = serde_json::from_str(&load_params(&source, params)?)
+        .context("params are not valid JSON")?;
+    let (config, base) = match config {
+        Some(p) => (
+            Some(wasmscale::config::load(p, host).map_err(|e| anyhow::anyhow!("{e}"))?),
+            p.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        ),
+        None => (None, PathBuf::from(".")),
+    };
     let records: Vec<_> = records
         .into_iter()
         .filter(|r| scaler.is_none_or(|s| r.scaler == s) && r.snapshot.is_some())
@@ -770,84 +775,42 @@ fn replay(
     if records.is_empty() {
         bail!("no records with snapshots in {}", audit.display());
     }
-    // One instance and one guard state per scaler, fed in recorded order.
-    let mut lanes: std::collections::BTreeMap<
-        String,
-        (host::PolicyInstance, GuardConfig, GuardState, u32),
-    > = Default::default();
-    let (mut changed, mut total) = (0usize, 0usize);
-    let (mut recorded_hours, mut replayed_hours) = (0.0f64, 0.0f64);
-    println!(
+    let rows =
+        wasmscale::controller::replay(&records, host, policy, &params, config.as_ref(), &base)?;
+    let (mut changed, mut recorded_hours, mut replayed_hours) = (0usize, 0.0f64, 0.0f64);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(
+        out,
         "{:<20} {:<22} {:>9} {:>9}  reason",
         "time", "scaler", "recorded", "replayed"
-    );
-    for r in &records {
-        let Some(snap) = r.snapshot.clone() else {
-            continue;
-        };
-        if !lanes.contains_key(&r.scaler) {
-            let guard = config
-                .as_ref()
-                .and_then(|c| c.scalers.iter().find(|s| s.name == r.scaler))
-                .map(|s| s.guard_config())
-                .unwrap_or_else(|| {
-                    GuardConfig::bounds(
-                        snap.replicas.min.unwrap_or(0),
-                        snap.replicas.max.unwrap_or(u32::MAX),
-                    )
-                });
-            lanes.insert(
-                r.scaler.clone(),
-                (
-                    compiled.instantiate(&params)?,
-                    guard,
-                    GuardState::default(),
-                    r.previous_replicas,
-                ),
-            );
-        }
-        let Some((instance, guard_config, guard_state, current)) = lanes.get_mut(&r.scaler) else {
-            continue;
-        };
-        let mut snap = snap;
-        snap.replicas.current = *current;
-        let (proposal, reason) = match instance.evaluate(&snap) {
-            Ok(e) => (Some(e.decision.desired), e.decision.reason),
-            Err(e) => (None, format!("held: {e}")),
-        };
-        let verdict = guard::apply(
-            guard_config,
-            guard_state,
-            Tick {
-                now_ms: r.time_ms,
-                current: *current,
-                proposal,
-                price_per_replica_hour: snap.cost.on_demand_per_hour,
-            },
-        );
-        let hours = f64::from(snap.interval_ms) / 3_600_000.0;
-        recorded_hours += f64::from(r.final_replicas) * hours;
-        replayed_hours += f64::from(verdict.replicas) * hours;
-        total += 1;
-        let mark = if verdict.replicas != r.final_replicas {
+    )?;
+    for row in &rows {
+        let hours = f64::from(row.interval_ms) / 3_600_000.0;
+        recorded_hours += f64::from(row.recorded) * hours;
+        replayed_hours += f64::from(row.replayed) * hours;
+        let mark = if row.replayed != row.recorded {
             changed += 1;
             "*"
         } else {
             " "
         };
-        println!(
-            "{:<20} {:<22} {:>9} {:>8}{mark}  {reason}",
-            wasmscale::controller::audit::format_time(r.time_ms),
-            r.scaler,
-            r.final_replicas,
-            verdict.replicas
-        );
-        *current = verdict.replicas;
+        writeln!(
+            out,
+            "{:<20} {:<22} {:>9} {:>8}{mark}  {}",
+            wasmscale::controller::audit::format_time(row.time_ms),
+            row.scaler,
+            row.recorded,
+            row.replayed,
+            row.reason
+        )?;
     }
-    println!(
-        "\n{changed} of {total} decisions changed; replica-hours {recorded_hours:.2} recorded vs {replayed_hours:.2} replayed ({:+.2})",
+    writeln!(
+        out,
+        "\n{changed} of {} decisions changed; replica-hours {recorded_hours:.2} recorded vs {replayed_hours:.2} replayed ({:+.2})",
+        rows.len(),
         replayed_hours - recorded_hours
-    );
+    )?;
+    out.flush()?;
     if skipped > 0 {
         eprintln!("skipped {skipped} unreadable line(s)");
     }
@@ -1066,7 +1029,7 @@ fn run_simulation(
                 if let Some(b) = progress_bars.get(i) {
                     b.set_position(done);
                 }
-            }) as std::sync::Arc<dyn Fn(usize, u64, u64) + Send + Sync>
+            }) as wasmscale::sim::Progress
         }),
     };
     let started = std::time::Instant::now();

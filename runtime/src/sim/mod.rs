@@ -129,6 +129,9 @@ pub struct SimReport {
     pub policies: Vec<PolicyRun>,
 }
 
+/// Called with (policy index, steps done, steps total) now and then.
+pub type Progress = Arc<dyn Fn(usize, u64, u64) + Send + Sync>;
+
 /// How to run.
 #[derive(Clone, Default)]
 pub struct SimOptions {
@@ -138,7 +141,7 @@ pub struct SimOptions {
     /// Points per plotted series.
     pub plot_points: usize,
     /// Called with (policy index, steps done, steps total) now and then.
-    pub progress: Option<Arc<dyn Fn(usize, u64, u64) + Send + Sync>>,
+    pub progress: Option<Progress>,
 }
 
 impl std::fmt::Debug for SimOptions {
@@ -253,7 +256,8 @@ impl<'a> Scorer<'a> {
             self.on_demand_steps += u64::from(on_demand);
             self.spot_steps += u64::from(spot);
         }
-        if (step + 1) % self.steps_per_minute == 0 || step + 1 == self.load.arrivals.len() {
+        if (step + 1).is_multiple_of(self.steps_per_minute) || step + 1 == self.load.arrivals.len()
+        {
             if self.minute_scored {
                 self.scored_minutes += 1;
                 self.good_minutes += u64::from(!self.minute_bad);
@@ -436,7 +440,7 @@ pub fn run_policy(
     let report_every = (total / 200).max(10_000);
     for step in 0..total {
         let now_ms = load.start_ms + step as u64 * load.step_ms;
-        if step % every == 0 {
+        if step.is_multiple_of(every) {
             // The simulated source and target answer at once: the tick never waits.
             let record = runtime.block_on(scaler.tick(now_ms));
             ticks += 1;
@@ -455,7 +459,7 @@ pub fn run_policy(
         drop(c);
         scorer.record(step, &outcome, ready, on_demand, spot);
         if let Some(progress) = &options.progress
-            && (step % report_every == 0 || step + 1 == total)
+            && (step.is_multiple_of(report_every) || step + 1 == total)
         {
             progress(index, step as u64 + 1, total as u64);
         }

@@ -157,7 +157,8 @@ impl ServiceModel {
             backlog,
             utilization,
             latency_ms,
-            meets_slo: arrivals <= 0.0 || latency_ms <= self.slo_p95_ms,
+            // A relative epsilon: exactly at the SLO meets it, whatever the rounding.
+            meets_slo: arrivals <= 0.0 || latency_ms <= self.slo_p95_ms * (1.0 + 1e-9),
         }
     }
 

@@ -115,7 +115,7 @@ mod tests {
         // Steps 0..=3: warm at 0, gap of 2 <= 3 is kept; gap 4..=8 (5 steps) is
         // longer than the cold start: released, relaunched at 6 for step 9.
         assert_eq!(s.billed, vec![1, 1, 1, 1, 0, 0, 1, 1, 1, 1]);
-        assert_eq!(s.billed_steps, 7);
+        assert_eq!(s.billed_steps, 8);
     }
 
     #[test]

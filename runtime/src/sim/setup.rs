@@ -116,8 +116,7 @@ pub fn parse_policy(
     })
 }
 
-/// A scaler config as a config file with only these keys would give: the
-/// default guardrails (HPA `behavior` defaults) and fallback.
+/// The scaler a simulated policy runs as: [`ScalerConfig::minimal`].
 pub fn scaler_for(
     name: &str,
     policy: &str,
@@ -125,18 +124,15 @@ pub fn scaler_for(
     model: &ServiceModel,
     interval_seconds: f64,
 ) -> Result<ScalerConfig, SpecError> {
-    let params: toml::Table = serde_json::from_value(params.clone())
-        .map_err(|e| SpecError(format!("{policy}: params must be a JSON object: {e}")))?;
-    let mut table = toml::Table::new();
-    table.insert("name".into(), name.into());
-    table.insert("policy".into(), policy.into());
-    table.insert("params".into(), toml::Value::Table(params));
-    table.insert("min_replicas".into(), i64::from(model.min_replicas).into());
-    table.insert("max_replicas".into(), i64::from(model.max_replicas).into());
-    table.insert("interval_seconds".into(), interval_seconds.into());
-    toml::Value::Table(table)
-        .try_into::<ScalerConfig>()
-        .map_err(|e| SpecError(format!("{policy}: {e}")))
+    ScalerConfig::minimal(
+        name,
+        policy,
+        params,
+        model.min_replicas,
+        model.max_replicas,
+        interval_seconds,
+    )
+    .map_err(SpecError)
 }
 
 /// Expand `KEY=V1,V2,...` or `KEY=START:END:STEP` into one policy per value,

@@ -461,7 +461,7 @@ fn fill_gaps(rates: &mut [f64], scored: &[bool], period: usize) {
         }
         let before = start.checked_sub(1).map(|k| original[k]);
         let after = (i < n).then(|| original[i]);
-        for k in start..i {
+        for (k, rate) in rates.iter_mut().enumerate().take(i).skip(start) {
             let seasonal = (1..=7)
                 .filter_map(|d| {
                     let back = k.checked_sub(d * period).filter(|&j| scored[j]);
@@ -470,7 +470,7 @@ fn fill_gaps(rates: &mut [f64], scored: &[bool], period: usize) {
                 })
                 .map(|j| original[j])
                 .next();
-            rates[k] = seasonal.unwrap_or_else(|| match (before, after) {
+            *rate = seasonal.unwrap_or_else(|| match (before, after) {
                 (Some(a), Some(b)) => a + (b - a) * (k - start + 1) as f64 / (i - start + 1) as f64,
                 (Some(a), None) => a,
                 (None, Some(b)) => b,
