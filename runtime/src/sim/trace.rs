@@ -300,7 +300,9 @@ fn per_request(
             None => "no rows".into(),
         });
     }
+    // Steps sit on the trace's own grid (whole steps of its time column).
     let first = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let first = (first / step_ms as f64).floor() * step_ms as f64;
     let last = times.iter().copied().fold(0.0, f64::max);
     let steps = ((last - first) / step_ms as f64).floor() as usize + 1;
     let mut arrivals = vec![0.0; steps];
