@@ -75,7 +75,10 @@ fn simulate_and_replay_make_the_same_decisions_from_the_same_snapshots() {
         )
         .unwrap();
         assert_eq!(replayed.len(), run.audit.len());
-        let differ: Vec<_> = replayed.iter().filter(|d| d.recorded != d.replayed).collect();
+        let differ: Vec<_> = replayed
+            .iter()
+            .filter(|d| d.recorded != d.replayed)
+            .collect();
         assert!(
             differ.is_empty(),
             "{}: {} of {} decisions differ, first {:?}",
@@ -94,8 +97,16 @@ fn no_policy_that_meets_the_slo_is_cheaper_than_the_oracle() {
     let load = two_days(&model);
     let mut policies = Vec::new();
     for (spec, key, values) in [
-        ("builtin:predictive", "target_utilization", "0.3,0.5,0.7,0.8"),
-        ("builtin:target-tracking", "metrics.0.target.value", "0.3,0.5,0.7"),
+        (
+            "builtin:predictive",
+            "target_utilization",
+            "0.3,0.5,0.7,0.8",
+        ),
+        (
+            "builtin:target-tracking",
+            "metrics.0.target.value",
+            "0.3,0.5,0.7",
+        ),
         ("builtin:step-scaling", "alarms.0.threshold", "0.4,0.6,0.8"),
     ] {
         let base = policy(spec, &model);
@@ -128,7 +139,12 @@ fn no_policy_that_meets_the_slo_is_cheaper_than_the_oracle() {
         assert!(r.score.slo_attainment_pct <= 100.0);
     }
     // Something tight enough to miss exists too, so the check is not vacuous.
-    assert!(report.policies.iter().any(|r| r.score.violation_minutes > 0));
+    assert!(
+        report
+            .policies
+            .iter()
+            .any(|r| r.score.violation_minutes > 0)
+    );
 }
 
 #[test]

@@ -137,7 +137,10 @@ mod tests {
         for _ in 0..12 {
             let steps = 7;
             let load: Vec<f64> = (0..steps).map(|_| (rng.uniform() * 24.0).floor()).collect();
-            let initial = (0..=2).map(|t| m.required_replicas(load[t])).max().unwrap_or(0);
+            let initial = (0..=2)
+                .map(|t| m.required_replicas(load[t]))
+                .max()
+                .unwrap_or(0);
             let oracle = schedule(&m, &load, &vec![true; steps], initial);
             let mut best: Option<u64> = None;
             let choices = 4u32; // 0..=3 replicas
@@ -155,7 +158,11 @@ mod tests {
                     best = Some(best.map_or(cost, |b| b.min(cost)));
                 }
             }
-            assert_eq!(best, Some(oracle.billed_steps), "load {load:?}, oracle {oracle:?}");
+            assert_eq!(
+                best,
+                Some(oracle.billed_steps),
+                "load {load:?}, oracle {oracle:?}"
+            );
         }
     }
 
