@@ -41,15 +41,19 @@ pub fn tuned_params(builtin: &str, model: &ServiceModel, interval_seconds: f64) 
                  "steps": [{"upper_bound": 0, "adjustment": -10}]}
             ]
         })),
-        // Seasonal forecast one cold start (plus a tick) ahead.
+        // Trend + daily profile one cold start (plus a tick) ahead, with a
+        // margin learned from its own forecast errors.
         "predictive" => Some(json!({
             "metric": "request_rate",
             "capacity_per_replica": capacity,
-            "target_utilization": round2(slo_u * 0.9),
+            "target_utilization": round2(slo_u * 0.95),
             "lead_time_seconds": (model.cold_start_seconds + interval_seconds).ceil() as u64,
             "period_seconds": 86400,
             "bins": 144,
-            "min_replicas": model.min_replicas
+            "min_replicas": model.min_replicas,
+            "headroom_quantile": 0.99,
+            "error_window_seconds": 3600,
+            "max_headroom": 2.5
         })),
         // KEDA-style on items in the system (Little's law: rate x latency).
         "queue-depth" => {
