@@ -17,7 +17,7 @@ fn two_days(model: &ServiceModel) -> sim::Load {
     )
     .unwrap();
     let per_step = model.capacity_per_replica * model.step_seconds * model.slo_utilization();
-    trace::scale_to_peak(&mut load, per_step, 24.0);
+    trace::scale_to_peak(&mut load, model.capacity_unit, per_step, 24.0);
     load
 }
 

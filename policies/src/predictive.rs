@@ -108,14 +108,20 @@ struct State {
 
 impl State {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + 8 * (self.profile.len() + RATIO_BUCKETS + 2 * PENDING));
+        let mut out =
+            Vec::with_capacity(64 + 8 * (self.profile.len() + RATIO_BUCKETS + 2 * PENDING));
         out.push(STATE_VERSION);
         out.push(u8::from(self.started));
         for v in [self.level, self.trend, self.bin_sum, self.bin_count] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&self.last_ms.to_le_bytes());
-        for n in [self.bin_now, self.profile.len(), self.ratios.len(), self.pending.len()] {
+        for n in [
+            self.bin_now,
+            self.profile.len(),
+            self.ratios.len(),
+            self.pending.len(),
+        ] {
             out.extend_from_slice(&(n as u32).to_le_bytes());
         }
         for v in self.profile.iter().chain(&self.ratios) {
@@ -147,8 +153,14 @@ impl State {
         if profile_len > 100_000 || ratios_len != RATIO_BUCKETS || pending_len > PENDING {
             return Err(bad());
         }
-        let profile = (0..profile_len).map(|_| r.f64()).collect::<Option<Vec<_>>>().ok_or_else(bad)?;
-        let ratios = (0..ratios_len).map(|_| r.f64()).collect::<Option<Vec<_>>>().ok_or_else(bad)?;
+        let profile = (0..profile_len)
+            .map(|_| r.f64())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        let ratios = (0..ratios_len)
+            .map(|_| r.f64())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
         let pending = (0..pending_len)
             .map(|_| Some((r.u64()?, r.f64()?)))
             .collect::<Option<Vec<_>>>()
@@ -265,7 +277,11 @@ impl Predictive {
         if bin != s.bin_now && s.bin_count > 0.0 {
             let mean = s.bin_sum / s.bin_count;
             let old = s.profile[s.bin_now];
-            s.profile[s.bin_now] = if old.is_nan() { mean } else { 0.5 * old + 0.5 * mean };
+            s.profile[s.bin_now] = if old.is_nan() {
+                mean
+            } else {
+                0.5 * old + 0.5 * mean
+            };
             s.bin_sum = 0.0;
             s.bin_count = 0.0;
         }
@@ -385,7 +401,11 @@ impl Policy for Predictive {
         Num(p.lead_time_seconds as f64).append_to(&mut why);
         why.push_str("s, headroom x");
         Num((headroom * 100.0).round() / 100.0).append_to(&mut why);
-        why.push_str(if predicted > reactive { " -> pre-warm " } else { " -> " });
+        why.push_str(if predicted > reactive {
+            " -> pre-warm "
+        } else {
+            " -> "
+        });
         Num(desired).append_to(&mut why);
         Ok(Decision::new(desired, why))
     }
@@ -497,20 +517,24 @@ mod tests {
             )
             .unwrap_or_else(|e| panic!("{e}"));
             let mut seed = 1u64;
-            let mut d = Decision::new(0.0, "");
             for i in 0..400u64 {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
                 let x = 200.0 * (1.0 + noise * (u - 0.5));
                 let mut s = Snapshot::new(i * 15_000, 20).with("request_rate", x);
                 s.interval_ms = 15_000;
-                d = p.evaluate(&s).unwrap_or_else(|e| panic!("{e}"));
+                p.evaluate(&s).unwrap_or_else(|e| panic!("{e}"));
             }
             p.headroom(p.params.as_ref().unwrap_or_else(|| panic!("configured")))
         };
         let smooth = run(0.0);
         let noisy = run(0.6);
-        assert!((0.9..=1.05).contains(&smooth), "smooth load: headroom {smooth}");
+        assert!(
+            (0.9..=1.05).contains(&smooth),
+            "smooth load: headroom {smooth}"
+        );
         assert!(noisy > 1.15, "noisy load: headroom {noisy}");
     }
 

@@ -124,9 +124,12 @@ struct SimulateArgs {
     /// Service model as TOML (keys as in the README); flags below override it.
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
-    /// Requests per second one replica serves [10].
-    #[arg(long, value_name = "RPS")]
+    /// Work per second one replica does at full utilization, in --capacity-unit [10].
+    #[arg(long, value_name = "N")]
     capacity_per_replica: Option<f64>,
+    /// What capacity counts: requests, or tokens (the trace needs token counts) [requests].
+    #[arg(long, value_enum, value_name = "UNIT")]
+    capacity_unit: Option<CapacityUnitArg>,
     /// Launch to ready [120].
     #[arg(long, value_name = "SECONDS")]
     cold_start_seconds: Option<f64>,
@@ -164,6 +167,12 @@ struct SimulateArgs {
     audit: Option<PathBuf>,
     #[command(flatten)]
     columns: TraceColumns,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CapacityUnitArg {
+    Requests,
+    Tokens,
 }
 
 /// How to read traces that are not in a known format.
@@ -831,6 +840,12 @@ fn service_model(args: &SimulateArgs) -> Result<wasmscale::sim::ServiceModel> {
     if let Some(v) = args.capacity_per_replica {
         model.capacity_per_replica = v;
     }
+    if let Some(u) = args.capacity_unit {
+        model.capacity_unit = match u {
+            CapacityUnitArg::Requests => wasmscale::sim::CapacityUnit::Requests,
+            CapacityUnitArg::Tokens => wasmscale::sim::CapacityUnit::Tokens,
+        };
+    }
     if let Some(v) = args.cold_start_seconds {
         model.cold_start_seconds = v;
     }
@@ -973,6 +988,9 @@ fn scale_load(
             for a in &mut load.arrivals {
                 *a *= f;
             }
+            for t in load.tokens.iter_mut().flatten() {
+                *t *= f;
+            }
             Ok(f)
         }
         None => {
@@ -981,8 +999,14 @@ fn scale_load(
             }
             let per_step =
                 model.capacity_per_replica * model.step_seconds * model.slo_utilization();
+            if load.work(model.capacity_unit).is_none() {
+                bail!(
+                    "capacity_unit = \"tokens\" needs a trace with token counts (input_tokens / output_tokens)"
+                );
+            }
             Ok(wasmscale::sim::trace::scale_to_peak(
                 load,
+                model.capacity_unit,
                 per_step,
                 peak_replicas,
             ))

@@ -15,7 +15,7 @@ pub mod report;
 pub mod setup;
 pub mod trace;
 
-pub use model::{Cluster, ServiceModel};
+pub use model::{CapacityUnit, Cluster, ServiceModel};
 pub use trace::{Load, TraceSpec};
 
 use crate::actuators::Actuator;
@@ -105,6 +105,11 @@ pub struct SeriesPoint {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyRun {
     pub label: String,
+    /// The policy and the params it ran with (so any row can be rerun).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
     pub score: Score,
     #[serde(skip)]
     pub series: Vec<SeriesPoint>,
@@ -127,6 +132,8 @@ pub struct SimReport {
     pub initial_replicas: u32,
     pub oracle: PolicyRun,
     pub policies: Vec<PolicyRun>,
+    /// The cheapest policy at each SLO attainment target (see `--sweep`).
+    pub frontier: Vec<report::FrontierPoint>,
 }
 
 /// Called with (policy index, steps done, steps total) now and then.
@@ -205,6 +212,8 @@ fn round3(x: f64) -> f64 {
 struct Scorer<'a> {
     model: &'a ServiceModel,
     load: &'a Load,
+    /// Work per step in the model's unit (requests or tokens).
+    work: &'a [f64],
     steps_per_minute: usize,
     minute_bad: bool,
     minute_scored: bool,
@@ -219,11 +228,12 @@ struct Scorer<'a> {
 }
 
 impl<'a> Scorer<'a> {
-    fn new(model: &'a ServiceModel, load: &'a Load, plot_points: usize) -> Self {
+    fn new(model: &'a ServiceModel, load: &'a Load, work: &'a [f64], plot_points: usize) -> Self {
         let steps = load.arrivals.len().max(1);
         Scorer {
             model,
             load,
+            work,
             steps_per_minute: (60.0 / model.step_seconds).round().max(1.0) as usize,
             minute_bad: false,
             minute_scored: false,
@@ -269,7 +279,7 @@ impl<'a> Scorer<'a> {
             * self.model.step_seconds
             * self.model.slo_utilization();
         let b = &mut self.bucket;
-        b.0 += arrivals / per_replica;
+        b.0 += self.work[step] / per_replica;
         b.1 += f64::from(ready);
         b.2 += f64::from(on_demand + spot);
         b.3 += 1;
@@ -351,9 +361,9 @@ impl Moves {
 
 /// Replicas ready when the trace begins: enough for its first cold start, so
 /// neither the oracle nor a policy starts in a hole it could not avoid.
-pub fn initial_replicas(model: &ServiceModel, load: &Load) -> u32 {
-    let horizon = (model.cold_start_steps() as usize + 1).min(load.arrivals.len());
-    load.arrivals[..horizon]
+pub fn initial_replicas(model: &ServiceModel, work: &[f64]) -> u32 {
+    let horizon = (model.cold_start_steps() as usize + 1).min(work.len());
+    work[..horizon]
         .iter()
         .map(|a| model.required_replicas(*a))
         .max()
@@ -365,16 +375,17 @@ pub fn initial_replicas(model: &ServiceModel, load: &Load) -> u32 {
 pub fn run_oracle(
     model: &ServiceModel,
     load: &Load,
+    work: &[f64],
     initial: u32,
     plot_points: usize,
 ) -> PolicyRun {
-    let schedule = oracle::schedule(model, &load.arrivals, &load.scored, initial);
-    let mut scorer = Scorer::new(model, load, plot_points);
+    let schedule = oracle::schedule(model, work, &load.scored, initial);
+    let mut scorer = Scorer::new(model, load, work, plot_points);
     let mut moves = Moves::default();
     for (t, (&required, &billed)) in schedule.required.iter().zip(&schedule.billed).enumerate() {
         // The oracle has the replicas it needs ready, every step, with no
         // backlog (it never falls behind).
-        let outcome = model.step(load.arrivals[t], required, 0.0);
+        let outcome = model.step(work[t], required, 0.0);
         scorer.record(t, &outcome, required, billed, 0);
         if t > 0 {
             moves.observe(
@@ -391,10 +402,23 @@ pub fn run_oracle(
     score.flaps = moves.flaps;
     PolicyRun {
         label: "oracle".into(),
+        policy: None,
+        params: None,
         score,
         series,
         audit: Vec::new(),
     }
+}
+
+/// The load's work per step in the model's unit.
+fn work_of<'a>(model: &ServiceModel, load: &'a Load) -> Result<&'a [f64], SimError> {
+    load.work(model.capacity_unit).ok_or_else(|| {
+        SimError::Setup(
+            "capacity_unit = \"tokens\" needs a trace with token counts \
+             (input_tokens / output_tokens columns)"
+                .into(),
+        )
+    })
 }
 
 /// Simulate one policy on the load.
@@ -432,7 +456,8 @@ pub fn run_policy(
         .map_err(|e| SimError::Setup(format!("cannot start the runtime: {e}")))?;
     let interval_ms = (config.interval_seconds * 1000.0).round().max(1.0) as u64;
     let every = (interval_ms / load.step_ms).max(1) as usize;
-    let mut scorer = Scorer::new(model, load, options.plot_points);
+    let work = work_of(model, load)?;
+    let mut scorer = Scorer::new(model, load, work, options.plot_points);
     let mut moves = Moves::default();
     let (mut ticks, mut failed, mut fuel) = (0u64, 0u64, 0u64);
     let mut audit = Vec::new();
@@ -478,6 +503,8 @@ pub fn run_policy(
     score.spot_interruptions = lock(&cluster).interruptions;
     Ok(PolicyRun {
         label: policy.label.clone(),
+        policy: Some(policy.scaler.policy.clone()),
+        params: serde_json::to_value(&policy.scaler.params).ok(),
         score,
         series,
         audit,
@@ -498,7 +525,8 @@ pub fn simulate(
     if load.arrivals.is_empty() {
         return Err(SimError::Setup("the trace has no steps".into()));
     }
-    let initial = initial_replicas(model, load);
+    let work = work_of(model, load)?;
+    let initial = initial_replicas(model, work);
     let plot_points = if options.plot_points == 0 {
         1500
     } else {
@@ -508,7 +536,7 @@ pub fn simulate(
         plot_points,
         ..options.clone()
     };
-    let oracle = run_oracle(model, load, initial, plot_points);
+    let oracle = run_oracle(model, load, work, initial, plot_points);
     // Policies are independent (each has its own cluster and seed), so they
     // run side by side, one per core; the results do not depend on it.
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -543,7 +571,7 @@ pub fn simulate(
             runs.push(run);
         }
     }
-    Ok(SimReport {
+    let mut report = SimReport {
         trace: trace.to_owned(),
         trace_description: load.description.clone(),
         model: model.clone(),
@@ -554,5 +582,8 @@ pub fn simulate(
         initial_replicas: initial,
         oracle,
         policies: runs,
-    })
+        frontier: Vec::new(),
+    };
+    report.frontier = report::frontier(&report);
+    Ok(report)
 }

@@ -26,8 +26,11 @@ use std::collections::VecDeque;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceModel {
-    /// Requests per second one replica serves at full utilization.
+    /// Work one replica does per second at full utilization, in `capacity_unit`.
     pub capacity_per_replica: f64,
+    /// What capacity counts: requests, or tokens (input + output; the trace
+    /// must have token counts).
+    pub capacity_unit: CapacityUnit,
     /// Launch to ready, seconds (a GPU replica pulling a model: about 2 minutes).
     pub cold_start_seconds: f64,
     /// p95 latency of a lightly loaded replica, ms.
@@ -46,10 +49,20 @@ pub struct ServiceModel {
     pub step_seconds: f64,
 }
 
+/// The unit of a replica's capacity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapacityUnit {
+    #[default]
+    Requests,
+    Tokens,
+}
+
 impl Default for ServiceModel {
     fn default() -> Self {
         ServiceModel {
             capacity_per_replica: 10.0,
+            capacity_unit: CapacityUnit::Requests,
             cold_start_seconds: 120.0,
             light_load_p95_ms: 600.0,
             slo_p95_ms: 3000.0,
@@ -268,6 +281,7 @@ pub struct Cluster {
     backlog: f64,
     last: StepOutcome,
     last_arrivals: f64,
+    last_work: f64,
     rng: Rng,
     window: Window,
     /// Replica-steps billed, on demand and spot.
@@ -296,6 +310,7 @@ impl Cluster {
                 meets_slo: true,
             },
             last_arrivals: 0.0,
+            last_work: 0.0,
             rng: Rng::new(seed),
             window: Window::default(),
             billed_on_demand_steps: 0,
@@ -368,8 +383,13 @@ impl Cluster {
         }
     }
 
-    /// Advance one step with `arrivals` requests (and `tokens` tokens).
+    /// Advance one step with `arrivals` requests carrying `tokens` tokens.
+    /// The queue works in the model's capacity unit.
     pub fn advance(&mut self, arrivals: f64, tokens: f64) -> StepOutcome {
+        let work = match self.model.capacity_unit {
+            CapacityUnit::Requests => arrivals,
+            CapacityUnit::Tokens => tokens,
+        };
         while let Some(s) = self.starting.front().copied() {
             if s.ready_at_step > self.step {
                 break;
@@ -396,10 +416,11 @@ impl Cluster {
                 });
             }
         }
-        let outcome = self.model.step(arrivals, self.ready(), self.backlog);
+        let outcome = self.model.step(work, self.ready(), self.backlog);
         self.backlog = outcome.backlog;
         self.last = outcome;
         self.last_arrivals = arrivals;
+        self.last_work = work;
         let spot = self.spot_total();
         self.billed_spot_steps += u64::from(spot);
         self.billed_on_demand_steps += u64::from(self.total() - spot);
@@ -440,12 +461,19 @@ impl Cluster {
         if let Some(p95) = weighted_p95(w.latencies) {
             out.push(("latency_p95_ms", p95));
         }
-        // Items in the system now (Little's law on the last step) and how long
-        // the backlog needs to drain.
+        // Requests in the system now (Little's law on the last step; a backlog
+        // of work counted in requests) and how long the backlog needs to drain.
         let rate = self.last_arrivals / self.model.step_seconds;
+        let backlog_requests = match self.model.capacity_unit {
+            CapacityUnit::Requests => self.backlog,
+            CapacityUnit::Tokens if self.last_work > 0.0 => {
+                self.backlog * self.last_arrivals / self.last_work
+            }
+            CapacityUnit::Tokens => 0.0,
+        };
         out.push((
             "queue_depth",
-            self.backlog + rate * self.last.latency_ms / 1000.0,
+            backlog_requests + rate * self.last.latency_ms / 1000.0,
         ));
         let ready = self.ready();
         let oldest = if self.backlog <= 0.0 {
@@ -603,6 +631,28 @@ mod tests {
         c.advance(10.0, 0.0);
         let s: std::collections::BTreeMap<_, _> = c.read_signals().into_iter().collect();
         assert!((s["request_rate"] - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn token_capacity_queues_tokens_and_reports_requests() {
+        let m = ServiceModel {
+            capacity_per_replica: 1000.0,
+            capacity_unit: CapacityUnit::Tokens,
+            ..model()
+        };
+        let mut c = Cluster::new(m, 2, 1);
+        // 4 requests of 400 tokens: 1600 of 2000 tokens/s -> u 0.8, meets.
+        assert!(c.advance(4.0, 1600.0).meets_slo);
+        // The same 4 requests with 3000 tokens: 1000 tokens wait.
+        let o = c.advance(4.0, 3000.0);
+        assert_eq!(o.backlog, 1000.0);
+        assert!(!o.meets_slo);
+        let s: std::collections::BTreeMap<_, _> = c.read_signals().into_iter().collect();
+        assert!(
+            (s["request_rate"] - 4.0).abs() < 1e-9,
+            "requests, not tokens"
+        );
+        assert!((s["tokens_per_second"] - 2300.0).abs() < 1e-9);
     }
 
     #[test]

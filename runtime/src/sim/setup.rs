@@ -44,7 +44,10 @@ pub fn tuned_params(builtin: &str, model: &ServiceModel, interval_seconds: f64) 
         // Trend + daily profile one cold start (plus a tick) ahead, with a
         // margin learned from its own forecast errors.
         "predictive" => Some(json!({
-            "metric": "request_rate",
+            "metric": match model.capacity_unit {
+                super::CapacityUnit::Requests => "request_rate",
+                super::CapacityUnit::Tokens => "tokens_per_second",
+            },
             "capacity_per_replica": capacity,
             "target_utilization": round2(slo_u * 0.95),
             "lead_time_seconds": (model.cold_start_seconds + interval_seconds).ceil() as u64,

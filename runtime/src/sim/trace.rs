@@ -53,6 +53,16 @@ pub struct Load {
     pub description: String,
 }
 
+impl Load {
+    /// Work per step in a capacity unit: the requests, or their tokens.
+    pub fn work(&self, unit: super::model::CapacityUnit) -> Option<&[f64]> {
+        match unit {
+            super::model::CapacityUnit::Requests => Some(&self.arrivals),
+            super::model::CapacityUnit::Tokens => self.tokens.as_deref(),
+        }
+    }
+}
+
 /// A trace that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("trace {path}: {message}")]
@@ -483,10 +493,18 @@ fn fill_gaps(rates: &mut [f64], scored: &[bool], period: usize) {
 }
 
 /// Scale the load so that its busiest scored step needs `peak_replicas`
-/// replicas at the SLO's utilization. Returns the factor applied.
-pub fn scale_to_peak(load: &mut Load, per_replica_per_step: f64, peak_replicas: f64) -> f64 {
-    let peak = load
-        .arrivals
+/// replicas at the SLO's utilization (`per_replica_per_step` is in the unit
+/// of `work`: requests, or tokens). Returns the factor applied.
+pub fn scale_to_peak(
+    load: &mut Load,
+    unit: super::model::CapacityUnit,
+    per_replica_per_step: f64,
+    peak_replicas: f64,
+) -> f64 {
+    let Some(work) = load.work(unit) else {
+        return 1.0;
+    };
+    let peak = work
         .iter()
         .zip(&load.scored)
         .filter(|(_, s)| **s)
@@ -611,7 +629,7 @@ mod tests {
             scored: vec![true, true, false],
             description: String::new(),
         };
-        let f = scale_to_peak(&mut l, 8.0, 10.0);
+        let f = scale_to_peak(&mut l, crate::sim::model::CapacityUnit::Requests, 8.0, 10.0);
         assert_eq!(f, 20.0, "peak of scored steps is 4 -> 80");
         assert_eq!(l.arrivals, vec![20.0, 80.0, 2000.0]);
     }
