@@ -411,3 +411,39 @@ metrics = { queue_depth = 5 }
         "{r:?}"
     );
 }
+
+#[test]
+fn a_scalers_own_limits_apply_when_it_runs() {
+    let host = host();
+    let dir = tempfile::tempdir().unwrap();
+    let params = serde_json::json!({"metric": "queue_depth", "target_per_replica": 5});
+    let mut config =
+        config::ScalerConfig::minimal("tight", "builtin:queue-depth", &params, 1, 10, 15.0)
+            .unwrap();
+    config.metrics = [("queue_depth".to_owned(), config::MetricQuery::Value(42.0))].into();
+    let mut generous = Scaler::new(&config, dir.path(), &host, None).unwrap();
+    let record = block_on(generous.tick(1_000));
+    assert!(record.failures.is_empty(), "{:?}", record.failures);
+    assert_eq!(record.decision.map(|d| d.desired), Some(9));
+
+    // Too little fuel for one evaluation: the tick fails as out of fuel and
+    // holds, exactly as the host's own limit would.
+    config.limits = Some(wasmscale::host::Limits {
+        fuel: 50,
+        ..wasmscale::host::Limits::default()
+    });
+    let err = match Scaler::new(&config, dir.path(), &host, None) {
+        Err(e) => e.message,
+        Ok(mut tight) => {
+            let record = block_on(tight.tick(1_000));
+            assert_eq!(record.final_replicas, record.previous_replicas);
+            record
+                .failures
+                .iter()
+                .map(|f| f.kind.clone())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    assert!(err.contains("fuel"), "{err}");
+}

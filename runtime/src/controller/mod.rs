@@ -95,9 +95,15 @@ impl Scaler {
             scaler: config.name.clone(),
             message,
         };
-        let compiled = host
-            .load(&config.policy_source(base))
-            .map_err(|e| fail(e.to_string()))?;
+        // A scaler's own `[scaler.limits]` replace the host's for its policies.
+        let with_limits = |c: crate::host::CompiledPolicy| match &config.limits {
+            Some(l) => c.with_limits(l.clone()),
+            None => c,
+        };
+        let compiled = with_limits(
+            host.load(&config.policy_source(base))
+                .map_err(|e| fail(e.to_string()))?,
+        );
         let mut policy = compiled
             .instantiate(&config.params_json())
             .map_err(|e| fail(e.to_string()))?;
@@ -108,9 +114,10 @@ impl Scaler {
         let safety = match &config.safety_net {
             Some(net) => {
                 let source = crate::host::PolicySource::resolve(&net.policy, base);
-                let compiled = host
-                    .load(&source)
-                    .map_err(|e| fail(format!("safety net: {e}")))?;
+                let compiled = with_limits(
+                    host.load(&source)
+                        .map_err(|e| fail(format!("safety net: {e}")))?,
+                );
                 Some(
                     compiled
                         .instantiate(&net.params_json())
@@ -831,6 +838,15 @@ pub fn replay(
             )
             .map_err(fail)?,
         };
+        // Decisions must not depend on how busy this machine is.
+        let mut scaler_config = scaler_config;
+        scaler_config.limits = Some(
+            scaler_config
+                .limits
+                .as_ref()
+                .unwrap_or(host.limits())
+                .deterministic(),
+        );
         let recorded = mine
             .iter()
             .filter_map(|r| r.snapshot.clone().map(|s| (s, r.missing.clone())))

@@ -50,6 +50,21 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// These limits with the wall-clock deadline lifted to [`REPLAY_DEADLINE`],
+    /// for simulation and replay: a deadline depends on how busy the machine
+    /// is, and a result must not. Fuel still bounds every call.
+    pub fn deterministic(&self) -> Limits {
+        Limits {
+            deadline: self.deadline.max(REPLAY_DEADLINE),
+            ..self.clone()
+        }
+    }
+}
+
+/// The wall-clock deadline under [`Limits::deterministic`].
+pub const REPLAY_DEADLINE: Duration = Duration::from_secs(2);
+
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;

@@ -382,6 +382,30 @@ impl CompiledPolicy {
         self.inner.from_cache
     }
 
+    /// The same compilation with other per-call limits (a scaler's
+    /// `[scaler.limits]`). Fuel, deadline, log and memory limits apply per
+    /// store, so nothing is recompiled.
+    pub fn with_limits(&self, limits: Limits) -> CompiledPolicy {
+        let i = &self.inner;
+        CompiledPolicy {
+            inner: Arc::new(CompiledInner {
+                name: Arc::clone(&i.name),
+                digest: i.digest.clone(),
+                size: i.size,
+                compile_time: i.compile_time,
+                from_cache: i.from_cache,
+                pre: i.pre.clone(),
+                engine: i.engine.clone(),
+                limits: Arc::new(limits),
+            }),
+        }
+    }
+
+    /// The limits every call of this policy's instances runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
     /// The very same compilation (not just the same bytes)?
     pub fn same_compilation(&self, other: &CompiledPolicy) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

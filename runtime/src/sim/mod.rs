@@ -443,6 +443,15 @@ pub fn run_policy(
     let mut config = policy.scaler.clone();
     config.min_replicas = model.min_replicas;
     config.max_replicas = model.max_replicas;
+    // Results must not depend on how busy the machine is: fuel, memory and
+    // log limits stay, the wall-clock deadline is lifted.
+    config.limits = Some(
+        config
+            .limits
+            .as_ref()
+            .unwrap_or(host.limits())
+            .deterministic(),
+    );
     let mut scaler = Scaler::with_io(
         &config,
         base,
@@ -464,8 +473,17 @@ pub fn run_policy(
     let total = load.arrivals.len();
     let report_every = (total / 200).max(10_000);
     for step in 0..total {
-        let now_ms = load.start_ms + step as u64 * load.step_ms;
-        if step.is_multiple_of(every) {
+        let tokens = load.tokens.as_ref().map_or(0.0, |t| t[step]);
+        let mut c = lock(&cluster);
+        let outcome = c.advance(load.arrivals[step], tokens);
+        let ready = c.ready();
+        let (on_demand, spot) = c.billed_now();
+        drop(c);
+        scorer.record(step, &outcome, ready, on_demand, spot);
+        // At the end of each interval the controller ticks on what the
+        // interval showed; its decision applies from the next step.
+        if (step + 1).is_multiple_of(every) {
+            let now_ms = load.start_ms + (step as u64 + 1) * load.step_ms;
             // The simulated source and target answer at once: the tick never waits.
             let record = runtime.block_on(scaler.tick(now_ms));
             ticks += 1;
@@ -476,13 +494,6 @@ pub fn run_policy(
                 audit.push(record);
             }
         }
-        let tokens = load.tokens.as_ref().map_or(0.0, |t| t[step]);
-        let mut c = lock(&cluster);
-        let outcome = c.advance(load.arrivals[step], tokens);
-        let ready = c.ready();
-        let (on_demand, spot) = c.billed_now();
-        drop(c);
-        scorer.record(step, &outcome, ready, on_demand, spot);
         if let Some(progress) = &options.progress
             && (step.is_multiple_of(report_every) || step + 1 == total)
         {
