@@ -3,34 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn wasmscale(args: &[&str]) -> Output {
-    let cache =
-        std::env::temp_dir().join(format!("wasmscale-cli-test-cache-{}", std::process::id()));
-    Command::new(env!("CARGO_BIN_EXE_wasmscale"))
-        .args(args)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .current_dir(root())
-        .output()
-        .expect("run wasmscale")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{root, stderr, stdout, wasmscale};
 
 #[test]
 fn seed_threshold_example_reproduces_its_table() {

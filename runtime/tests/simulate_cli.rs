@@ -3,31 +3,8 @@
 //! simulate -> audit -> replay with no decision changed, and clear errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn wasmscale(args: &[&str]) -> Output {
-    let cache =
-        std::env::temp_dir().join(format!("wasmscale-sim-test-cache-{}", std::process::id()));
-    Command::new(env!("CARGO_BIN_EXE_wasmscale"))
-        .args(args)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .current_dir(root())
-        .output()
-        .expect("run wasmscale")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{root, stderr, stdout, wasmscale};
 
 const TRACE: &str = "tests/fixtures/servegen_m_large_2days.csv";
 const GOLDEN: &str = "tests/golden/simulate_m_large_2days.json";
@@ -48,7 +25,7 @@ fn simulate_json_matches_the_golden_file_and_is_deterministic() {
         "--json",
     ];
     let first = wasmscale(&args);
-    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(first.status.success(), "{}", stderr(&first));
     let second = wasmscale(&args);
     assert_eq!(
         first.stdout, second.stdout,
@@ -65,7 +42,7 @@ fn simulate_json_matches_the_golden_file_and_is_deterministic() {
         )
     });
     assert_eq!(
-        text(&first.stdout),
+        stdout(&first),
         expected,
         "simulate --json differs from {GOLDEN}; if the change is intended, rerun with WASMSCALE_BLESS=1"
     );
@@ -92,8 +69,8 @@ fn simulate_json_matches_the_golden_file_and_is_deterministic() {
 fn demo_prints_the_table_and_writes_both_plots() {
     let dir = tempfile::tempdir().unwrap();
     let out = wasmscale(&["demo", "--out", dir.path().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = stdout(&out);
     for expected in [
         "policy",
         "SLO %",
@@ -134,7 +111,7 @@ fn simulate_audit_replays_with_no_decision_changed() {
         "--audit",
         audit.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     // The params simulate used are the ones a built-in gets by default there;
     // pass the same ones to replay.
     let params = wasmscale::sim::setup::tuned_params(
@@ -152,8 +129,8 @@ fn simulate_audit_replays_with_no_decision_changed() {
         "--params",
         &params,
     ]);
-    assert!(replay.status.success(), "{}", text(&replay.stderr));
-    let stdout = text(&replay.stdout);
+    assert!(replay.status.success(), "{}", stderr(&replay));
+    let stdout = stdout(&replay);
     assert!(
         stdout.contains("\n0 of 11520 decisions changed"),
         "{}",
@@ -195,7 +172,7 @@ fn simulate_rejects_bad_input_with_a_clear_error() {
     for (args, expected) in cases {
         let out = wasmscale(args);
         assert!(!out.status.success(), "{args:?} should fail");
-        let stderr = text(&out.stderr);
+        let stderr = stderr(&out);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(stderr.trim().lines().count() <= 2, "{args:?}: {stderr}");
