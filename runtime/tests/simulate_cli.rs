@@ -138,8 +138,82 @@ fn simulate_audit_replays_with_no_decision_changed() {
     );
 }
 
+/// A production config's scaler, simulated as it is: its policy and params,
+/// its bounds, its guardrails (the cost ceiling caps it at 24 replicas) and its
+/// step-scaling safety net.
+#[test]
+fn simulate_runs_a_config_scaler_with_its_guardrails() {
+    let out = wasmscale(&[
+        "simulate",
+        "--trace",
+        TRACE,
+        "--config",
+        "examples/configs/gpu-inference.toml",
+        "--scaler",
+        "llm-chat",
+        "--peak-replicas",
+        "40",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let run = &report["policies"][0];
+    assert_eq!(run["label"], "llm-chat");
+    assert_eq!(run["policy"], "builtin:target-tracking");
+    let score = &run["score"];
+    assert_eq!(
+        score["ticks"],
+        2 * 86_400,
+        "interval_seconds = 1 in that config"
+    );
+    // The peak needs 40 replicas, the config allows 24: the guardrails hold it
+    // there, and the report shows the cost of that choice as violations.
+    assert!(score["violation_minutes"].as_u64().unwrap() > 0, "{score}");
+    assert!(
+        score["replica_hours"].as_f64().unwrap() <= 24.0 * 48.0 + 1e-9,
+        "{score}"
+    );
+
+    let missing = wasmscale(&[
+        "simulate",
+        "--trace",
+        TRACE,
+        "--config",
+        "examples/configs/gpu-inference.toml",
+        "--scaler",
+        "nope",
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("no scaler \"nope\""),
+        "{}",
+        stderr(&missing)
+    );
+}
+
 #[test]
 fn simulate_rejects_bad_input_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.toml");
+    std::fs::write(
+        &model,
+        "capacity_per_replica = 12\ncold_strat_seconds = 60\n",
+    )
+    .unwrap();
+    let out = wasmscale(&[
+        "simulate",
+        "--trace",
+        TRACE,
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cold_strat_seconds"),
+        "{}",
+        stderr(&out)
+    );
+
     let cases: &[(&[&str], &str)] = &[
         (&["simulate", "--trace", "no/such.csv"], "no/such.csv"),
         (

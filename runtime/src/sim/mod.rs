@@ -51,8 +51,9 @@ pub enum SimError {
 }
 
 /// One policy to simulate: a label and the scaler config it runs under (its
-/// policy, params, interval, guardrails and fallback; bounds come from the
-/// service model).
+/// policy, params, bounds, interval, guardrails and fallback). Policies given
+/// as specs get the service model's bounds; a config's scalers keep their own
+/// (the oracle always uses the model's).
 #[derive(Debug, Clone)]
 pub struct SimPolicy {
     pub label: String,
@@ -441,8 +442,6 @@ pub fn run_policy(
         options.seed.wrapping_add(index as u64),
     )));
     let mut config = policy.scaler.clone();
-    config.min_replicas = model.min_replicas;
-    config.max_replicas = model.max_replicas;
     // Results must not depend on how busy the machine is: fuel, memory and
     // log limits stay, the wall-clock deadline is lifted.
     config.limits = Some(
