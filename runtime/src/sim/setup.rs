@@ -163,7 +163,12 @@ pub fn sweep(base: &SimPolicy, spec: &str) -> Result<Vec<SimPolicy>, SpecError> 
                 serde_json::to_string(&params).unwrap_or_default()
             ))
         })?;
-        *slot = json!(v);
+        // Keep an integer parameter an integer (policies may insist).
+        *slot = if (slot.is_i64() || slot.is_u64()) && v.fract() == 0.0 {
+            json!(v as i64)
+        } else {
+            json!(v)
+        };
         let label = format!("{} {key}={v}", base.label);
         let mut scaler = base.scaler.clone();
         scaler.params = serde_json::from_value(p).map_err(|e| SpecError(e.to_string()))?;
@@ -279,6 +284,14 @@ mod tests {
         let v = serde_json::to_value(&runs[1].scaler.params).unwrap_or_default();
         assert_eq!(v["metrics"][0]["target"]["value"], json!(0.6));
         assert!(sweep(&p, "nope=1,2").unwrap_err().0.contains("not in"));
+        let q = parse_policy("builtin:predictive", &m, 15.0).unwrap_or_else(|e| panic!("{e}"));
+        let runs = sweep(&q, "error_window_seconds=1800,7200").unwrap_or_else(|e| panic!("{e}"));
+        let v = serde_json::to_value(&runs[0].scaler.params).unwrap_or_default();
+        assert_eq!(
+            v["error_window_seconds"],
+            json!(1800),
+            "an integer stays an integer"
+        );
         assert!(sweep(&p, "metrics.0.target.value=a,b").is_err());
         assert!(
             sweep(&p, "metrics.0.target.value=0:1000:1")
