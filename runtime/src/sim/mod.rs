@@ -60,7 +60,7 @@ pub struct SimPolicy {
     pub scaler: ScalerConfig,
 }
 
-/// Why a minute is a violation, and what things cost.
+/// How a policy did: SLO attainment, what it cost, and how it moved.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Score {
     /// Scored minutes in which every step met the SLO, percent.
