@@ -136,6 +136,9 @@ struct SimulateArgs {
     /// The SLO on p95 latency [3000].
     #[arg(long, value_name = "MS")]
     slo_p95_ms: Option<f64>,
+    /// The simulated tick; must divide a minute [1].
+    #[arg(long, value_name = "SECONDS")]
+    step_seconds: Option<f64>,
     /// [1]
     #[arg(long, value_name = "N")]
     min_replicas: Option<u32>,
@@ -852,6 +855,9 @@ fn service_model(args: &SimulateArgs) -> Result<wasmscale::sim::ServiceModel> {
     if let Some(v) = args.slo_p95_ms {
         model.slo_p95_ms = v;
     }
+    if let Some(v) = args.step_seconds {
+        model.step_seconds = v;
+    }
     if let Some(v) = args.min_replicas {
         model.min_replicas = v;
     }
@@ -891,6 +897,12 @@ fn sim_policies(
             (chosen, base)
         }
         None => {
+            if !(args.interval_seconds.is_finite() && args.interval_seconds > 0.0) {
+                bail!(
+                    "--interval-seconds must be > 0, got {}",
+                    args.interval_seconds
+                );
+            }
             let specs: Vec<String> = if args.policies.is_empty() {
                 setup::DEFAULT_POLICIES
                     .iter()

@@ -242,6 +242,14 @@ fn simulate_rejects_bad_input_with_a_clear_error() {
             &["simulate", "--trace", TRACE, "--policy", "builtin:nope@{}"],
             "unknown built-in policy",
         ),
+        (
+            &["simulate", "--trace", TRACE, "--interval-seconds", "0"],
+            "--interval-seconds must be > 0",
+        ),
+        (
+            &["simulate", "--trace", TRACE, "--step-seconds", "7"],
+            "step_seconds must divide a minute",
+        ),
     ];
     for (args, expected) in cases {
         let out = wasmscale(args);

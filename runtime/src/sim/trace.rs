@@ -315,6 +315,7 @@ fn per_request(
     let first = (first / step_ms as f64).floor() * step_ms as f64;
     let last = times.iter().copied().fold(0.0, f64::max);
     let steps = ((last - first) / step_ms as f64).floor() as usize + 1;
+    check_steps(steps, step_ms)?;
     let mut arrivals = vec![0.0; steps];
     let mut step_tokens = vec![0.0; steps];
     for (i, t) in times.iter().enumerate() {
@@ -369,6 +370,14 @@ fn per_interval(
         let is_gap = gap.as_ref().is_some_and(|(c, v)| row.get(*c) == Some(v));
         points.push((t, 0.0, is_gap));
     }
+    if let Some(i) = (1..points.len()).find(|&i| points[i].0 <= points[i - 1].0) {
+        return Err(format!(
+            "row {}: time {} is not after the previous row's {}; per-interval rows must be in time order",
+            i + 2,
+            points[i].0 / unit_ms,
+            points[i - 1].0 / unit_ms
+        ));
+    }
     let width_ms = infer_width(&points).ok_or("need at least two rows with increasing times")?;
     for (i, row) in table.rows.iter().enumerate() {
         let r = match (rate, count) {
@@ -386,6 +395,7 @@ fn per_interval(
     let first = points[0].0;
     let last = points[points.len() - 1].0 + width_ms;
     let steps = ((last - first) / step_ms as f64).round() as usize;
+    check_steps(steps, step_ms)?;
     let step_s = step_ms as f64 / 1000.0;
     // Rate per step by linear interpolation between row centres, and each
     // step's gap flag from the row it falls in.
@@ -397,7 +407,9 @@ fn per_interval(
         while row + 1 < points.len() && points[row + 1].0 <= t - 0.5 * step_ms as f64 {
             row += 1;
         }
-        scored.push(!points[row].2);
+        // A step past its row's interval falls in missing rows: a gap too.
+        let covered = t - points[row].0 < width_ms;
+        scored.push(!points[row].2 && covered);
         let centre = |k: usize| points[k].0 + width_ms / 2.0;
         let (a, b) = if t < centre(row) && row > 0 {
             (row - 1, row)
@@ -434,6 +446,20 @@ fn per_interval(
         ),
         scored,
     })
+}
+
+/// Most steps a simulation takes on (about 580 days of 1 s steps, ~850 MB).
+pub const MAX_STEPS: usize = 50_000_000;
+
+fn check_steps(steps: usize, step_ms: u64) -> Result<(), String> {
+    if steps > MAX_STEPS {
+        return Err(format!(
+            "the trace spans {steps} steps of {} s, more than {MAX_STEPS}; use longer steps \
+             (--step-seconds) or a shorter trace",
+            step_ms as f64 / 1000.0
+        ));
+    }
+    Ok(())
 }
 
 /// The most common difference between consecutive row times.
@@ -617,6 +643,32 @@ mod tests {
         let (_d3, r) = file("n.csv", "t_min,requests\n0,5\n1,oops\n");
         let e = load(&r, &TraceSpec::default(), 1000).unwrap_err();
         assert!(e.message.contains("row 3"), "{e}");
+
+        let (_d4, u) = file("u.csv", "t_min,requests\n0,5\n2,5\n1,5\n");
+        let e = load(&u, &TraceSpec::default(), 1000).unwrap_err();
+        assert!(
+            e.message.contains("row 4") && e.message.contains("time order"),
+            "{e}"
+        );
+
+        let (_d5, h) = file("h.csv", "arrival_s\n0\n1e9\n");
+        let e = load(&h, &TraceSpec::default(), 1000).unwrap_err();
+        assert!(e.message.contains("--step-seconds"), "{e}");
+
+        let (_d6, neg) = file("neg.csv", "t_min,requests\n0,5\n1,-3\n");
+        let e = load(&neg, &TraceSpec::default(), 1000).unwrap_err();
+        assert!(e.message.contains(">= 0"), "{e}");
+    }
+
+    #[test]
+    fn missing_rows_are_gaps() {
+        // Minute 2 is absent: its steps are interpolated but not scored.
+        let (_d, p) = file("m.csv", "t_min,requests\n0,60\n1,60\n3,60\n");
+        let l = load(&p, &TraceSpec::default(), 30_000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            l.scored,
+            vec![true, true, true, true, false, false, true, true]
+        );
     }
 
     #[test]
