@@ -78,20 +78,11 @@ pub fn from_value(value: Value, defaults: Defaults) -> Result<(Snapshot, bool), 
     let input = Value::Object(obj);
     let snapshot: Snapshot =
         serde_json::from_value(input.clone()).map_err(|e| format!("invalid snapshot: {e}"))?;
-    if CHECK_UNKNOWN.with(std::cell::Cell::get) {
-        let echoed = serde_json::to_value(&snapshot).map_err(|e| e.to_string())?;
-        if let Some(path) = unknown_key(&input, &echoed, String::new()) {
-            return Err(format!("unknown field `{path}`{}", suggest(&path)));
-        }
+    let echoed = serde_json::to_value(&snapshot).map_err(|e| e.to_string())?;
+    if let Some(path) = unknown_key(&input, &echoed, String::new()) {
+        return Err(format!("unknown field `{path}`{}", suggest(&path)));
     }
     Ok((snapshot, gave_current))
-}
-
-thread_local! {
-    /// Off while [`from_values`] builds a snapshot from names it already
-    /// sorted into fields: nothing there can be unknown, and the check
-    /// (serializing the snapshot back) would double the cost of every tick.
-    static CHECK_UNKNOWN: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
 }
 
 /// The snapshot's optional number signals (`gpu_utilization`, `queue_depth`,
@@ -126,43 +117,78 @@ pub fn is_signal(name: &str) -> bool {
 
 /// Build a snapshot from named values (signals go to their fields, `cost.FIELD`
 /// to the cost record, any other name becomes a custom metric) plus time and
-/// replica counts.
+/// replica counts. Built field by field, not through JSON: every tick of every
+/// scaler (and of the simulator) comes through here.
 pub fn from_values<'a>(
     values: impl IntoIterator<Item = (&'a str, f64)>,
     time_ms: u64,
     interval_ms: u32,
     replicas: crate::host::ReplicaCounts,
 ) -> Result<Snapshot, String> {
-    let mut obj = Map::new();
-    let mut custom = Map::new();
-    let mut cost = Map::new();
+    let mut s = Snapshot {
+        time_ms,
+        interval_ms,
+        replicas,
+        gpu_utilization: None,
+        gpu_memory_utilization: None,
+        cpu_utilization: None,
+        queue_depth: None,
+        request_rate: None,
+        tokens_per_second: None,
+        latency_p50_ms: None,
+        latency_p95_ms: None,
+        latency_p99_ms: None,
+        batch_seconds: None,
+        ttft_p95_ms: None,
+        itl_p95_ms: None,
+        kv_cache_utilization: None,
+        oldest_queued_seconds: None,
+        cost: crate::host::Cost {
+            on_demand_per_hour: None,
+            spot_per_hour: None,
+            spot_interruption_rate: None,
+        },
+        pods: Vec::new(),
+        custom: Vec::new(),
+    };
     for (name, value) in values {
         if !value.is_finite() {
             continue; // NaN or infinite is "missing", never a number.
         }
-        if let Some(field) = name.strip_prefix("cost.") {
-            cost.insert(field.to_owned(), value.into());
-        } else if is_signal(name) {
-            obj.insert(name.to_owned(), value.into());
-        } else {
-            custom.insert(name.to_owned(), value.into());
+        match field_mut(&mut s, name) {
+            Some(slot) => *slot = Some(value),
+            None => s.custom.push(crate::host::NamedValue {
+                name: name.to_owned(),
+                value,
+            }),
         }
     }
-    obj.insert("custom".into(), Value::Object(custom));
-    obj.insert("cost".into(), Value::Object(cost));
-    obj.insert(
-        "replicas".into(),
-        serde_json::to_value(replicas).map_err(|e| e.to_string())?,
-    );
-    let defaults = Defaults {
-        time_ms,
-        interval_ms,
-        current: 0,
-    };
-    CHECK_UNKNOWN.with(|c| c.set(false));
-    let result = from_value(Value::Object(obj), defaults).map(|(s, _)| s);
-    CHECK_UNKNOWN.with(|c| c.set(true));
-    result
+    Ok(s)
+}
+
+/// The field a signal name (or `cost.FIELD`) fills. The names are the WIT
+/// record's; a test holds this list equal to [`signal_names`].
+fn field_mut<'s>(s: &'s mut Snapshot, name: &str) -> Option<&'s mut Option<f64>> {
+    Some(match name {
+        "gpu_utilization" => &mut s.gpu_utilization,
+        "gpu_memory_utilization" => &mut s.gpu_memory_utilization,
+        "cpu_utilization" => &mut s.cpu_utilization,
+        "queue_depth" => &mut s.queue_depth,
+        "request_rate" => &mut s.request_rate,
+        "tokens_per_second" => &mut s.tokens_per_second,
+        "latency_p50_ms" => &mut s.latency_p50_ms,
+        "latency_p95_ms" => &mut s.latency_p95_ms,
+        "latency_p99_ms" => &mut s.latency_p99_ms,
+        "batch_seconds" => &mut s.batch_seconds,
+        "ttft_p95_ms" => &mut s.ttft_p95_ms,
+        "itl_p95_ms" => &mut s.itl_p95_ms,
+        "kv_cache_utilization" => &mut s.kv_cache_utilization,
+        "oldest_queued_seconds" => &mut s.oldest_queued_seconds,
+        "cost.on_demand_per_hour" => &mut s.cost.on_demand_per_hour,
+        "cost.spot_per_hour" => &mut s.cost.spot_per_hour,
+        "cost.spot_interruption_rate" => &mut s.cost.spot_interruption_rate,
+        _ => return None,
+    })
 }
 
 /// `ready` → `Ready`, the Rust variant name the bindings deserialize.
@@ -323,6 +349,59 @@ mod tests {
         assert_eq!(
             (s.queue_depth, s.gpu_utilization, s.custom.len()),
             (Some(7.0), None, 1)
+        );
+    }
+
+    #[test]
+    fn from_values_fills_exactly_the_records_fields() {
+        let replicas = crate::host::ReplicaCounts {
+            current: 2,
+            observed: Some(2),
+            ready: Some(1),
+            starting: Some(1),
+            pending: None,
+            min: Some(1),
+            max: Some(9),
+        };
+        // Every signal the WIT record has is a field here, and only those.
+        let mut values: Vec<(String, f64)> = signal_names()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as f64 + 0.5))
+            .collect();
+        values.push(("cost.on_demand_per_hour".into(), 2.5));
+        values.push(("cost.spot_interruption_rate".into(), 0.1));
+        values.push(("tokens_in_flight".into(), 9.0));
+        let direct = from_values(
+            values.iter().map(|(k, v)| (k.as_str(), *v)),
+            5,
+            1000,
+            replicas,
+        )
+        .unwrap();
+        assert_eq!(direct.custom.len(), 1, "only the unknown name is custom");
+        // The same snapshot through the JSON form.
+        let mut obj = Map::new();
+        for (k, v) in &values[..signal_names().len()] {
+            obj.insert(k.clone(), (*v).into());
+        }
+        obj.insert(
+            "cost".into(),
+            serde_json::json!({"on_demand_per_hour": 2.5, "spot_interruption_rate": 0.1}),
+        );
+        obj.insert(
+            "custom".into(),
+            serde_json::json!({"tokens_in_flight": 9.0}),
+        );
+        obj.insert("replicas".into(), serde_json::to_value(&replicas).unwrap());
+        let (via_json, _) = from_value(Value::Object(obj), D).unwrap();
+        assert_eq!(
+            direct,
+            Snapshot {
+                time_ms: 5,
+                interval_ms: 1000,
+                ..via_json
+            }
         );
     }
 
