@@ -393,7 +393,7 @@ mod tests {
             "custom".into(),
             serde_json::json!({"tokens_in_flight": 9.0}),
         );
-        obj.insert("replicas".into(), serde_json::to_value(&replicas).unwrap());
+        obj.insert("replicas".into(), serde_json::to_value(replicas).unwrap());
         let (via_json, _) = from_value(Value::Object(obj), D).unwrap();
         assert_eq!(
             direct,
