@@ -77,10 +77,58 @@ struct Table {
 }
 
 impl Table {
+    /// A column by name: exactly, else ignoring case.
     fn column(&self, name: &str) -> Option<usize> {
-        self.headers.iter().position(|h| h == name)
+        self.headers.iter().position(|h| h == name).or_else(|| {
+            self.headers
+                .iter()
+                .position(|h| h.eq_ignore_ascii_case(name))
+        })
+    }
+
+    fn first_of(&self, candidates: &[&str]) -> Option<usize> {
+        candidates.iter().find_map(|c| self.column(c))
     }
 }
+
+/// Column names recognised without flags, most specific first.
+const ARRIVAL_COLUMNS: &[&str] = &[
+    "arrival_s",
+    "arrival_time_s",
+    "arrival_time",
+    "arrival",
+    "timestamp",
+];
+const TIME_COLUMNS: &[&str] = &[
+    "window_start_s",
+    "t_min",
+    "time_s",
+    "t_s",
+    "time_ms",
+    "timestamp",
+    "time",
+    "minute_start_local",
+    "datetime",
+    "date",
+    "ts",
+];
+const RATE_COLUMNS: &[&str] = &[
+    "request_rate_rps",
+    "request_rate",
+    "requests_per_second",
+    "rps",
+    "qps",
+    "rate",
+];
+const COUNT_COLUMNS: &[&str] = &[
+    "requests",
+    "count",
+    "requests_in_window",
+    "arrivals",
+    "hits",
+];
+const INPUT_TOKEN_COLUMNS: &[&str] = &["input_tokens", "contexttokens", "prompt_tokens"];
+const OUTPUT_TOKEN_COLUMNS: &[&str] = &["output_tokens", "generatedtokens", "completion_tokens"];
 
 fn is_jsonl(path: &Path) -> bool {
     matches!(
@@ -188,26 +236,22 @@ pub fn load_text(
                     table.headers.join(", ")
                 ))
             }),
-            None => Ok(candidates.iter().find_map(|c| table.column(c))),
+            None => Ok(table.first_of(candidates)),
         }
     };
-    let arrival = pick(
-        &spec.arrival_column,
-        &["arrival_s", "arrival_time_s"],
-        "arrival",
-    )?;
-    let has_interval_columns =
-        spec.time_column.is_some() || spec.rate_column.is_some() || spec.count_column.is_some();
-    if let Some(col) = arrival.filter(|_| !has_interval_columns) {
-        let unit = unit_ms(spec.time_unit.as_deref().unwrap_or("s")).map_err(err)?;
-        return per_request(&table, col, unit, spec, step_ms).map_err(err);
+    let rate = pick(&spec.rate_column, RATE_COLUMNS, "rate")?;
+    let count = pick(&spec.count_column, COUNT_COLUMNS, "count")?;
+    // A trace with a rate or count per row is per interval; otherwise each
+    // row is one request.
+    let per_interval_trace = spec.time_column.is_some() || rate.is_some() || count.is_some();
+    if !per_interval_trace || spec.arrival_column.is_some() {
+        let arrival = pick(&spec.arrival_column, ARRIVAL_COLUMNS, "arrival")?;
+        if let Some(col) = arrival {
+            let unit = unit_ms(spec.time_unit.as_deref().unwrap_or("s")).map_err(err)?;
+            return per_request(&table, col, unit, spec, step_ms).map_err(err);
+        }
     }
-    let time = pick(
-        &spec.time_column,
-        &["window_start_s", "t_min", "time_s", "t_s", "time_ms"],
-        "time",
-    )?
-    .ok_or_else(|| {
+    let time = pick(&spec.time_column, TIME_COLUMNS, "time")?.ok_or_else(|| {
         err(format!(
             "cannot tell the format: no arrival or time column among {}; name them with \
              --arrival-column or --time-column",
@@ -222,16 +266,6 @@ pub fn load_text(
             _ => 1000.0,
         },
     };
-    let rate = pick(
-        &spec.rate_column,
-        &["request_rate_rps", "request_rate", "rps"],
-        "rate",
-    )?;
-    let count = pick(
-        &spec.count_column,
-        &["requests", "count", "requests_in_window"],
-        "count",
-    )?;
     let gap = match &spec.gap_where {
         Some(g) => {
             let (c, v) = g
@@ -283,9 +317,10 @@ fn per_request(
         )),
         None => None,
     };
-    let input = table.column("input_tokens");
-    let output = table.column("output_tokens");
+    let input = table.first_of(INPUT_TOKEN_COLUMNS);
+    let output = table.first_of(OUTPUT_TOKEN_COLUMNS);
     let mut times = Vec::with_capacity(table.rows.len());
+    let mut absolute_times = false;
     let mut tokens = Vec::new();
     for (i, row) in table.rows.iter().enumerate() {
         if let Some((c, want)) = &service
@@ -293,7 +328,8 @@ fn per_request(
         {
             continue;
         }
-        let t = number(row, col, i + 2, "arrival time")? * unit_ms;
+        let (t, absolute) = time_cell(row, col, i + 2, unit_ms)?;
+        absolute_times |= absolute;
         times.push(t);
         if input.is_some() || output.is_some() {
             let tok = |c: Option<usize>| {
@@ -325,11 +361,22 @@ fn per_request(
             step_tokens[s] += tok;
         }
     }
-    let start_ms = table
-        .column("timestamp")
-        .and_then(|c| table.rows.first()?.get(c))
-        .and_then(|s| parse_timestamp_ms(s))
-        .unwrap_or(0);
+    // Relative arrival times take their date from a timestamp column, if any.
+    let start_ms = if absolute_times {
+        first.max(0.0) as u64
+    } else {
+        let base = table
+            .column("timestamp")
+            .filter(|&c| c != col)
+            .and_then(|c| {
+                let row = table.rows.first()?;
+                let at = parse_datetime_ms(row.get(c)?)?;
+                let rel = row.get(col)?.parse::<f64>().ok()? * unit_ms;
+                Some(at - rel)
+            })
+            .unwrap_or(0.0);
+        (base + first).max(0.0) as u64
+    };
     Ok(Load {
         step_ms,
         start_ms,
@@ -349,10 +396,40 @@ fn per_request(
     })
 }
 
-fn parse_timestamp_ms(s: &str) -> Option<u64> {
-    let head = s.get(..19)?;
-    let t = chrono::NaiveDateTime::parse_from_str(head, "%Y-%m-%d %H:%M:%S").ok()?;
-    u64::try_from(t.and_utc().timestamp_millis()).ok()
+/// A date-time cell as ms since the epoch (UTC unless it gives an offset):
+/// `2023-11-16 18:15:46.68`, `1995-07-01 00:00`, `2024-05-01T12:00:00Z`, ...
+fn parse_datetime_ms(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis() as f64);
+    }
+    let s = s.trim_end_matches('Z');
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
+    .map(|t| t.and_utc().timestamp_millis() as f64)
+}
+
+/// A time cell in ms and whether it was absolute: a number in `unit_ms`
+/// (relative to the trace's own zero), or a date-time.
+fn time_cell(row: &[String], col: usize, line: usize, unit_ms: f64) -> Result<(f64, bool), String> {
+    let cell = row.get(col).map(String::as_str).unwrap_or("");
+    if let Ok(v) = cell.trim().parse::<f64>() {
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("row {line}: time {v} must be a finite number >= 0"));
+        }
+        return Ok((v * unit_ms, false));
+    }
+    parse_datetime_ms(cell).map(|t| (t, true)).ok_or_else(|| {
+        format!(
+            "row {line}: time {cell:?} is neither a number nor a date-time like 2024-05-01 12:00:00"
+        )
+    })
 }
 
 fn per_interval(
@@ -366,16 +443,14 @@ fn per_interval(
 ) -> Result<Load, String> {
     let mut points: Vec<(f64, f64, bool)> = Vec::with_capacity(table.rows.len());
     for (i, row) in table.rows.iter().enumerate() {
-        let t = number(row, time, i + 2, "time")? * unit_ms;
+        let (t, _) = time_cell(row, time, i + 2, unit_ms)?;
         let is_gap = gap.as_ref().is_some_and(|(c, v)| row.get(*c) == Some(v));
         points.push((t, 0.0, is_gap));
     }
     if let Some(i) = (1..points.len()).find(|&i| points[i].0 <= points[i - 1].0) {
         return Err(format!(
-            "row {}: time {} is not after the previous row's {}; per-interval rows must be in time order",
-            i + 2,
-            points[i].0 / unit_ms,
-            points[i - 1].0 / unit_ms
+            "row {}: its time is not after the previous row's; per-interval rows must be in time order",
+            i + 2
         ));
     }
     let width_ms = infer_width(&points).ok_or("need at least two rows with increasing times")?;
@@ -575,7 +650,8 @@ mod tests {
         let l = load(&p, &TraceSpec::default(), 1000).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(l.arrivals, vec![2.0, 1.0, 0.0, 1.0]);
         assert_eq!(l.tokens, Some(vec![17.0, 3.0, 0.0, 2.0]));
-        assert_eq!(l.start_ms, 1_700_158_546_000);
+        // Step 0 starts at the first arrival's timestamp.
+        assert_eq!(l.start_ms, 1_700_158_546_680);
         let conv = TraceSpec {
             service: Some("conv".into()),
             ..TraceSpec::default()
@@ -658,6 +734,36 @@ mod tests {
         let (_d6, neg) = file("neg.csv", "t_min,requests\n0,5\n1,-3\n");
         let e = load(&neg, &TraceSpec::default(), 1000).unwrap_err();
         assert!(e.message.contains(">= 0"), "{e}");
+    }
+
+    #[test]
+    fn other_formats_by_name_and_date_times() {
+        // Per-minute counts keyed by a date-time only (any case), and the
+        // Azure dataset's own column names.
+        let (_d, p) = file(
+            "dt.csv",
+            "Time,Hits\n2024-05-01 12:00,60\n2024-05-01 12:01,120\n2024-05-01 12:02,60\n",
+        );
+        let l = load(&p, &TraceSpec::default(), 1000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.arrivals.len(), 180);
+        assert_eq!(l.start_ms, 1_714_564_800_000);
+        assert!((l.arrivals[90] - 2.0).abs() < 0.01, "{}", l.arrivals[90]);
+        let (_d2, q) = file(
+            "az.csv",
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+             2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:47.1,10,5\n2023-11-16 18:15:49.0,1,1\n",
+        );
+        let l = load(&q, &TraceSpec::default(), 1000).unwrap_or_else(|e| panic!("{e}"));
+        // Steps sit on whole seconds: 46.68 | 47.1 | - | 49.0
+        assert_eq!(l.arrivals, vec![1.0, 1.0, 0.0, 1.0]);
+        assert_eq!(l.tokens, Some(vec![418.0, 15.0, 0.0, 2.0]));
+        assert_eq!(l.start_ms, 1_700_158_546_000);
+        let (_d3, r) = file("bad.csv", "time,requests\n0,1\nyesterday,2\n");
+        let e = load(&r, &TraceSpec::default(), 1000).unwrap_err();
+        assert!(
+            e.message.contains("row 3") && e.message.contains("date-time"),
+            "{e}"
+        );
     }
 
     #[test]
