@@ -141,6 +141,9 @@ pub struct Host {
     /// Policies this host already compiled, by digest: a thousand scalers on one
     /// policy compile it once.
     loaded: std::sync::Mutex<std::collections::HashMap<String, CompiledPolicy>>,
+    /// Built-ins by name: their bytes are part of this binary and never change,
+    /// so ten thousand scalers on one built-in hash it once, not each.
+    builtins: std::sync::Mutex<std::collections::HashMap<String, CompiledPolicy>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -187,6 +190,7 @@ impl Host {
             limits: Arc::new(limits),
             cache: config.cache,
             loaded: Default::default(),
+            builtins: Default::default(),
         })
     }
 
@@ -200,6 +204,9 @@ impl Host {
         if let Ok(mut loaded) = self.loaded.lock() {
             loaded.clear();
         }
+        if let Ok(mut builtins) = self.builtins.lock() {
+            builtins.clear();
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -208,8 +215,23 @@ impl Host {
 
     /// Read, validate and compile a policy (or load its compilation from cache).
     pub fn load(&self, source: &PolicySource) -> Result<CompiledPolicy, PolicyError> {
+        let builtin = match source {
+            PolicySource::Builtin(name) => Some(name),
+            PolicySource::File(_) => None,
+        };
+        if let Some(name) = builtin
+            && let Some(known) = self.builtins.lock().ok().and_then(|b| b.get(name).cloned())
+        {
+            return Ok(known);
+        }
         let (name, bytes) = source.read()?;
-        self.load_bytes(&name, &bytes)
+        let compiled = self.load_bytes(&name, &bytes)?;
+        if let Some(builtin) = builtin
+            && let Ok(mut b) = self.builtins.lock()
+        {
+            b.insert(builtin.clone(), compiled.clone());
+        }
+        Ok(compiled)
     }
 
     /// Validate and compile component bytes under `name`.
