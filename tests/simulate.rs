@@ -16,8 +16,7 @@ fn two_days(model: &ServiceModel) -> sim::Load {
         model.step_ms(),
     )
     .unwrap();
-    let per_step = model.capacity_per_replica * model.step_seconds * model.slo_utilization();
-    trace::scale_to_peak(&mut load, model.capacity_unit, per_step, 24.0);
+    trace::scale_to_peak(&mut load, model, 24.0).unwrap();
     load
 }
 

@@ -24,8 +24,7 @@ fn one_day(model: &ServiceModel) -> sim::Load {
     let mut load = trace::load(&path, &TraceSpec::default(), model.step_ms()).unwrap();
     load.arrivals.truncate(DAY);
     load.scored.truncate(DAY);
-    let per_step = model.capacity_per_replica * model.step_seconds * model.slo_utilization();
-    trace::scale_to_peak(&mut load, model.capacity_unit, per_step, 32.0);
+    trace::scale_to_peak(&mut load, model, 32.0).unwrap();
     load
 }
 

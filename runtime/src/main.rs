@@ -997,31 +997,15 @@ fn scale_load(
             if !(f.is_finite() && f > 0.0) {
                 bail!("--load-scale must be > 0, got {f}");
             }
-            for a in &mut load.arrivals {
-                *a *= f;
-            }
-            for t in load.tokens.iter_mut().flatten() {
-                *t *= f;
-            }
+            load.scale(f);
             Ok(f)
         }
         None => {
             if !(peak_replicas.is_finite() && peak_replicas > 0.0) {
                 bail!("--peak-replicas must be > 0, got {peak_replicas}");
             }
-            let per_step =
-                model.capacity_per_replica * model.step_seconds * model.slo_utilization();
-            if load.work(model.capacity_unit).is_none() {
-                bail!(
-                    "capacity_unit = \"tokens\" needs a trace with token counts (input_tokens / output_tokens)"
-                );
-            }
-            Ok(wasmscale::sim::trace::scale_to_peak(
-                load,
-                model.capacity_unit,
-                per_step,
-                peak_replicas,
-            ))
+            wasmscale::sim::trace::scale_to_peak(load, model, peak_replicas)
+                .context(wasmscale::sim::trace::NO_TOKEN_COUNTS)
         }
     }
 }

@@ -72,7 +72,9 @@ impl Scaler {
     /// Build a scaler whose source and target are given rather than configured:
     /// the simulator's cluster, or an audit log's snapshots. Everything else
     /// (policy, safety net, guardrails, fallback) comes from `config`, exactly
-    /// as for `run`.
+    /// as for `run`, except that its decisions must not depend on how busy
+    /// this machine is: the wall-clock deadline is lifted
+    /// ([`crate::host::Limits::deterministic`]); fuel, memory and log limits stay.
     pub fn with_io(
         config: &ScalerConfig,
         base: &Path,
@@ -80,7 +82,15 @@ impl Scaler {
         source: Source,
         actuator: Actuator,
     ) -> Result<Self, SetupError> {
-        Self::build(config, base, host, None, Some(source), Some(actuator))
+        let mut config = config.clone();
+        config.limits = Some(
+            config
+                .limits
+                .as_ref()
+                .unwrap_or(host.limits())
+                .deterministic(),
+        );
+        Self::build(&config, base, host, None, Some(source), Some(actuator))
     }
 
     fn build(
@@ -838,15 +848,6 @@ pub fn replay(
             )
             .map_err(fail)?,
         };
-        // Decisions must not depend on how busy this machine is.
-        let mut scaler_config = scaler_config;
-        scaler_config.limits = Some(
-            scaler_config
-                .limits
-                .as_ref()
-                .unwrap_or(host.limits())
-                .deterministic(),
-        );
         let recorded = mine
             .iter()
             .filter_map(|r| r.snapshot.clone().map(|s| (s, r.missing.clone())))

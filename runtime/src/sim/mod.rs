@@ -44,8 +44,6 @@ pub fn lock(cluster: &ClusterHandle) -> MutexGuard<'_, Cluster> {
 pub enum SimError {
     #[error(transparent)]
     Model(#[from] model::ModelError),
-    #[error(transparent)]
-    Trace(#[from] trace::TraceError),
     #[error("{0}")]
     Setup(String),
 }
@@ -276,11 +274,8 @@ impl<'a> Scorer<'a> {
             self.minute_bad = false;
             self.minute_scored = false;
         }
-        let per_replica = self.model.capacity_per_replica
-            * self.model.step_seconds
-            * self.model.slo_utilization();
         let b = &mut self.bucket;
-        b.0 += self.work[step] / per_replica;
+        b.0 += self.work[step] / self.model.slo_capacity_per_step();
         b.1 += f64::from(ready);
         b.2 += f64::from(on_demand + spot);
         b.3 += 1;
@@ -413,13 +408,8 @@ pub fn run_oracle(
 
 /// The load's work per step in the model's unit.
 fn work_of<'a>(model: &ServiceModel, load: &'a Load) -> Result<&'a [f64], SimError> {
-    load.work(model.capacity_unit).ok_or_else(|| {
-        SimError::Setup(
-            "capacity_unit = \"tokens\" needs a trace with token counts \
-             (input_tokens / output_tokens columns)"
-                .into(),
-        )
-    })
+    load.work(model.capacity_unit)
+        .ok_or_else(|| SimError::Setup(trace::NO_TOKEN_COUNTS.into()))
 }
 
 /// Simulate one policy on the load.
@@ -441,18 +431,9 @@ pub fn run_policy(
         initial,
         options.seed.wrapping_add(index as u64),
     )));
-    let mut config = policy.scaler.clone();
-    // Results must not depend on how busy the machine is: fuel, memory and
-    // log limits stay, the wall-clock deadline is lifted.
-    config.limits = Some(
-        config
-            .limits
-            .as_ref()
-            .unwrap_or(host.limits())
-            .deterministic(),
-    );
+    let config = &policy.scaler;
     let mut scaler = Scaler::with_io(
-        &config,
+        config,
         base,
         host,
         Source::Simulated(cluster.clone()),

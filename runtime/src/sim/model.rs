@@ -135,6 +135,12 @@ impl ServiceModel {
         1.0 - self.light_load_p95_ms / self.slo_p95_ms
     }
 
+    /// Work one replica serves in a step at the SLO's utilization: the unit in
+    /// which load is "replicas needed".
+    pub fn slo_capacity_per_step(&self) -> f64 {
+        self.capacity_per_replica * self.step_seconds * self.slo_utilization()
+    }
+
     pub fn step_ms(&self) -> u64 {
         (self.step_seconds * 1000.0).round() as u64
     }
@@ -182,8 +188,7 @@ impl ServiceModel {
         if arrivals <= 0.0 {
             return self.min_replicas;
         }
-        let per = self.capacity_per_replica * self.step_seconds * self.slo_utilization();
-        let guess = (arrivals / per)
+        let guess = (arrivals / self.slo_capacity_per_step())
             .ceil()
             .clamp(0.0, f64::from(self.max_replicas)) as u32;
         let mut n = guess.saturating_sub(1).max(self.min_replicas);

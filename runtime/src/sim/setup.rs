@@ -118,28 +118,17 @@ pub fn parse_policy(
     };
     let label = policy.to_owned();
     Ok(SimPolicy {
-        scaler: scaler_for(&label, policy, &params, model, interval_seconds)?,
+        scaler: ScalerConfig::minimal(
+            &label,
+            policy,
+            &params,
+            model.min_replicas,
+            model.max_replicas,
+            interval_seconds,
+        )
+        .map_err(SpecError)?,
         label,
     })
-}
-
-/// The scaler a simulated policy runs as: [`ScalerConfig::minimal`].
-pub fn scaler_for(
-    name: &str,
-    policy: &str,
-    params: &Value,
-    model: &ServiceModel,
-    interval_seconds: f64,
-) -> Result<ScalerConfig, SpecError> {
-    ScalerConfig::minimal(
-        name,
-        policy,
-        params,
-        model.min_replicas,
-        model.max_replicas,
-        interval_seconds,
-    )
-    .map_err(SpecError)
 }
 
 /// Expand `KEY=V1,V2,...` or `KEY=START:END:STEP` into one policy per value,

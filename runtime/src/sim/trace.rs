@@ -61,6 +61,16 @@ impl Load {
             super::model::CapacityUnit::Tokens => self.tokens.as_deref(),
         }
     }
+
+    /// Multiply the load (requests and tokens) by `factor`.
+    pub fn scale(&mut self, factor: f64) {
+        for a in &mut self.arrivals {
+            *a *= factor;
+        }
+        for t in self.tokens.iter_mut().flatten() {
+            *t *= factor;
+        }
+    }
 }
 
 /// A trace that cannot be read.
@@ -293,6 +303,10 @@ fn number(row: &[String], col: usize, line: usize, what: &str) -> Result<f64, St
     let v: f64 = cell
         .parse()
         .map_err(|_| format!("row {line}: {what} {cell:?} is not a number"))?;
+    non_negative(v, line, what)
+}
+
+fn non_negative(v: f64, line: usize, what: &str) -> Result<f64, String> {
     if !v.is_finite() || v < 0.0 {
         return Err(format!(
             "row {line}: {what} {v} must be a finite number >= 0"
@@ -420,10 +434,7 @@ fn parse_datetime_ms(s: &str) -> Option<f64> {
 fn time_cell(row: &[String], col: usize, line: usize, unit_ms: f64) -> Result<(f64, bool), String> {
     let cell = row.get(col).map(String::as_str).unwrap_or("");
     if let Ok(v) = cell.trim().parse::<f64>() {
-        if !v.is_finite() || v < 0.0 {
-            return Err(format!("row {line}: time {v} must be a finite number >= 0"));
-        }
-        return Ok((v * unit_ms, false));
+        return Ok((non_negative(v, line, "time")? * unit_ms, false));
     }
     parse_datetime_ms(cell).map(|t| (t, true)).ok_or_else(|| {
         format!(
@@ -593,37 +604,32 @@ fn fill_gaps(rates: &mut [f64], scored: &[bool], period: usize) {
     }
 }
 
+/// Why a token-capacity model cannot run on a trace.
+pub const NO_TOKEN_COUNTS: &str = "capacity_unit = \"tokens\" needs a trace with token counts \
+     (input_tokens / output_tokens columns)";
+
 /// Scale the load so that its busiest scored step needs `peak_replicas`
-/// replicas at the SLO's utilization (`per_replica_per_step` is in the unit
-/// of `work`: requests, or tokens). Returns the factor applied.
+/// replicas at the model's SLO utilization, in the model's capacity unit.
+/// Returns the factor applied; `None` when the trace lacks that unit (token
+/// counts for a token-capacity model).
 pub fn scale_to_peak(
     load: &mut Load,
-    unit: super::model::CapacityUnit,
-    per_replica_per_step: f64,
+    model: &super::model::ServiceModel,
     peak_replicas: f64,
-) -> f64 {
-    let Some(work) = load.work(unit) else {
-        return 1.0;
-    };
-    let peak = work
+) -> Option<f64> {
+    let peak = load
+        .work(model.capacity_unit)?
         .iter()
         .zip(&load.scored)
         .filter(|(_, s)| **s)
         .map(|(a, _)| *a)
         .fold(0.0, f64::max);
     if peak <= 0.0 {
-        return 1.0;
+        return Some(1.0);
     }
-    let factor = peak_replicas * per_replica_per_step / peak;
-    for a in &mut load.arrivals {
-        *a *= factor;
-    }
-    if let Some(tokens) = &mut load.tokens {
-        for t in tokens {
-            *t *= factor;
-        }
-    }
-    factor
+    let factor = peak_replicas * model.slo_capacity_per_step() / peak;
+    load.scale(factor);
+    Some(factor)
 }
 
 #[cfg(test)]
@@ -787,8 +793,11 @@ mod tests {
             scored: vec![true, true, false],
             description: String::new(),
         };
-        let f = scale_to_peak(&mut l, crate::sim::model::CapacityUnit::Requests, 8.0, 10.0);
-        assert_eq!(f, 20.0, "peak of scored steps is 4 -> 80");
+        // 8 req/s per replica at the SLO: 10 replicas are 80.
+        let model = crate::sim::ServiceModel::default();
+        assert_eq!(model.slo_capacity_per_step(), 8.0);
+        let f = scale_to_peak(&mut l, &model, 10.0);
+        assert_eq!(f, Some(20.0), "peak of scored steps is 4 -> 80");
         assert_eq!(l.arrivals, vec![20.0, 80.0, 2000.0]);
     }
 }
