@@ -166,29 +166,111 @@ pub fn from_values<'a>(
     Ok(s)
 }
 
-/// The field a signal name (or `cost.FIELD`) fills. The names are the WIT
-/// record's; a test holds this list equal to [`signal_names`].
-fn field_mut<'s>(s: &'s mut Snapshot, name: &str) -> Option<&'s mut Option<f64>> {
-    Some(match name {
-        "gpu_utilization" => &mut s.gpu_utilization,
-        "gpu_memory_utilization" => &mut s.gpu_memory_utilization,
-        "cpu_utilization" => &mut s.cpu_utilization,
-        "queue_depth" => &mut s.queue_depth,
-        "request_rate" => &mut s.request_rate,
-        "tokens_per_second" => &mut s.tokens_per_second,
-        "latency_p50_ms" => &mut s.latency_p50_ms,
-        "latency_p95_ms" => &mut s.latency_p95_ms,
-        "latency_p99_ms" => &mut s.latency_p99_ms,
-        "batch_seconds" => &mut s.batch_seconds,
-        "ttft_p95_ms" => &mut s.ttft_p95_ms,
-        "itl_p95_ms" => &mut s.itl_p95_ms,
-        "kv_cache_utilization" => &mut s.kv_cache_utilization,
-        "oldest_queued_seconds" => &mut s.oldest_queued_seconds,
-        "cost.on_demand_per_hour" => &mut s.cost.on_demand_per_hour,
-        "cost.spot_per_hour" => &mut s.cost.spot_per_hour,
-        "cost.spot_interruption_rate" => &mut s.cost.spot_interruption_rate,
-        _ => return None,
-    })
+/// The signal fields of the record, once: which name (the WIT record's, or
+/// `cost.FIELD`) fills which field. A test holds this list equal to
+/// [`signal_names`] plus the cost fields.
+macro_rules! signal_fields {
+    ($($name:literal => $($field:ident).+),+ $(,)?) => {
+        /// The field a signal name (or `cost.FIELD`) fills.
+        fn field_mut<'s>(s: &'s mut Snapshot, name: &str) -> Option<&'s mut Option<f64>> {
+            Some(match name {
+                $($name => &mut s.$($field).+,)+
+                _ => return None,
+            })
+        }
+
+        /// Every signal field with its name, in record order.
+        pub fn signal_values(s: &Snapshot) -> impl Iterator<Item = (&'static str, Option<f64>)> {
+            [$(($name, s.$($field).+)),+].into_iter()
+        }
+    };
+}
+
+signal_fields! {
+    "gpu_utilization" => gpu_utilization,
+    "gpu_memory_utilization" => gpu_memory_utilization,
+    "cpu_utilization" => cpu_utilization,
+    "queue_depth" => queue_depth,
+    "request_rate" => request_rate,
+    "tokens_per_second" => tokens_per_second,
+    "latency_p50_ms" => latency_p50_ms,
+    "latency_p95_ms" => latency_p95_ms,
+    "latency_p99_ms" => latency_p99_ms,
+    "batch_seconds" => batch_seconds,
+    "ttft_p95_ms" => ttft_p95_ms,
+    "itl_p95_ms" => itl_p95_ms,
+    "kv_cache_utilization" => kv_cache_utilization,
+    "oldest_queued_seconds" => oldest_queued_seconds,
+    "cost.on_demand_per_hour" => cost.on_demand_per_hour,
+    "cost.spot_per_hour" => cost.spot_per_hour,
+    "cost.spot_interruption_rate" => cost.spot_interruption_rate,
+}
+
+/// A snapshot in its compact JSON form: what [`from_value`] reads, with every
+/// absent value left out rather than written as `null`. The audit log writes
+/// one per decision, so its size is the log's size.
+pub struct Compact<'a>(pub &'a Snapshot);
+
+impl serde::Serialize for Compact<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let s = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("time_ms", &s.time_ms)?;
+        map.serialize_entry("interval_ms", &s.interval_ms)?;
+        map.serialize_entry("replicas", &CompactReplicas(&s.replicas))?;
+        let mut cost = Vec::new();
+        for (name, value) in signal_values(s) {
+            let Some(value) = value else { continue };
+            match name.strip_prefix("cost.") {
+                Some(field) => cost.push((field, value)),
+                None => map.serialize_entry(name, &value)?,
+            }
+        }
+        if !cost.is_empty() {
+            map.serialize_entry("cost", &PairMap(&cost))?;
+        }
+        if !s.pods.is_empty() {
+            map.serialize_entry("pods", &s.pods)?;
+        }
+        if !s.custom.is_empty() {
+            map.serialize_entry("custom", &s.custom)?;
+        }
+        map.end()
+    }
+}
+
+struct CompactReplicas<'a>(&'a crate::host::ReplicaCounts);
+
+impl serde::Serialize for CompactReplicas<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut fields = vec![("current", r.current)];
+        let optional = [
+            ("observed", r.observed),
+            ("ready", r.ready),
+            ("starting", r.starting),
+            ("pending", r.pending),
+            ("min", r.min),
+            ("max", r.max),
+        ];
+        fields.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
+        PairMap(&fields).serialize(serializer)
+    }
+}
+
+/// `[(name, value)]` as a JSON object.
+struct PairMap<'a, T>(&'a [(&'static str, T)]);
+
+impl<T: serde::Serialize> serde::Serialize for PairMap<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// `ready` → `Ready`, the Rust variant name the bindings deserialize.
@@ -402,6 +484,32 @@ mod tests {
                 interval_ms: 1000,
                 ..via_json
             }
+        );
+        // The compact form (the audit log's) reads back to the same snapshot.
+        let compact = serde_json::to_value(Compact(&direct)).unwrap();
+        assert_eq!(from_value(compact, D).unwrap().0, direct);
+    }
+
+    #[test]
+    fn the_compact_form_leaves_out_what_is_absent_and_reads_back() {
+        let text = r#"{"time_ms": 7, "interval_ms": 1000, "replicas": {"current": 3, "ready": 2},
+            "queue_depth": 40, "cost": {"spot_per_hour": 0.9},
+            "pods": [{"state": "ready", "metrics": [{"name": "cpu", "value": 0.3}], "request": 1.0}],
+            "custom": [{"name": "tokens", "value": 7}]}"#;
+        let (s, _) = from_json(text, D).unwrap();
+        let compact = serde_json::to_string(&Compact(&s)).unwrap();
+        assert!(!compact.contains("null"), "{compact}");
+        assert!(
+            compact.starts_with(
+                r#"{"time_ms":7,"interval_ms":1000,"replicas":{"current":3,"ready":2},"queue_depth":40.0,"cost":{"spot_per_hour":0.9},"pods":"#
+            ),
+            "{compact}"
+        );
+        assert_eq!(from_json(&compact, D).unwrap().0, s);
+        let empty = from_values([], 1, 2, s.replicas).unwrap();
+        assert_eq!(
+            serde_json::to_string(&Compact(&empty)).unwrap(),
+            r#"{"time_ms":1,"interval_ms":2,"replicas":{"current":3,"ready":2}}"#
         );
     }
 

@@ -4,6 +4,12 @@
 use crate::config::{MetricQuery, ScalerConfig, SourceConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Metric values by snapshot field or custom metric name. Shared, because a
+/// static source hands the same values to every tick (10,000 scalers must not
+/// copy a map each per second).
+pub type Values = Arc<BTreeMap<String, f64>>;
 
 /// Why a source produced nothing this tick.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,7 +36,7 @@ impl SourceError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reading {
     /// Values by snapshot field or custom metric name.
-    pub values: BTreeMap<String, f64>,
+    pub values: Values,
     /// Names the source should have filled but could not.
     pub missing: Vec<String>,
     /// Time recorded in the trace, when replaying one.
@@ -43,7 +49,7 @@ pub struct Reading {
 /// A configured source.
 #[derive(Debug)]
 pub enum Source {
-    Static(BTreeMap<String, f64>),
+    Static(Values),
     Replay(Replay),
     Prometheus(Prometheus),
     /// The simulator's cluster: what a scrape-based source would report over
@@ -56,7 +62,7 @@ pub enum Source {
 impl Source {
     pub fn from_config(s: &ScalerConfig, base: &Path) -> Result<Self, SourceError> {
         match &s.source {
-            SourceConfig::Static => Ok(Source::Static(
+            SourceConfig::Static => Ok(Source::Static(Arc::new(
                 s.metrics
                     .iter()
                     .filter_map(|(k, q)| match q {
@@ -64,7 +70,7 @@ impl Source {
                         MetricQuery::Query(_) => None,
                     })
                     .collect(),
-            )),
+            ))),
             SourceConfig::Replay { path, repeat } => {
                 Replay::open(&base.join(path), *repeat).map(Source::Replay)
             }
@@ -84,11 +90,13 @@ impl Source {
             }),
             Source::Replay(r) => r.next(),
             Source::Simulated(cluster) => Ok(Reading {
-                values: crate::sim::lock(cluster)
-                    .read_signals()
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect(),
+                values: Arc::new(
+                    crate::sim::lock(cluster)
+                        .read_signals()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect(),
+                ),
                 ..Reading::default()
             }),
             Source::Recorded(queue) => match queue.pop_front() {
@@ -210,6 +218,7 @@ impl Replay {
         let mut values = self.rows[self.next].clone();
         self.next += 1;
         let time_ms = values.remove("time_ms").map(|t| t as u64);
+        let values = Arc::new(values);
         let missing = self
             .columns
             .iter()
@@ -295,6 +304,7 @@ impl Prometheus {
 
     async fn read(&mut self) -> Result<Reading, SourceError> {
         let mut reading = Reading::default();
+        let mut values = BTreeMap::new();
         let mut failures = Vec::new();
         // One after another: each has its own timeout, and a scaler's source
         // only delays that scaler.
@@ -302,7 +312,7 @@ impl Prometheus {
             let result = self.query(q).await;
             match result {
                 Ok(Some(v)) => {
-                    reading.values.insert(name.clone(), v);
+                    values.insert(name.clone(), v);
                 }
                 Ok(None) => reading.missing.push(name.clone()),
                 Err(e) => {
@@ -318,6 +328,7 @@ impl Prometheus {
                 self.url, failures[0]
             )));
         }
+        reading.values = Arc::new(values);
         Ok(reading)
     }
 }

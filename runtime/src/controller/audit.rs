@@ -45,28 +45,70 @@ pub struct AuditRecord {
     pub tenant: String,
     pub policy: String,
     pub policy_digest: String,
+    /// What the policy saw, in the compact form ([`crate::snapshot::Compact`]):
+    /// absent values are left out, not written as `null`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "compact_snapshot"
+    )]
     pub snapshot: Option<Snapshot>,
     /// Metrics the source should have filled but could not.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
     /// The policy's decision, as validated by the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<RecordedDecision>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guardrails: Vec<GuardrailRecord>,
     pub previous_replicas: u32,
     pub final_replicas: u32,
     /// Whether the actuator wrote a new count.
     pub wrote: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
     pub latency_us: u64,
+}
+
+/// The record's snapshot: written compact, read through the same parser as
+/// `wasmscale eval` (so records written before the compact form still read).
+mod compact_snapshot {
+    use crate::host::Snapshot;
+    use crate::snapshot::{Compact, Defaults, from_value};
+
+    pub fn serialize<S: serde::Serializer>(
+        snapshot: &Option<Snapshot>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match snapshot {
+            Some(s) => serializer.serialize_some(&Compact(s)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Snapshot>, D::Error> {
+        let value: Option<serde_json::Value> = serde::Deserialize::deserialize(deserializer)?;
+        let defaults = Defaults {
+            time_ms: 0,
+            interval_ms: 0,
+            current: 0,
+        };
+        value
+            .map(|v| from_value(v, defaults).map(|(s, _)| s))
+            .transpose()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// The validated decision in a record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedDecision {
     pub desired: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spot_fraction: Option<f64>,
     pub reason: String,
 }
@@ -89,6 +131,8 @@ pub struct AuditLog {
     keep: u32,
     file: std::io::BufWriter<std::fs::File>,
     size: u64,
+    /// One record's line, reused: no allocation per record.
+    line: Vec<u8>,
 }
 
 impl AuditLog {
@@ -107,19 +151,27 @@ impl AuditLog {
             keep,
             file: std::io::BufWriter::with_capacity(256 << 10, file),
             size,
+            line: Vec::with_capacity(1024),
         })
     }
 
     /// Append one record (buffered: call [`Self::flush`] after a batch).
     pub fn append(&mut self, record: &AuditRecord) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        if self.size + line.len() as u64 > self.max_bytes && self.size > 0 {
-            self.rotate()?;
-        }
-        self.file.write_all(&line)?;
-        self.size += line.len() as u64;
-        Ok(())
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        let written = serde_json::to_writer(&mut line, record)
+            .map_err(std::io::Error::other)
+            .and_then(|()| {
+                line.push(b'\n');
+                if self.size + line.len() as u64 > self.max_bytes && self.size > 0 {
+                    self.rotate()?;
+                }
+                self.file.write_all(&line)?;
+                self.size += line.len() as u64;
+                Ok(())
+            });
+        self.line = line;
+        written
     }
 
     /// Hand everything appended to the OS.
@@ -286,6 +338,47 @@ mod tests {
         f.write_all(b"{\"time_ms\": 17640000").unwrap();
         let (again, skipped) = read(&path).unwrap();
         assert_eq!((again.len(), skipped), (records.len(), 1));
+    }
+
+    #[test]
+    fn a_record_is_compact_and_reads_back_whole() {
+        let replicas = crate::host::ReplicaCounts {
+            current: 2,
+            observed: Some(2),
+            ready: Some(2),
+            starting: Some(0),
+            pending: None,
+            min: Some(1),
+            max: Some(9),
+        };
+        let snapshot = crate::snapshot::from_values(
+            [("queue_depth", 33.0), ("tokens", 4.0)],
+            5,
+            1000,
+            replicas,
+        )
+        .unwrap();
+        let mut r = record(4);
+        r.snapshot = Some(snapshot);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path, 1 << 20, 1).unwrap();
+        log.append(&r).unwrap();
+        log.append(&record(5)).unwrap();
+        log.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("null") && !text.contains("[]"), "{text}");
+        let (records, skipped) = read(&path).unwrap();
+        assert_eq!((skipped, records.len()), (0, 2));
+        assert_eq!(records[0], r);
+        // A record written in the older form, every absent value a `null`,
+        // still reads.
+        let mut old = serde_json::to_value(&r).unwrap();
+        old["snapshot"] = serde_json::to_value(r.snapshot.as_ref().unwrap()).unwrap();
+        old["failures"] = serde_json::json!([]);
+        assert!(old.to_string().contains("\"gpu_utilization\":null"));
+        let back: AuditRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]
