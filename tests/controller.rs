@@ -401,7 +401,7 @@ metrics = { queue_depth = 5 }
     let mut new = Scaler::new(&new_config.scalers[0], dir.path(), &host, None).unwrap();
     new.adopt(old.state().clone());
     let r = block_on(new.tick(t0 + 60_000));
-    assert_eq!(r.policy, "builtin:queue-depth");
+    assert_eq!(&*r.policy, "builtin:queue-depth");
     assert_eq!(r.previous_replicas, 5, "the count carried over");
     assert_eq!(r.decision.as_ref().map(|d| d.desired), Some(1));
     // The old policy's 300 s down-stabilization window still holds the count.

@@ -30,31 +30,22 @@ struct ScalerMetrics {
 /// Process-wide metrics, fed by the controller after every tick.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
-    inner: Arc<Mutex<BTreeMap<String, ScalerMetrics>>>,
+    inner: Arc<Mutex<BTreeMap<String, ScalerHandle>>>,
     expected_scalers: Arc<Mutex<usize>>,
 }
 
-impl Metrics {
-    pub fn new(expected_scalers: usize) -> Self {
-        Metrics {
-            inner: Arc::default(),
-            expected_scalers: Arc::new(Mutex::new(expected_scalers)),
-        }
-    }
+/// One scaler's metrics. Its task holds this handle and records every tick
+/// through it: no lookup by name and no shared lock on the tick path (a
+/// 10,000-entry map looked up 10,000 times a second was 7 % of the run).
+#[derive(Debug, Clone, Default)]
+pub struct ScalerHandle(Arc<Mutex<ScalerMetrics>>);
 
+impl ScalerHandle {
     /// Account one tick's record.
     pub fn observe(&self, r: &AuditRecord) {
-        let Ok(mut all) = self.inner.lock() else {
-            return;
-        };
-        // Every scaler's entry exists after its first tick: look it up
-        // without allocating its name again (10,000 scalers tick each second).
-        let m = match all.get_mut(&r.scaler) {
-            Some(m) => m,
-            None => all.entry(r.scaler.clone()).or_default(),
-        };
-        if m.tenant != r.tenant {
-            m.tenant.clone_from(&r.tenant);
+        let Ok(mut m) = self.0.lock() else { return };
+        if *m.tenant != *r.tenant {
+            m.tenant = r.tenant.to_string();
         }
         m.desired = r.final_replicas;
         m.current = r.previous_replicas;
@@ -78,6 +69,41 @@ impl Metrics {
         }
     }
 
+    /// Count ticks the scaler could not run on time.
+    pub fn missed(&self, n: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.missed_ticks += n;
+        }
+    }
+
+    fn read(&self) -> ScalerMetrics {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+impl Metrics {
+    pub fn new(expected_scalers: usize) -> Self {
+        Metrics {
+            inner: Arc::default(),
+            expected_scalers: Arc::new(Mutex::new(expected_scalers)),
+        }
+    }
+
+    /// The handle of the scaler called `name` (the same one after a reload,
+    /// so its counters go on).
+    pub fn scaler(&self, name: &str) -> ScalerHandle {
+        let Ok(mut all) = self.inner.lock() else {
+            return ScalerHandle::default();
+        };
+        all.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Account one tick's record (looks the scaler up by name: the tick path
+    /// uses [`Self::scaler`] once instead).
+    pub fn observe(&self, r: &AuditRecord) {
+        self.scaler(&r.scaler).observe(r);
+    }
+
     /// How many scalers must have ticked for `/readyz` (after a reload).
     pub fn set_expected(&self, n: usize) {
         if let Ok(mut e) = self.expected_scalers.lock() {
@@ -85,26 +111,27 @@ impl Metrics {
         }
     }
 
-    /// Count ticks a scaler could not run on time.
-    pub fn missed(&self, scaler: &str, n: u64) {
-        if let Ok(mut all) = self.inner.lock() {
-            all.entry(scaler.to_owned()).or_default().missed_ticks += n;
-        }
-    }
-
     /// Every scaler has completed at least one tick.
     pub fn ready(&self) -> bool {
         let expected = self.expected_scalers.lock().map_or(usize::MAX, |e| *e);
-        self.inner
-            .lock()
-            .is_ok_and(|all| all.values().filter(|m| m.ticks > 0).count() >= expected)
+        self.inner.lock().is_ok_and(|all| {
+            all.values()
+                .filter(|h| h.0.lock().is_ok_and(|m| m.ticks > 0))
+                .count()
+                >= expected
+        })
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let Ok(all) = self.inner.lock() else {
+        let Ok(handles) = self.inner.lock() else {
             return String::new();
         };
+        let all: Vec<(String, ScalerMetrics)> = handles
+            .iter()
+            .map(|(name, h)| (name.clone(), h.read()))
+            .collect();
+        drop(handles);
         let mut out = String::new();
         let label = |name: &str, m: &ScalerMetrics| {
             format!(

@@ -738,7 +738,7 @@ fn explain(scaler: &str, file: &Path, since: Option<u64>) -> Result<std::process
     let mut shown = 0;
     for r in records
         .iter()
-        .filter(|r| r.scaler == scaler && cutoff.is_none_or(|c| r.time_ms >= c))
+        .filter(|r| &*r.scaler == scaler && cutoff.is_none_or(|c| r.time_ms >= c))
     {
         println!("{}", wasmscale::controller::audit::explain(r));
         shown += 1;
@@ -749,8 +749,7 @@ fn explain(scaler: &str, file: &Path, since: Option<u64>) -> Result<std::process
         );
     }
     if shown == 0 {
-        let names: std::collections::BTreeSet<&str> =
-            records.iter().map(|r| r.scaler.as_str()).collect();
+        let names: std::collections::BTreeSet<&str> = records.iter().map(|r| &*r.scaler).collect();
         bail!(
             "no records for scaler {scaler:?} in {} (scalers there: {})",
             file.display(),
@@ -782,7 +781,7 @@ fn replay(
     };
     let records: Vec<_> = records
         .into_iter()
-        .filter(|r| scaler.is_none_or(|s| r.scaler == s) && r.snapshot.is_some())
+        .filter(|r| scaler.is_none_or(|s| &*r.scaler == s) && r.snapshot.is_some())
         .collect();
     if records.is_empty() {
         bail!("no records with snapshots in {}", audit.display());

@@ -7,6 +7,7 @@ use crate::host::{Snapshot, ValidDecision};
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A failure recorded in an audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,10 +42,12 @@ impl From<&Intervention> for GuardrailRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub time_ms: u64,
-    pub scaler: String,
-    pub tenant: String,
-    pub policy: String,
-    pub policy_digest: String,
+    // Shared with the scaler that writes them: one record per tick must not
+    // copy four strings.
+    pub scaler: Arc<str>,
+    pub tenant: Arc<str>,
+    pub policy: Arc<str>,
+    pub policy_digest: Arc<str>,
     /// What the policy saw, in the compact form ([`crate::snapshot::Compact`]):
     /// absent values are left out, not written as `null`.
     #[serde(

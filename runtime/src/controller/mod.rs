@@ -49,6 +49,17 @@ pub struct Scaler {
     source: Source,
     actuator: Actuator,
     state_file: Option<PathBuf>,
+    /// Who writes each audit record, shared with the records.
+    identity: Identity,
+}
+
+/// The fields every audit record of a scaler repeats.
+#[derive(Debug, Clone)]
+struct Identity {
+    scaler: Arc<str>,
+    tenant: Arc<str>,
+    policy: Arc<str>,
+    policy_digest: Arc<str>,
 }
 
 impl std::fmt::Debug for Scaler {
@@ -163,7 +174,14 @@ impl Scaler {
             Some(a) => a,
             None => Actuator::from_config(config, initial).map_err(|e| fail(e.to_string()))?,
         };
+        let identity = Identity {
+            scaler: config.name.as_str().into(),
+            tenant: config.tenant.as_str().into(),
+            policy: config.policy.as_str().into(),
+            policy_digest: state.policy_digest.as_str().into(),
+        };
         Ok(Scaler {
+            identity,
             config: config.clone(),
             guard: config.guard_config(),
             state,
@@ -425,10 +443,10 @@ impl Scaler {
     ) -> AuditRecord {
         AuditRecord {
             time_ms: now_ms,
-            scaler: self.config.name.clone(),
-            tenant: self.config.tenant.clone(),
-            policy: self.config.policy.clone(),
-            policy_digest: self.state.policy_digest.clone(),
+            scaler: self.identity.scaler.clone(),
+            tenant: self.identity.tenant.clone(),
+            policy: self.identity.policy.clone(),
+            policy_digest: self.identity.policy_digest.clone(),
             snapshot,
             missing,
             decision,
@@ -581,7 +599,7 @@ fn spawn_scalers(
     for (i, mut scaler) in scalers.into_iter().enumerate() {
         let tx = records.clone();
         let mut stop = stop.clone();
-        let metrics = metrics.clone();
+        let metrics = metrics.scaler(scaler.name());
         let controls = controls.clone();
         tasks.spawn(async move {
             let interval = scaler.interval();
@@ -610,12 +628,13 @@ fn spawn_scalers(
                         if late > interval {
                             let n = (late.as_secs_f64() / interval.as_secs_f64()) as u64;
                             missed += n;
-                            metrics.missed(scaler.name(), n);
+                            metrics.missed(n);
                         }
                         if let Some(request) = controls.take(scaler.name()) {
                             scaler.set_breaker(request);
                         }
                         let record = scaler.tick(wall_clock_ms()).await;
+                        metrics.observe(&record);
                         failed += u64::from(!record.failures.is_empty());
                         if tx.send(record).await.is_err() {
                             break;
@@ -704,7 +723,6 @@ pub fn run(
             }
         }
         let (records_tx, mut records_rx) = tokio::sync::mpsc::channel::<AuditRecord>(AUDIT_CHANNEL);
-        let writer_metrics = metrics.clone();
         let linger = Arc::new(AtomicU64::new(audit_linger(&config)));
         let writer_linger = linger.clone();
         let writer = tokio::spawn(async move {
@@ -726,7 +744,6 @@ pub fn run(
                 let n = batch.len() as u64;
                 let mut failed = 0u64;
                 for record in batch.drain(..) {
-                    writer_metrics.observe(&record);
                     if let Err(e) = audit_log.append(&record) {
                         failed += 1;
                         tracing::error!(error = %e, "cannot write the audit log; scaling continues");
@@ -865,7 +882,7 @@ pub fn replay(
 ) -> Result<Vec<ReplayedDecision>, SetupError> {
     let mut names: Vec<&str> = Vec::new();
     for r in records {
-        if r.snapshot.is_some() && !names.contains(&r.scaler.as_str()) {
+        if r.snapshot.is_some() && !names.contains(&&*r.scaler) {
             names.push(&r.scaler);
         }
     }
@@ -873,7 +890,7 @@ pub fn replay(
     for name in names {
         let mine: Vec<&AuditRecord> = records
             .iter()
-            .filter(|r| r.scaler == name && r.snapshot.is_some())
+            .filter(|r| &*r.scaler == name && r.snapshot.is_some())
             .collect();
         let Some(first) = mine.first() else { continue };
         let Some(first_snapshot) = first.snapshot.as_ref() else {

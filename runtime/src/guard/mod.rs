@@ -225,13 +225,15 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
         act: true,
         interventions: Vec::new(),
     };
-    let step = |v: &mut Verdict, guard: &'static str, after: u32, why: String| {
+    // `why` is only written when the guard changed something: formatting it
+    // on every tick of every scaler was an allocation each.
+    let step = |v: &mut Verdict, guard: &'static str, after: u32, why: &dyn Fn() -> String| {
         if after != v.replicas {
             v.interventions.push(Intervention {
                 guard,
                 before: v.replicas,
                 after,
-                why,
+                why: why(),
             });
             v.replicas = after;
         }
@@ -257,26 +259,20 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
 
     // HPA convention: scaled to zero by hand with a floor above zero = disabled.
     if config.rules.zero_disables && current == 0 && config.min_replicas > 0 {
-        step(
-            &mut v,
-            "bounds",
-            0,
-            "the target is at 0 with min_replicas > 0: autoscaling is disabled".into(),
-        );
+        step(&mut v, "bounds", 0, &|| {
+            "the target is at 0 with min_replicas > 0: autoscaling is disabled".into()
+        });
         return finish(config, state, tick, v);
     }
     // A count outside the bounds goes straight to the nearest bound.
     if current > config.max_replicas || current < config.min_replicas {
         let bound = current.clamp(config.min_replicas, config.max_replicas);
-        step(
-            &mut v,
-            "bounds",
-            bound,
+        step(&mut v, "bounds", bound, &|| {
             format!(
                 "current count {current} is outside [{}, {}]",
                 config.min_replicas, config.max_replicas
-            ),
-        );
+            )
+        });
         return finish(config, state, tick, v);
     }
 
@@ -289,37 +285,28 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
         } => {
             let window_ms = u64::from(*downscale_stabilization_seconds) * 1000;
             let stabilized = hpa::stabilize_legacy(history, now_ms, desired, window_ms);
-            step(
-                &mut v,
-                "stabilization",
-                stabilized,
-                format!("highest recommendation in the last {downscale_stabilization_seconds}s"),
-            );
+            step(&mut v, "stabilization", stabilized, &|| {
+                format!("highest recommendation in the last {downscale_stabilization_seconds}s")
+            });
             let (limited, reason) = hpa::convert_with_rules(
                 current,
                 stabilized,
                 config.min_replicas,
                 config.max_replicas,
             );
-            step(
-                &mut v,
-                "rate",
-                limited,
-                format!("{reason:?}: legacy scale-up cap max(2 x {current}, 4) and bounds"),
-            );
+            step(&mut v, "rate", limited, &|| {
+                format!("{reason:?}: legacy scale-up cap max(2 x {current}, 4) and bounds")
+            });
         }
         Rate::Behavior(b) => {
             let stabilized = hpa::stabilize_with_behavior(history, now_ms, current, desired, b);
-            step(
-                &mut v,
-                "stabilization",
-                stabilized,
+            step(&mut v, "stabilization", stabilized, &|| {
                 format!(
                     "stabilization windows: up {}s, down {}s",
                     b.scale_up.stabilization_window_seconds,
                     b.scale_down.stabilization_window_seconds
-                ),
-            );
+                )
+            });
             let (limited, reason) = hpa::convert_with_behavior_rate(
                 current,
                 stabilized,
@@ -330,26 +317,20 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
                 now_ms,
                 b,
             );
-            step(
-                &mut v,
-                "rate",
-                limited,
-                format!("{reason:?} under the behavior policies"),
-            );
+            step(&mut v, "rate", limited, &|| {
+                format!("{reason:?} under the behavior policies")
+            });
         }
     }
 
     // 3. Bounds.
     let bounded = v.replicas.clamp(config.min_replicas, config.max_replicas);
-    step(
-        &mut v,
-        "bounds",
-        bounded,
+    step(&mut v, "bounds", bounded, &|| {
         format!(
             "min_replicas {} / max_replicas {}",
             config.min_replicas, config.max_replicas
-        ),
-    );
+        )
+    });
 
     // 4. Cooldowns.
     let since = |t: Option<u64>| t.map(|t| now_ms.saturating_sub(t));
@@ -357,32 +338,26 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
         && let Some(age) = since(state.last_scale_up_ms)
         && age < config.rules.scale_up_cooldown_seconds * 1000
     {
-        step(
-            &mut v,
-            "cooldown",
-            current,
+        step(&mut v, "cooldown", current, &|| {
             format!(
                 "scaled up {}s ago; scale-up cooldown is {}s",
                 age / 1000,
                 config.rules.scale_up_cooldown_seconds
-            ),
-        );
+            )
+        });
     }
     if v.replicas < current {
         let last = state.last_scale_up_ms.max(state.last_scale_down_ms);
         if let Some(age) = since(last)
             && age < config.rules.scale_down_cooldown_seconds * 1000
         {
-            step(
-                &mut v,
-                "cooldown",
-                current,
+            step(&mut v, "cooldown", current, &|| {
                 format!(
                     "scaled {}s ago; scale-down cooldown is {}s",
                     age / 1000,
                     config.rules.scale_down_cooldown_seconds
-                ),
-            );
+                )
+            });
         }
     }
 
@@ -398,11 +373,10 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
             .clamp(0.0, f64::from(u32::MAX)) as u32;
         let cap = affordable.max(config.min_replicas);
         if v.replicas > cap {
-            let why = format!(
-                "{} replicas x {price}/h would exceed the budget of {}/h",
-                v.replicas, c.budget_per_hour
-            );
-            step(&mut v, "cost-ceiling", cap, why);
+            let (wanted, budget) = (v.replicas, c.budget_per_hour);
+            step(&mut v, "cost-ceiling", cap, &|| {
+                format!("{wanted} replicas x {price}/h would exceed the budget of {budget}/h")
+            });
         }
     }
 
