@@ -69,6 +69,11 @@ fn infinite_loop_hits_the_deadline_when_fuel_is_plentiful() {
     let e = evaluate_fixture(&host, fixtures::INFINITE_LOOP, "{}");
     assert!(matches!(e, PolicyError::Deadline { .. }), "{e:?}");
     assert!(
+        started.elapsed() >= Duration::from_millis(20),
+        "stopped before its deadline, after {:?}",
+        started.elapsed()
+    );
+    assert!(
         started.elapsed() < Duration::from_secs(5),
         "deadline took {:?}",
         started.elapsed()

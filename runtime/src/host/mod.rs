@@ -499,11 +499,9 @@ fn call_metered<R>(
     store.data_mut().begin_call();
     // Errors here only mean fuel/epochs are not configured, which Host::new does.
     let _ = store.set_fuel(limits.fuel);
-    let ticks = limits
-        .deadline
-        .as_micros()
-        .div_ceil(EPOCH_TICK.as_micros())
-        .max(1) as u64;
+    // The epoch may advance right after this call starts: one tick more, so
+    // no call is stopped before its deadline (at most one tick after it).
+    let ticks = limits.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
     store.set_epoch_deadline(ticks);
     let started = Instant::now();
     let result = f(store);
