@@ -98,12 +98,6 @@ impl Metrics {
         all.entry(name.to_owned()).or_default().clone()
     }
 
-    /// Account one tick's record (looks the scaler up by name: the tick path
-    /// uses [`Self::scaler`] once instead).
-    pub fn observe(&self, r: &AuditRecord) {
-        self.scaler(&r.scaler).observe(r);
-    }
-
     /// How many scalers must have ticked for `/readyz` (after a reload).
     pub fn set_expected(&self, n: usize) {
         if let Ok(mut e) = self.expected_scalers.lock() {

@@ -218,17 +218,27 @@ impl serde::Serialize for Compact<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("time_ms", &s.time_ms)?;
         map.serialize_entry("interval_ms", &s.interval_ms)?;
-        map.serialize_entry("replicas", &CompactReplicas(&s.replicas))?;
-        let mut cost = Vec::new();
+        let r = &s.replicas;
+        let replicas = SomeFields([
+            ("current", Some(r.current)),
+            ("observed", r.observed),
+            ("ready", r.ready),
+            ("starting", r.starting),
+            ("pending", r.pending),
+            ("min", r.min),
+            ("max", r.max),
+        ]);
+        map.serialize_entry("replicas", &replicas)?;
+        let mut has_cost = false;
         for (name, value) in signal_values(s) {
-            let Some(value) = value else { continue };
-            match name.strip_prefix("cost.") {
-                Some(field) => cost.push((field, value)),
-                None => map.serialize_entry(name, &value)?,
+            match (name.starts_with("cost."), value) {
+                (true, Some(_)) => has_cost = true,
+                (false, Some(v)) => map.serialize_entry(name, &v)?,
+                (_, None) => {}
             }
         }
-        if !cost.is_empty() {
-            map.serialize_entry("cost", &PairMap(&cost))?;
+        if has_cost {
+            map.serialize_entry("cost", &CompactCost(s))?;
         }
         if !s.pods.is_empty() {
             map.serialize_entry("pods", &s.pods)?;
@@ -240,34 +250,33 @@ impl serde::Serialize for Compact<'_> {
     }
 }
 
-struct CompactReplicas<'a>(&'a crate::host::ReplicaCounts);
+/// The cost fields that are present, by their names in the cost record.
+struct CompactCost<'a>(&'a Snapshot);
 
-impl serde::Serialize for CompactReplicas<'_> {
+impl serde::Serialize for CompactCost<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut fields = vec![("current", r.current)];
-        let optional = [
-            ("observed", r.observed),
-            ("ready", r.ready),
-            ("starting", r.starting),
-            ("pending", r.pending),
-            ("min", r.min),
-            ("max", r.max),
-        ];
-        fields.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
-        PairMap(&fields).serialize(serializer)
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in signal_values(self.0) {
+            if let (Some(field), Some(v)) = (name.strip_prefix("cost."), value) {
+                map.serialize_entry(field, &v)?;
+            }
+        }
+        map.end()
     }
 }
 
-/// `[(name, value)]` as a JSON object.
-struct PairMap<'a, T>(&'a [(&'static str, T)]);
+/// `[(name, value)]` as a JSON object of the values that are present.
+struct SomeFields<T, const N: usize>([(&'static str, Option<T>); N]);
 
-impl<T: serde::Serialize> serde::Serialize for PairMap<'_, T> {
+impl<T: serde::Serialize, const N: usize> serde::Serialize for SomeFields<T, N> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap as _;
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(k, v)?;
+        let mut map = serializer.serialize_map(None)?;
+        for (k, v) in &self.0 {
+            if let Some(v) = v {
+                map.serialize_entry(k, v)?;
+            }
         }
         map.end()
     }
