@@ -18,6 +18,7 @@ const FIXTURES: &[&str] = &[
     "log-spam",
     "load-state-panic",
     "flaky-counter",
+    "huge-state",
 ];
 
 fn main() -> Result<()> {

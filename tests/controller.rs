@@ -59,7 +59,7 @@ fn validation_reports_every_error_with_position_and_hint() {
     let text = errors.to_string();
     for expected in [
         "bad2.toml:6:1: min_replicas (5) is greater than max_replicas (3)",
-        "bad2.toml:8:1: tick interval must be > 0 seconds",
+        "bad2.toml:8:1: tick interval must be between 0.001 and 86400 seconds",
         "looks like a percent",
         "did you mean 0.6?",
         "params need `gpu_utilization`, but nothing fills it",
@@ -70,6 +70,288 @@ fn validation_reports_every_error_with_position_and_hint() {
     }
     assert!(errors.errors.len() >= 6, "{text}");
     assert!(errors.errors.iter().all(|e| e.line > 1), "{text}");
+}
+
+/// A one-scaler config around `scaler` (extra keys) and `top` (top-level keys).
+fn one_scaler(top: &str, scaler: &str) -> String {
+    format!(
+        r#"{top}
+[[scaler]]
+name = "s"
+policy = "builtin:queue-depth"
+params = {{ target_per_replica = 10 }}
+min_replicas = 1
+max_replicas = 10
+metrics = {{ queue_depth = 35 }}
+{scaler}
+"#
+    )
+}
+
+#[test]
+fn validation_bounds_every_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host();
+    for (scaler, expected) in [
+        ("interval_seconds = 1e20", "tick interval must be between"),
+        ("interval_seconds = 1e300", "tick interval must be between"),
+        ("interval_seconds = nan", "tick interval must be between"),
+        ("interval_seconds = 0.0001", "tick interval must be between"),
+        (
+            "source = { type = \"prometheus\", url = \"http://127.0.0.1:9\", timeout_ms = 0 }\nmetrics = { queue_depth = \"q\" }",
+            "source.timeout_ms must be between 1 and 600000 ms",
+        ),
+        (
+            "target = { type = \"kubernetes\", name = \"x\", timeout_ms = 18446744073709551615 }",
+            "target.timeout_ms must be between",
+        ),
+        (
+            "[scaler.guard]\nscale_up_cooldown_seconds = 18446744073709551615",
+            "guard.scale_up_cooldown_seconds must be between 0 and 604800 seconds",
+        ),
+        (
+            "[scaler.guard]\nflap_breaker = { max_direction_changes = 2, window_seconds = 18446744073709551615, freeze_seconds = 10 }",
+            "guard.flap_breaker.window_seconds must be between",
+        ),
+        (
+            "[scaler.guard]\nrate = { behavior = { scale_down = { stabilization_window_seconds = 86400, policies = [] } } }",
+            "guard.rate.behavior.scale_down.stabilization_window_seconds must be between 0 and 3600",
+        ),
+        (
+            "[scaler.guard]\nrate = { behavior = { scale_up = { policies = [{ type = \"pods\", value = 4, period_seconds = 0 }] } } }",
+            "guard.rate.behavior.scale_up.policies.0.period_seconds must be between 1 and 1800",
+        ),
+        (
+            "[scaler.limits]\ndeadline = 0",
+            "limits.deadline must be between 1 and 10000 ms",
+        ),
+    ] {
+        let path = write(
+            dir.path(),
+            "d.toml",
+            &one_scaler("[admin]\nlisten = \"\"", scaler),
+        );
+        let text = config::load(&path, &host).unwrap_err().to_string();
+        assert!(
+            text.contains(expected),
+            "{scaler}: missing {expected:?} in\n{text}"
+        );
+    }
+}
+
+#[test]
+fn validation_catches_what_run_would_fail_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host();
+    std::fs::write(dir.path().join("a-file"), "").unwrap();
+    for (top, scaler, expected, hint) in [
+        (
+            "[admin]\nlisten = \"not-an-address\"",
+            "",
+            "admin.listen = \"not-an-address\" has no port",
+            "127.0.0.1:9464",
+        ),
+        (
+            "[admin]\nlisten = \"127.0.0.1:99999\"",
+            "",
+            "port 99999 is out of range",
+            "127.0.0.1:9464",
+        ),
+        (
+            "[admin]\nlisten = \"example.com:80\"",
+            "",
+            "is not an IP address and port",
+            "127.0.0.1:9464",
+        ),
+        (
+            "[admin]\nlisten = \"0.0.0.0:9464\"",
+            "",
+            "serves the admin endpoint beyond this machine",
+            "allow_remote = true",
+        ),
+        (
+            "[audit]\npath = \"\"",
+            "",
+            "audit.path is empty",
+            "a file path",
+        ),
+        (
+            "[audit]\npath = \"/\"",
+            "",
+            "audit.path / is a directory, not a file",
+            "a file path",
+        ),
+        (
+            "[audit]\npath = \"/dev/full\"",
+            "",
+            "audit.path /dev/full is in a kernel pseudo-filesystem",
+            "a file path",
+        ),
+        (
+            "[audit]\npath = \"/proc/self/mem\"",
+            "",
+            "audit.path /proc/self/mem is in a kernel pseudo-filesystem",
+            "a file path",
+        ),
+        (
+            "[audit]\npath = \"a-file/audit.jsonl\"",
+            "",
+            "is not a directory",
+            "a file path",
+        ),
+        (
+            "state_dir = \"/dev/null\"",
+            "",
+            "state_dir /dev/null is in a kernel pseudo-filesystem",
+            "a directory",
+        ),
+        (
+            "state_dir = \"/proc\"",
+            "",
+            "state_dir /proc is in a kernel pseudo-filesystem",
+            "a directory",
+        ),
+        (
+            "state_dir = \"a-file\"",
+            "",
+            "state_dir a-file is a regular file, not a directory",
+            "a directory",
+        ),
+        (
+            "",
+            "[scaler.guard]\ncost_ceiling = { budget_per_hour = 10, price_per_replica_hour = nan }",
+            "price_per_replica_hour must be a price > 0 (got NaN)",
+            "e.g. 2.5",
+        ),
+        (
+            "",
+            "[scaler.guard]\ncost_ceiling = { budget_per_hour = 10, price_per_replica_hour = -5 }",
+            "price_per_replica_hour must be a price > 0 (got -5)",
+            "e.g. 2.5",
+        ),
+    ] {
+        let path = write(dir.path(), "v.toml", &one_scaler(top, scaler));
+        let errors = config::load(&path, &host).unwrap_err();
+        let text = errors.to_string();
+        assert!(
+            text.contains(expected),
+            "{top}{scaler}: missing {expected:?} in\n{text}"
+        );
+        assert!(
+            text.contains(hint),
+            "{top}{scaler}: no hint {hint:?} in\n{text}"
+        );
+        assert!(
+            errors.errors.iter().all(|e| e.line > 1 || top.is_empty()),
+            "located: {text}"
+        );
+    }
+    // A static utilization written as a percent.
+    let text = one_scaler("[admin]\nlisten = \"\"", "").replace(
+        "metrics = { queue_depth = 35 }",
+        "metrics = { queue_depth = 35, gpu_utilization = 82 }",
+    );
+    let path = write(dir.path(), "p.toml", &text);
+    let text = config::load(&path, &host).unwrap_err().to_string();
+    assert!(
+        text.contains("metrics.gpu_utilization = 82 looks like a percent")
+            && text.contains("did you mean 0.82?"),
+        "{text}"
+    );
+    // What is asked for explicitly is fine.
+    let path = write(
+        dir.path(),
+        "ok.toml",
+        &one_scaler(
+            "state_dir = \"state\"\n[admin]\nlisten = \"0.0.0.0:0\"\nallow_remote = true",
+            "",
+        ),
+    );
+    config::load(&path, &host).unwrap();
+}
+
+#[test]
+fn validation_tells_a_limit_from_a_bad_param() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host();
+    // Too little fuel to configure: not "rejected its params".
+    let path = write(
+        dir.path(),
+        "f.toml",
+        &one_scaler("[admin]\nlisten = \"\"", "[scaler.limits]\nfuel = 10"),
+    );
+    let errors = config::load(&path, &host).unwrap_err().to_string();
+    assert!(
+        errors.contains("failed while configuring [out-of-fuel]")
+            && !errors.contains("rejected its params"),
+        "{errors}"
+    );
+    assert!(errors.contains("raise [scaler.limits] fuel"), "{errors}");
+    assert!(!errors.contains("fill the metric"), "{errors}");
+    // Configures, then loops in its trial evaluation: a limit, not a metric.
+    let text = one_scaler("[admin]\nlisten = \"\"", "").replace(
+        "policy = \"builtin:queue-depth\"",
+        &format!("policy = {:?}", wasmscale_tests::fixtures::INFINITE_LOOP),
+    );
+    let path = write(dir.path(), "e.toml", &text);
+    let errors = config::load(&path, &host).unwrap_err().to_string();
+    assert!(
+        errors.contains("failed its trial evaluation [out-of-fuel]"),
+        "{errors}"
+    );
+    assert!(errors.contains("raise [scaler.limits] fuel"), "{errors}");
+    assert!(!errors.contains("fill the metric"), "{errors}");
+}
+
+#[test]
+fn failed_policy_calls_count_their_fuel_and_a_rejected_state_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host();
+    let text = one_scaler("", "").replace(
+        "policy = \"builtin:queue-depth\"",
+        &format!("policy = {:?}", wasmscale_tests::fixtures::INFINITE_LOOP),
+    );
+    let config: Config = toml::from_str(&text).unwrap();
+    let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
+    let r = block_on(scaler.tick(1_700_000_000_000));
+    assert_eq!(r.failures[0].kind, "out-of-fuel");
+    assert_eq!(r.fuel, Some(1_000_000), "the whole budget burned: {r:?}");
+
+    // A policy that rejects its saved state says so in the next record.
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let saved = controller::PersistedState {
+        policy_state: b"previous state".to_vec(),
+        ..Default::default()
+    };
+    std::fs::write(
+        state_dir.join("s.json"),
+        serde_json::to_vec(&saved).unwrap(),
+    )
+    .unwrap();
+    let text = one_scaler("", "").replace(
+        "policy = \"builtin:queue-depth\"",
+        &format!("policy = {:?}", wasmscale_tests::fixtures::LOAD_STATE_PANIC),
+    );
+    let config: Config = toml::from_str(&text).unwrap();
+    let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, Some(&state_dir)).unwrap();
+    let r = block_on(scaler.tick(1_700_000_000_000));
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.kind == "load-state" && f.message.contains("started without it")),
+        "{r:?}"
+    );
+    assert!(r.decision.is_some(), "the policy still decides: {r:?}");
+    let next = block_on(scaler.tick(1_700_000_015_000));
+    assert!(next.failures.is_empty(), "reported once: {next:?}");
+    let metrics = wasmscale::admin::Metrics::new(1);
+    metrics.scaler("s").observe(&r);
+    assert!(
+        metrics.render().contains("kind=\"policy/load-state\"} 1"),
+        "{}",
+        metrics.render()
+    );
 }
 
 #[test]
@@ -270,7 +552,12 @@ metrics = { queue_depth = 35 }
 "#,
     );
     let host = host();
-    let config = config::load(&path, &host).unwrap();
+    // Validation refuses a device as the audit log...
+    let errors = config::load(&path, &host).unwrap_err().to_string();
+    assert!(errors.contains("audit.path /dev/full"), "{errors}");
+    // ...but a disk that fills up at run time must not stop scaling: run the
+    // config as parsed, unvalidated.
+    let config: Config = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let summary = controller::run(
         config,
         dir.path(),

@@ -93,15 +93,135 @@ fn memory_bomb_hits_the_memory_limit() {
 }
 
 #[test]
-fn deep_recursion_traps() {
+fn deep_recursion_is_reported_as_a_stack_overflow() {
     let host = host();
     let e = evaluate_fixture(&host, fixtures::DEEP_RECURSION, "{}");
-    assert!(
-        matches!(e, PolicyError::Trap { .. } | PolicyError::OutOfFuel { .. }),
-        "{e:?}"
-    );
+    match &e {
+        PolicyError::Trap { code, message } => {
+            assert_eq!(code.as_deref(), Some("StackOverflow"), "{e:?}");
+            assert!(message.starts_with("stack overflow"), "{message}");
+            assert!(message.contains("64 KiB stack"), "{message}");
+        }
+        other => panic!("expected a stack overflow trap, got {other:?}"),
+    }
     assert_eq!(e.kind(), "trap", "{e:?}");
     assert_healthy(&host);
+}
+
+#[test]
+fn a_panic_in_a_rust_policy_carries_its_message() {
+    let host = host();
+    let e = evaluate_fixture(&host, fixtures::UNREACHABLE, "{}");
+    let text = e.to_string();
+    assert!(
+        text.contains("panicked at") && text.contains("policy bug"),
+        "{text}"
+    );
+    assert!(text.contains("unreachable.rs"), "the location too: {text}");
+}
+
+#[test]
+fn policy_state_is_capped_and_the_instance_keeps_its_last_good_state() {
+    let host = host_with(Limits {
+        max_state_bytes: 4096,
+        ..Limits::default()
+    });
+    let policy = host
+        .load(&PolicySource::parse(fixtures::HUGE_STATE))
+        .expect("fixture loads");
+    // 4000 bytes, growing by 50 a tick: the first evaluation fits, the
+    // second does not.
+    let mut instance = policy
+        .instantiate(r#"{"bytes": 4000, "grow": 50}"#)
+        .expect("configures");
+    instance.evaluate(&snapshot("{}")).expect("4050 bytes fit");
+    assert_eq!(instance.last_good_state().len(), 4050);
+    let e = instance
+        .evaluate(&snapshot("{}"))
+        .expect_err("4100 bytes do not");
+    assert!(
+        matches!(
+            e,
+            PolicyError::StateTooLarge {
+                size: 4100,
+                max: 4096
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.kind(), "state-limit");
+    assert!(e.poisons_instance());
+    assert_eq!(
+        instance.last_good_state().len(),
+        4050,
+        "the last good state stays"
+    );
+    // The default cap refuses a 900 KB state.
+    let host = wasmscale_tests::host();
+    let e = evaluate_fixture(&host, fixtures::HUGE_STATE, r#"{"bytes": 900000}"#);
+    assert!(
+        matches!(e, PolicyError::StateTooLarge { size: 900_000, max } if max == 64 << 10),
+        "{e:?}"
+    );
+    // A saved state over the cap is refused before the policy sees it.
+    let mut instance = host
+        .load(&PolicySource::parse(fixtures::HUGE_STATE))
+        .unwrap()
+        .instantiate("{}")
+        .unwrap();
+    let e = instance.load_state(&vec![1; 100_000]).expect_err("too big");
+    assert!(
+        matches!(e, PolicyError::LoadState(ref m) if m.contains("max_state_bytes")),
+        "{e:?}"
+    );
+    assert_healthy(&host);
+}
+
+#[test]
+fn failed_calls_report_the_fuel_they_burned() {
+    let host = host();
+    let mut instance = host
+        .load(&PolicySource::parse(fixtures::INFINITE_LOOP))
+        .unwrap()
+        .instantiate("{}")
+        .unwrap();
+    let e = instance.evaluate(&snapshot("{}")).expect_err("loops");
+    assert!(matches!(e, PolicyError::OutOfFuel { .. }), "{e:?}");
+    assert_eq!(instance.failed_fuel(), 1_000_000);
+}
+
+#[test]
+fn policy_files_are_checked_before_they_are_read() {
+    let host = host();
+    // A device that never ends, and a FIFO that would block forever.
+    let e = host
+        .load(&PolicySource::parse("/dev/zero"))
+        .expect_err("not a file");
+    assert!(
+        matches!(&e, PolicyError::Read { message, .. } if message.contains("character device")),
+        "{e:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("policy.wasm");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let e = host
+            .load(&PolicySource::File(fifo))
+            .expect_err("a FIFO is refused");
+        assert!(
+            matches!(&e, PolicyError::Read { message, .. } if message.contains("FIFO")),
+            "{e:?}"
+        );
+    }
+    // A file over the limit is refused from its length, without reading it.
+    let big = dir.path().join("big.wasm");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(210 << 20).unwrap();
+    let e = host.load(&PolicySource::File(big)).expect_err("too big");
+    assert!(
+        matches!(e, PolicyError::ModuleTooLarge { size, max } if size == 210 << 20 && max == 16 << 20),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -229,9 +349,14 @@ fn wrong_contract_version_and_missing_exports_are_refused() {
         .load(&PolicySource::File(fixtures::wat("wrong_version")))
         .expect_err("refused");
     assert!(
-        matches!(&e, PolicyError::ForbiddenImports { imports } if imports[0].ends_with("@0.2.0")),
+        matches!(&e, PolicyError::ContractVersion { built_for } if built_for == "0.2.0"),
         "{e:?}"
     );
+    assert_eq!(
+        e.to_string(),
+        "policy was built for contract 0.2.0, this host runs 0.1.x (wasmscale:policy@0.1.0)"
+    );
+    assert_eq!(e.kind(), "contract");
     let e = host
         .load(&PolicySource::File(fixtures::wat("no_exports")))
         .expect_err("refused");

@@ -167,3 +167,43 @@ fn fake_api_server_speaks_json_patch_put_and_resource_versions() {
         assert_eq!(s.spec.and_then(|s| s.replicas), Some(7));
     });
 }
+
+#[test]
+fn a_hung_api_server_is_a_timeout_not_a_transport_error() {
+    // Accepts connections and never answers, not even the TLS handshake.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(16) {
+            held.push(stream);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hung.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[[scaler]]
+name = "web"
+policy = "builtin:queue-depth"
+params = {{ target_per_replica = 10 }}
+min_replicas = 1
+max_replicas = 20
+metrics = {{ queue_depth = 30 }}
+target = {{ type = "kubernetes", name = "web", api_server = "https://127.0.0.1:{port}", timeout_ms = 300 }}
+"#
+        ),
+    )
+    .unwrap();
+    let config = config::load(&path, &host()).unwrap();
+    let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host(), None).unwrap();
+    for i in 0..2 {
+        let started = std::time::Instant::now();
+        let r = block_on(scaler.tick(1_700_000_000_000 + i * 1000));
+        assert_eq!(r.failures[0].kind, "timeout", "{r:?}");
+        assert!(r.failures[0].message.contains("300ms"), "{r:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    }
+}

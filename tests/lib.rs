@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use wasmscale::host::{Host, HostConfig, Limits};
 
 pub mod fake_kube;
+pub mod kube_apiserver;
 
 /// Component paths of the hostile fixtures (see `guests/`).
 pub mod fixtures {

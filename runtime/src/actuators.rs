@@ -25,7 +25,13 @@ use std::time::Duration;
 /// What the target reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observed {
+    /// The count asked for (Kubernetes `scale.spec.replicas`).
     pub current: u32,
+    /// Replicas that exist, where the target reports it (`scale.status.replicas`;
+    /// absent before the workload's controller first reports).
+    pub observed: Option<u32>,
+    /// Replicas known to be ready; `None` when the target cannot tell (the
+    /// scale subresource counts every pod, ready or not).
     pub ready: Option<u32>,
     /// Replicas launched but not yet ready, where the target knows.
     pub starting: Option<u32>,
@@ -52,6 +58,31 @@ pub enum ActuatorError {
 }
 
 impl ActuatorError {
+    /// What to fix, in words.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ActuatorError::Forbidden(_) => {
+                "grant get and patch on the workload's scale subresource (the minimal Role is in the README)"
+            }
+            ActuatorError::NotFound(_) => {
+                "check the target's group, version, resource, namespace and name, and that the workload exists"
+            }
+            ActuatorError::Conflict(_) => {
+                "another controller (an HPA?) keeps changing this workload's replicas; let one own it"
+            }
+            ActuatorError::Server { .. } => "the API server failed; see its logs",
+            ActuatorError::Timeout(_) => {
+                "the API server did not answer in time; check it, or raise target.timeout_ms"
+            }
+            ActuatorError::Transport(_) => {
+                "the API server cannot be reached: check api_server (or the kubeconfig's server), the network and TLS"
+            }
+            ActuatorError::Config(_) => {
+                "set KUBECONFIG (or run in a pod with a service account), or give target.api_server"
+            }
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ActuatorError::Forbidden(_) => "forbidden",
@@ -84,8 +115,13 @@ pub enum Actuator {
 }
 
 impl Actuator {
-    /// `initial` is the log target's starting count (usually `min_replicas`).
-    pub fn from_config(s: &ScalerConfig, initial: u32) -> Result<Self, ActuatorError> {
+    /// `initial` is the log target's starting count (usually `min_replicas`);
+    /// `base` resolves a relative kubeconfig path.
+    pub fn from_config(
+        s: &ScalerConfig,
+        base: &std::path::Path,
+        initial: u32,
+    ) -> Result<Self, ActuatorError> {
         match &s.target {
             TargetConfig::Log => Ok(Actuator::Log {
                 scaler: s.name.clone(),
@@ -98,8 +134,10 @@ impl Actuator {
                 namespace,
                 name,
                 api_server,
+                kubeconfig,
                 timeout_ms,
             } => Ok(Actuator::Kubernetes(Box::new(Kubernetes {
+                kubeconfig: kubeconfig.as_ref().map(|p| base.join(p)),
                 resource: ApiResource {
                     group: group.clone(),
                     version: version.clone(),
@@ -117,6 +155,7 @@ impl Actuator {
                 timeout: Duration::from_millis((*timeout_ms).max(1)),
                 api: None,
                 last: None,
+                warned: Vec::new(),
             }))),
         }
     }
@@ -125,11 +164,13 @@ impl Actuator {
         match self {
             Actuator::Log { replicas, .. } => Ok(Observed {
                 current: *replicas,
+                observed: Some(*replicas),
                 ready: Some(*replicas),
                 starting: Some(0),
             }),
             Actuator::Memory { replicas } => Ok(Observed {
                 current: *replicas,
+                observed: Some(*replicas),
                 ready: Some(*replicas),
                 starting: Some(0),
             }),
@@ -137,11 +178,16 @@ impl Actuator {
                 let c = crate::sim::lock(cluster);
                 Ok(Observed {
                     current: c.total(),
+                    observed: Some(c.total()),
                     ready: Some(c.ready()),
                     starting: Some(c.starting()),
                 })
             }
-            Actuator::Kubernetes(k) => k.observe().await.inspect_err(|e| k.forget_client_after(e)),
+            Actuator::Kubernetes(k) => {
+                let result = k.observe().await;
+                k.after(result.as_ref().map(|_| ()))?;
+                result
+            }
         }
     }
 
@@ -157,10 +203,11 @@ impl Actuator {
                 *replicas = desired;
                 Ok(true)
             }
-            Actuator::Kubernetes(k) => k
-                .apply(desired)
-                .await
-                .inspect_err(|e| k.forget_client_after(e)),
+            Actuator::Kubernetes(k) => {
+                let result = k.apply(desired).await;
+                k.after(result.as_ref().map(|_| ()))?;
+                result
+            }
             Actuator::Memory { replicas } => {
                 let changed = *replicas != desired;
                 *replicas = desired;
@@ -195,10 +242,13 @@ pub struct Kubernetes {
     namespace: String,
     name: String,
     api_server: Option<String>,
+    kubeconfig: Option<std::path::PathBuf>,
     timeout: Duration,
     api: Option<Api<DynamicObject>>,
     /// (spec.replicas, resourceVersion) last read.
     last: Option<(u32, Option<String>)>,
+    /// Failure kinds already logged since the last success.
+    warned: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Kubernetes {
@@ -224,8 +274,45 @@ fn classify(e: kube::Error) -> ActuatorError {
                 message: status.message,
             },
         },
-        other => ActuatorError::Transport(other.to_string()),
+        other => {
+            let text = error_chain(&other);
+            if is_timeout(&other) {
+                ActuatorError::Timeout(Duration::ZERO)
+            } else {
+                ActuatorError::Transport(text)
+            }
+        }
     }
+}
+
+/// An error and its causes, one after another (kube's own message is often
+/// only "client error (SendRequest)").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A client-side timeout anywhere in the chain.
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 impl Kubernetes {
@@ -234,17 +321,37 @@ impl Kubernetes {
         if let Some(api) = &self.api {
             return Ok(api.clone());
         }
-        let mut config = match &self.api_server {
-            Some(url) => kube::Config::new(
+        let mut config = match (&self.kubeconfig, &self.api_server) {
+            (Some(path), _) => {
+                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    ActuatorError::Config(format!("kubeconfig {}: {e}", path.display()))
+                })?;
+                kube::Config::from_custom_kubeconfig(file, &Default::default())
+                    .await
+                    .map_err(|e| {
+                        ActuatorError::Config(format!("kubeconfig {}: {e}", path.display()))
+                    })?
+            }
+            (None, Some(url)) => kube::Config::new(
                 url.parse()
                     .map_err(|e| ActuatorError::Config(format!("api_server {url:?}: {e}")))?,
             ),
-            None => kube::Config::infer()
+            (None, None) => kube::Config::infer()
                 .await
                 .map_err(|e| ActuatorError::Config(e.to_string()))?,
         };
-        config.read_timeout = Some(self.timeout);
-        config.connect_timeout = Some(self.timeout);
+        if let (Some(_), Some(url)) = (&self.kubeconfig, &self.api_server) {
+            config.cluster_url = url
+                .parse()
+                .map_err(|e| ActuatorError::Config(format!("api_server {url:?}: {e}")))?;
+        }
+        // Each request is bounded by `timed` (so a hung server is a
+        // `timeout`). A client read timeout would also close pooled
+        // connections idle that long (every tick a new TLS handshake, and
+        // spurious failures when the two race): keep-alive across ticks.
+        config.read_timeout = None;
+        config.write_timeout = None;
+        config.connect_timeout = Some(self.timeout.saturating_mul(2));
         let client =
             kube::Client::try_from(config).map_err(|e| ActuatorError::Config(e.to_string()))?;
         let api = Api::<DynamicObject>::namespaced_with(client, &self.namespace, &self.resource);
@@ -257,17 +364,45 @@ impl Kubernetes {
         f: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, ActuatorError> {
         match tokio::time::timeout(self.timeout, f).await {
-            Ok(r) => r.map_err(classify),
+            Ok(r) => r.map_err(|e| match classify(e) {
+                ActuatorError::Timeout(_) => ActuatorError::Timeout(self.timeout),
+                other => other,
+            }),
             Err(_) => Err(ActuatorError::Timeout(self.timeout)),
         }
     }
 
-    /// After a transport failure, build a fresh client on the next call (its
-    /// connection pool or background task may be gone).
-    fn forget_client_after(&mut self, e: &ActuatorError) {
-        if matches!(e, ActuatorError::Transport(_) | ActuatorError::Timeout(_)) {
-            self.api = None;
+    /// Log the first failure of each kind at warn, with what to fix; the
+    /// rest go to the audit log and `/metrics` only (a tick a second must not
+    /// flood the log). A success re-arms every kind.
+    fn report(&mut self, result: Result<(), &ActuatorError>) {
+        match result {
+            Ok(()) => self.warned.clear(),
+            Err(e) => {
+                if !self.warned.contains(&e.kind()) {
+                    self.warned.push(e.kind());
+                    tracing::warn!(
+                        target_name = %self.name, namespace = %self.namespace,
+                        kind = e.kind(), error = %e, fix = e.hint(),
+                        "the kubernetes target failed; the count is held and the failure counts toward the fallback (further failures of this kind are in the audit log)"
+                    );
+                }
+            }
         }
+    }
+
+    /// After a call: report it, and after a transport failure build a fresh
+    /// client on the next call (its connection pool or background task may be
+    /// gone). Hands the error back.
+    fn after(&mut self, result: Result<(), &ActuatorError>) -> Result<(), ActuatorError> {
+        self.report(result);
+        if let Err(e) = result {
+            if matches!(e, ActuatorError::Transport(_) | ActuatorError::Timeout(_)) {
+                self.api = None;
+            }
+            return Err(e.clone());
+        }
+        Ok(())
     }
 
     async fn observe(&mut self) -> Result<Observed, ActuatorError> {
@@ -276,9 +411,12 @@ impl Kubernetes {
         let current = scale.spec.and_then(|s| s.replicas).unwrap_or(0).max(0) as u32;
         let observed = scale.status.map(|s| s.replicas.max(0) as u32);
         self.last = Some((current, scale.metadata.resource_version));
+        // `status.replicas` counts every pod, ready or not: it is `observed`,
+        // never `ready`.
         Ok(Observed {
             current,
-            ready: observed,
+            observed,
+            ready: None,
             starting: None,
         })
     }
@@ -294,7 +432,9 @@ impl Kubernetes {
                 }
             };
             if current == desired {
-                return Ok(attempt > 0);
+                // After a 409 the re-read may show the count already set (by
+                // someone else): nothing was written by us.
+                return Ok(false);
             }
             let mut body = serde_json::json!({ "spec": { "replicas": desired } });
             if let Some(v) = &version {

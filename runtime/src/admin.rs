@@ -25,6 +25,8 @@ struct ScalerMetrics {
     latency_count: u64,
     errors: BTreeMap<String, u64>,
     interventions: BTreeMap<String, u64>,
+    /// Its task ended abnormally: the scaler no longer runs.
+    lost: bool,
 }
 
 /// Process-wide metrics, fed by the controller after every tick.
@@ -47,8 +49,11 @@ impl ScalerHandle {
         if *m.tenant != *r.tenant {
             m.tenant = r.tenant.to_string();
         }
-        m.desired = r.final_replicas;
-        m.current = r.previous_replicas;
+        // An unreadable target leaves the gauges at the last count read.
+        if !r.failures.iter().any(|f| f.stage == "actuator-read") {
+            m.desired = r.final_replicas;
+            m.current = r.previous_replicas;
+        }
         m.ticks += 1;
         m.fuel += r.fuel.unwrap_or(0);
         let seconds = r.latency_us as f64 / 1e6;
@@ -66,6 +71,13 @@ impl ScalerHandle {
         }
         for g in &r.guardrails {
             *m.interventions.entry(g.guard.clone()).or_default() += 1;
+        }
+    }
+
+    /// The scaler's task ended abnormally (see `wasmscale_scaler_up`).
+    pub fn lost(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.lost = true;
         }
     }
 
@@ -157,6 +169,18 @@ impl Metrics {
             "Replica count the target reported on the last tick.",
             "gauge",
             &|m| m.current.to_string(),
+        );
+        gauge(
+            &mut out,
+            "wasmscale_scaler_up",
+            "1 while the scaler's task runs, 0 once it ended abnormally (see the error log).",
+            "gauge",
+            &|m| u8::from(!m.lost).to_string(),
+        );
+        let lost = all.iter().filter(|(_, m)| m.lost).count();
+        let _ = writeln!(
+            out,
+            "# HELP wasmscale_scaler_tasks_lost_total Scaler tasks that ended abnormally.\n# TYPE wasmscale_scaler_tasks_lost_total counter\nwasmscale_scaler_tasks_lost_total {lost}"
         );
         gauge(
             &mut out,
@@ -315,7 +339,18 @@ fn breaker_request(controls: &Controls, method: &str, path: &str) -> (&'static s
                 }
             };
             let until_ms = match param("seconds").map(str::parse::<u64>) {
-                Some(Ok(s)) => Some(crate::controller::wall_clock_ms() + s * 1000),
+                Some(Ok(s)) if s <= crate::config::MAX_GUARD_SECONDS => {
+                    Some(crate::controller::wall_clock_ms() + s * 1000)
+                }
+                Some(Ok(_)) => {
+                    return (
+                        "400 Bad Request",
+                        format!(
+                            "seconds must be at most {} (a week); leave it out for no expiry\n",
+                            crate::config::MAX_GUARD_SECONDS
+                        ),
+                    );
+                }
                 Some(Err(_)) => {
                     return ("400 Bad Request", "seconds must be a whole number\n".into());
                 }

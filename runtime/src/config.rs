@@ -18,7 +18,7 @@
 
 use crate::guard::{GuardConfig, GuardRules};
 use crate::host::{Host, Limits, PolicySource};
-use crate::snapshot::strsim;
+use crate::snapshot::{clip, clip_message, strsim};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -67,14 +67,18 @@ impl Default for AuditSettings {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
-    /// Listen address; empty disables the server.
+    /// Listen address (`IP:PORT` or `localhost:PORT`); empty disables the server.
     pub listen: String,
+    /// Allow a non-loopback `listen` address. The admin endpoint can pause
+    /// every scaler, so serving it beyond this machine must be asked for.
+    pub allow_remote: bool,
 }
 
 impl Default for AdminSettings {
     fn default() -> Self {
         AdminSettings {
             listen: "127.0.0.1:9464".into(),
+            allow_remote: false,
         }
     }
 }
@@ -160,6 +164,11 @@ pub enum TargetConfig {
         /// API server URL; absent = kubeconfig or the in-cluster service account.
         #[serde(default)]
         api_server: Option<String>,
+        /// A kubeconfig file for this target (relative to the config file);
+        /// absent = `$KUBECONFIG`, `~/.kube/config` or the in-cluster service
+        /// account. Lets one process scale workloads on several clusters.
+        #[serde(default)]
+        kubeconfig: Option<PathBuf>,
         /// Timeout of each API request.
         #[serde(default = "default_k8s_timeout_ms")]
         timeout_ms: u64,
@@ -356,6 +365,9 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
             )]));
         }
     };
+    check_process_settings(&config, base, &mut |path, message, hint| {
+        errors.push(doc.error(doc.locate_top(tree.get_ref(), path), &message, hint));
+    });
     let mut names = std::collections::HashSet::new();
     for (i, s) in config.scalers.iter().enumerate() {
         let at = |path: &[&str]| doc.locate(tree.get_ref(), i, path);
@@ -396,16 +408,7 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
                 None,
             );
         }
-        if !(s.interval_seconds.is_finite() && s.interval_seconds > 0.0) {
-            push(
-                at(&["interval_seconds"]),
-                format!(
-                    "tick interval must be > 0 seconds (got {})",
-                    s.interval_seconds
-                ),
-                Some("e.g. interval_seconds = 15".into()),
-            );
-        }
+        check_durations(s, &mut push, &at);
         if let Some(r) = s.fallback.replicas
             && (r < s.min_replicas || r > s.max_replicas)
         {
@@ -419,6 +422,15 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
             );
         }
         if let Some(c) = s.guard.cost_ceiling {
+            if let Some(p) = c.price_per_replica_hour
+                && !(p.is_finite() && p > 0.0)
+            {
+                push(
+                    at(&["guard", "cost_ceiling", "price_per_replica_hour"]),
+                    format!("cost_ceiling.price_per_replica_hour must be a price > 0 (got {p})"),
+                    Some("e.g. 2.5 (per replica-hour); leave it out to use the snapshot's on-demand price".into()),
+                );
+            }
             if !(c.budget_per_hour.is_finite() && c.budget_per_hour > 0.0) {
                 push(
                     at(&["guard", "cost_ceiling"]),
@@ -466,6 +478,18 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
                 None,
             );
         }
+        if let TargetConfig::Kubernetes {
+            kubeconfig: Some(path),
+            ..
+        } = &s.target
+            && !base.join(path).is_file()
+        {
+            push(
+                at(&["target", "kubeconfig"]),
+                format!("target.kubeconfig {} is not a file", path.display()),
+                Some("paths are relative to the config file; leave it out to use $KUBECONFIG or the in-cluster account".into()),
+            );
+        }
         check_metrics(s, base, &mut push, &at);
         // The policy must exist, load, and accept its params.
         let limits_host;
@@ -494,12 +518,17 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
             Ok(compiled) => match compiled.instantiate(&s.params_json()) {
                 Err(e) => {
                     let span = at(&["params"]).or_else(|| at(&["policy"]));
-                    let message = format!(
-                        "policy `{}` rejected its params: {}",
-                        s.policy,
-                        strip_prefix(&e.to_string())
-                    );
-                    push(span, message, None);
+                    let message = match &e {
+                        crate::host::PolicyError::Configure(why) => {
+                            format!("policy `{}` rejected its params: {why}", s.policy)
+                        }
+                        other => format!(
+                            "policy `{}` failed while configuring [{}]: {other}",
+                            s.policy,
+                            other.kind()
+                        ),
+                    };
+                    push(span, message, limit_hint(&e));
                 }
                 // Can the policy decide with what this scaler provides? One
                 // evaluation on the static values (or 1.0 per provided metric)
@@ -509,18 +538,24 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
                     if let Some(snapshot) = smoke_snapshot(s, base)
                         && let Err(e) = instance.evaluate(&snapshot)
                     {
-                        let why = match &e {
-                            crate::host::PolicyError::Rejected(m) => m.clone(),
-                            other => other.to_string(),
-                        };
-                        push(
-                            at(&["params"]).or_else(|| at(&["policy"])),
-                            format!(
-                                "policy `{}` cannot decide with the metrics this scaler provides: {why}",
-                                s.policy
+                        let (message, hint) = match &e {
+                            crate::host::PolicyError::Rejected(m) => (
+                                format!(
+                                    "policy `{}` cannot decide with the metrics this scaler provides: {m}",
+                                    s.policy
+                                ),
+                                Some("fill the metric it names in `metrics` (or the trace)".into()),
                             ),
-                            Some("fill the metric it names in `metrics` (or the trace)".into()),
-                        );
+                            other => (
+                                format!(
+                                    "policy `{}` failed its trial evaluation [{}]: {other}",
+                                    s.policy,
+                                    other.kind()
+                                ),
+                                limit_hint(other),
+                            ),
+                        };
+                        push(at(&["params"]).or_else(|| at(&["policy"])), message, hint);
                     }
                 }
                 Ok(_) => {}
@@ -546,6 +581,358 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
         Ok(config)
     } else {
         Err(fail(errors))
+    }
+}
+
+/// The settings of the process as a whole: the admin address, the audit log
+/// and the state directory. Each is checked the way `run` will use it, so a
+/// config that validates does not then fail to start.
+fn check_process_settings(
+    config: &Config,
+    base: &Path,
+    push: &mut dyn FnMut(&[&str], String, Option<String>),
+) {
+    if let Err((message, hint)) = check_listen(&config.admin) {
+        push(&["admin", "listen"], message, Some(hint));
+    }
+    if let Err((message, hint)) = check_audit_path(&config.audit.path, base) {
+        push(&["audit", "path"], message, Some(hint));
+    }
+    if let Some(dir) = &config.state_dir
+        && let Err((message, hint)) = check_state_dir(dir, base)
+    {
+        push(&["state_dir"], message, Some(hint));
+    }
+}
+
+type Problem = (String, String);
+
+fn check_listen(admin: &AdminSettings) -> Result<(), Problem> {
+    let listen = admin.listen.trim();
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let hint = || "IP:PORT, e.g. 127.0.0.1:9464, or \"\" to disable the admin server".to_owned();
+    let (host, port) = listen.rsplit_once(':').ok_or_else(|| {
+        (
+            format!("admin.listen = {:?} has no port", clip(listen, 120)),
+            hint(),
+        )
+    })?;
+    match port.parse::<u64>() {
+        Ok(p) if p <= 65_535 => {}
+        Ok(p) => {
+            return Err((
+                format!("admin.listen: port {p} is out of range (0-65535)"),
+                hint(),
+            ));
+        }
+        Err(_) => {
+            return Err((
+                format!(
+                    "admin.listen = {:?}: the port is not a number",
+                    clip(listen, 120)
+                ),
+                hint(),
+            ));
+        }
+    }
+    let ip: std::net::IpAddr = if host == "localhost" {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| {
+                (
+                    format!(
+                        "admin.listen = {:?} is not an IP address and port",
+                        clip(listen, 120)
+                    ),
+                    hint(),
+                )
+            })?
+    };
+    if !ip.is_loopback() && !admin.allow_remote {
+        return Err((
+            format!(
+                "admin.listen = {listen:?} serves the admin endpoint beyond this machine, and it can pause every scaler"
+            ),
+            "use 127.0.0.1, or set admin.allow_remote = true if that is what you want".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Kernel pseudo-filesystems: no audit log or state belongs there.
+fn in_pseudo_fs(path: &Path) -> bool {
+    ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+/// The path itself if it exists, else its nearest existing ancestor, resolved.
+fn nearest_existing(path: &Path) -> Option<(PathBuf, bool)> {
+    let mut p = Some(path);
+    while let Some(candidate) = p {
+        if let Ok(real) = candidate.canonicalize() {
+            return Some((real, candidate == path));
+        }
+        p = candidate.parent().filter(|d| !d.as_os_str().is_empty());
+    }
+    Path::new(".").canonicalize().ok().map(|d| (d, false))
+}
+
+fn check_audit_path(path: &Path, base: &Path) -> Result<(), Problem> {
+    let hint =
+        || "a file path, e.g. path = \"wasmscale-audit.jsonl\" (relative to the config)".to_owned();
+    if path.as_os_str().is_empty() {
+        return Err(("audit.path is empty".into(), hint()));
+    }
+    let full = base.join(path);
+    let Some((real, exists)) = nearest_existing(&full) else {
+        return Ok(());
+    };
+    if in_pseudo_fs(&real) {
+        return Err((
+            format!(
+                "audit.path {} is in a kernel pseudo-filesystem ({})",
+                path.display(),
+                real.display()
+            ),
+            hint(),
+        ));
+    }
+    let meta = std::fs::metadata(&real)
+        .map_err(|e| (format!("audit.path {}: {e}", path.display()), hint()))?;
+    if exists {
+        if !meta.is_file() {
+            return Err((
+                format!(
+                    "audit.path {} is {}, not a file",
+                    path.display(),
+                    crate::host::file_kind(&meta)
+                ),
+                hint(),
+            ));
+        }
+        // Opening for append changes nothing and proves the right to write.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&real)
+            .map_err(|e| {
+                (
+                    format!("audit.path {} cannot be written: {e}", path.display()),
+                    hint(),
+                )
+            })?;
+    } else if !meta.is_dir() {
+        return Err((
+            format!(
+                "audit.path {}: {} is not a directory",
+                path.display(),
+                real.display()
+            ),
+            hint(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_state_dir(dir: &Path, base: &Path) -> Result<(), Problem> {
+    let hint = || {
+        "a directory this process can write, e.g. state_dir = \"state\" (relative to the config)"
+            .to_owned()
+    };
+    if dir.as_os_str().is_empty() {
+        return Err(("state_dir is empty".into(), hint()));
+    }
+    let full = base.join(dir);
+    let Some((real, exists)) = nearest_existing(&full) else {
+        return Ok(());
+    };
+    if in_pseudo_fs(&real) {
+        return Err((
+            format!(
+                "state_dir {} is in a kernel pseudo-filesystem ({})",
+                dir.display(),
+                real.display()
+            ),
+            hint(),
+        ));
+    }
+    let meta = std::fs::metadata(&real)
+        .map_err(|e| (format!("state_dir {}: {e}", dir.display()), hint()))?;
+    if !meta.is_dir() {
+        return Err((
+            format!(
+                "state_dir {} is {}, not a directory",
+                if exists {
+                    dir.display().to_string()
+                } else {
+                    real.display().to_string()
+                },
+                crate::host::file_kind(&meta)
+            ),
+            hint(),
+        ));
+    }
+    if exists {
+        // Prove the right to write: create and remove a probe file.
+        let probe = real.join(format!(".wasmscale-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                (
+                    format!("state_dir {} cannot be written: {e}", dir.display()),
+                    hint(),
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// Bounds of every duration in a scaler, so nothing downstream turns an
+/// absurd one into a panic or an overflow (`1e20` seconds is no Duration).
+/// The HPA's own limits where it has them.
+pub const MAX_INTERVAL_SECONDS: f64 = 86_400.0;
+pub const MIN_INTERVAL_SECONDS: f64 = 0.001;
+/// Source and target request timeouts, milliseconds.
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+/// Cooldowns, the flap breaker's window and freeze, and the legacy
+/// down-stabilization: a week.
+pub const MAX_GUARD_SECONDS: u64 = 7 * 86_400;
+/// HPA `behavior`: stabilization windows up to an hour, periods 1..=1800 s.
+pub const MAX_STABILIZATION_SECONDS: u32 = 3_600;
+pub const MAX_PERIOD_SECONDS: u32 = 1_800;
+/// A policy call's wall-clock deadline, milliseconds.
+pub const MAX_DEADLINE_MS: u128 = 10_000;
+
+fn check_durations(
+    s: &ScalerConfig,
+    push: &mut Push<'_>,
+    at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
+) {
+    if !(s.interval_seconds.is_finite()
+        && (MIN_INTERVAL_SECONDS..=MAX_INTERVAL_SECONDS).contains(&s.interval_seconds))
+    {
+        push(
+            at(&["interval_seconds"]),
+            format!(
+                "tick interval must be between {MIN_INTERVAL_SECONDS} and {MAX_INTERVAL_SECONDS} seconds (got {})",
+                s.interval_seconds
+            ),
+            Some("e.g. interval_seconds = 15".into()),
+        );
+    }
+    let timeout = |push: &mut Push<'_>, path: &[&str], ms: u64| {
+        if ms == 0 || ms > MAX_TIMEOUT_MS {
+            push(
+                at(path),
+                format!(
+                    "{} must be between 1 and {MAX_TIMEOUT_MS} ms (got {ms})",
+                    path.join(".")
+                ),
+                Some("e.g. timeout_ms = 2000".into()),
+            );
+        }
+    };
+    if let SourceConfig::Prometheus { timeout_ms, .. } = &s.source {
+        timeout(push, &["source", "timeout_ms"], *timeout_ms);
+    }
+    if let TargetConfig::Kubernetes { timeout_ms, .. } = &s.target {
+        timeout(push, &["target", "timeout_ms"], *timeout_ms);
+    }
+    let bounded = |push: &mut Push<'_>, path: &[&str], value: u64, max: u64, min: u64| {
+        if value < min || value > max {
+            push(
+                at(path),
+                format!(
+                    "{} must be between {min} and {max} seconds (got {value})",
+                    path.join(".")
+                ),
+                None,
+            );
+        }
+    };
+    let g = &s.guard;
+    bounded(
+        push,
+        &["guard", "scale_up_cooldown_seconds"],
+        g.scale_up_cooldown_seconds,
+        MAX_GUARD_SECONDS,
+        0,
+    );
+    bounded(
+        push,
+        &["guard", "scale_down_cooldown_seconds"],
+        g.scale_down_cooldown_seconds,
+        MAX_GUARD_SECONDS,
+        0,
+    );
+    if let Some(f) = &g.flap_breaker {
+        bounded(
+            push,
+            &["guard", "flap_breaker", "window_seconds"],
+            f.window_seconds,
+            MAX_GUARD_SECONDS,
+            1,
+        );
+        bounded(
+            push,
+            &["guard", "flap_breaker", "freeze_seconds"],
+            f.freeze_seconds,
+            MAX_GUARD_SECONDS,
+            1,
+        );
+    }
+    match &g.rate {
+        crate::guard::Rate::None => {}
+        crate::guard::Rate::Legacy {
+            downscale_stabilization_seconds,
+        } => bounded(
+            push,
+            &["guard", "rate", "legacy", "downscale_stabilization_seconds"],
+            u64::from(*downscale_stabilization_seconds),
+            MAX_GUARD_SECONDS,
+            0,
+        ),
+        crate::guard::Rate::Behavior(b) => {
+            for (side, rules) in [("scale_up", &b.scale_up), ("scale_down", &b.scale_down)] {
+                let base = ["guard", "rate", "behavior", side];
+                let path = [&base[..], &["stabilization_window_seconds"]].concat();
+                bounded(
+                    push,
+                    &path,
+                    u64::from(rules.stabilization_window_seconds),
+                    u64::from(MAX_STABILIZATION_SECONDS),
+                    0,
+                );
+                for (i, p) in rules.policies.iter().enumerate() {
+                    let index = i.to_string();
+                    let path = [&base[..], &["policies", &index, "period_seconds"]].concat();
+                    bounded(
+                        push,
+                        &path,
+                        u64::from(p.period_seconds),
+                        u64::from(MAX_PERIOD_SECONDS),
+                        1,
+                    );
+                }
+            }
+        }
+    }
+    if let Some(l) = &s.limits
+        && (l.deadline.is_zero() || l.deadline.as_millis() > MAX_DEADLINE_MS)
+    {
+        push(
+            at(&["limits", "deadline"]),
+            format!(
+                "limits.deadline must be between 1 and {MAX_DEADLINE_MS} ms (got {} ms)",
+                l.deadline.as_millis()
+            ),
+            Some("a scaling policy should decide in microseconds; the default is 10".into()),
+        );
     }
 }
 
@@ -595,8 +982,32 @@ fn smoke_snapshot(s: &ScalerConfig, base: &Path) -> Option<crate::host::Snapshot
     .ok()
 }
 
-fn strip_prefix(s: &str) -> &str {
-    s.strip_prefix("policy rejected its params: ").unwrap_or(s)
+/// What to do about a policy that blew a limit (or trapped) at validation.
+fn limit_hint(e: &crate::host::PolicyError) -> Option<String> {
+    use crate::host::PolicyError as E;
+    Some(match e {
+        E::OutOfFuel { limit } => format!(
+            "it used all {limit} units of fuel: raise [scaler.limits] fuel, or make the policy cheaper"
+        ),
+        E::Deadline { limit } => format!(
+            "it ran past its {} ms deadline: raise [scaler.limits] deadline (ms)",
+            limit.as_millis()
+        ),
+        E::MemoryLimit { limit } => {
+            format!("it asked for more than {limit} bytes: raise [scaler.limits] max_memory_bytes")
+        }
+        E::LogLimit { .. } => {
+            "it logged too much: raise [scaler.limits] max_log_lines / max_log_bytes, or log less"
+                .into()
+        }
+        E::StateTooLarge { max, .. } => {
+            format!(
+                "its state is over {max} bytes: raise [scaler.limits] max_state_bytes, or keep less state"
+            )
+        }
+        E::Configure(_) | E::Rejected(_) => return None,
+        _ => "run `wasmscale check` on it for details".into(),
+    })
 }
 
 fn policy_hint(e: &crate::host::PolicyError) -> Option<String> {
@@ -777,6 +1188,32 @@ fn check_metrics(
     }
     for (name, q) in &s.metrics {
         let span = at(&["metrics", name]);
+        if let (SourceConfig::Static, MetricQuery::Value(v)) = (&s.source, q) {
+            if !v.is_finite() {
+                push(
+                    span.clone(),
+                    format!("metrics.{name} = {v} is not a number a policy can use"),
+                    Some(
+                        "give a finite value, or leave the metric out (absent means unknown)"
+                            .into(),
+                    ),
+                );
+            } else if name.contains("utilization") && *v > 1.0 && *v <= 100.0 {
+                push(
+                    span.clone(),
+                    format!(
+                        "metrics.{name} = {v} looks like a percent, but utilization here is a fraction of 1"
+                    ),
+                    Some(format!("did you mean {}?", v / 100.0)),
+                );
+            } else if name.contains("utilization") && *v < 0.0 {
+                push(
+                    span.clone(),
+                    format!("metrics.{name} = {v}: utilization cannot be negative"),
+                    None,
+                );
+            }
+        }
         match (&s.source, q) {
             (SourceConfig::Static, MetricQuery::Query(_)) => push(
                 span.clone(),
@@ -909,8 +1346,8 @@ impl<'a> Doc<'a> {
         ConfigError {
             line,
             column,
-            message: message.to_owned(),
-            hint,
+            message: clip_message(message.to_owned()),
+            hint: hint.map(clip_message),
         }
     }
 
@@ -952,8 +1389,20 @@ impl<'a> Doc<'a> {
             return None;
         };
         let scaler = items.get(index)?;
-        let mut best = Some(scaler.span());
-        let mut current = scaler.get_ref();
+        Self::walk(scaler.span(), scaler.get_ref(), path)
+    }
+
+    /// The span of a top-level key's `path` (e.g. `admin.listen`).
+    fn locate_top(&self, root: &DeTable<'_>, path: &[&str]) -> Option<Range<usize>> {
+        let (first, rest) = path.split_first()?;
+        let (key, value) = root.iter().find(|(k, _)| k.get_ref().as_ref() == *first)?;
+        Self::walk(key.span(), value.get_ref(), rest)
+    }
+
+    /// The deepest span found along `path` from `start`.
+    fn walk(start: Range<usize>, value: &DeValue<'_>, path: &[&str]) -> Option<Range<usize>> {
+        let mut best = Some(start);
+        let mut current = value;
         for part in path {
             let next = match current {
                 DeValue::Table(t) => t

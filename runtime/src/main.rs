@@ -728,6 +728,15 @@ fn run_config(host: &Host, path: &Path, ticks: Option<u64>) -> Result<std::proce
         "stopped: {} ticks, {} with failures, {} missed, {} audit write errors",
         summary.ticks, summary.failed_ticks, summary.missed_ticks, summary.audit_errors
     );
+    if !summary.lost_scalers.is_empty() {
+        for (name, why) in &summary.lost_scalers {
+            eprintln!("error: scaler {name} stopped abnormally: its task {why}");
+        }
+        bail!(
+            "{} scaler(s) stopped abnormally (see above)",
+            summary.lost_scalers.len()
+        );
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

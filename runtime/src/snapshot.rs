@@ -23,14 +23,44 @@ pub struct Defaults {
     pub current: u32,
 }
 
+/// Longest error message built from input: a 10 MB string in a snapshot,
+/// config or trace is cut, not echoed whole.
+pub const MAX_MESSAGE_BYTES: usize = 400;
+
+/// Cut `s` to at most `max` bytes (on a character boundary), saying how long
+/// it was.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… (cut from {} bytes)", &s[..cut], s.len()).into()
+}
+
+/// [`clip`] to [`MAX_MESSAGE_BYTES`], owned: for error messages.
+pub fn clip_message(s: String) -> String {
+    if s.len() <= MAX_MESSAGE_BYTES {
+        return s;
+    }
+    clip(&s, MAX_MESSAGE_BYTES).into_owned()
+}
+
 /// Parse one snapshot. Returns it and whether it gave `replicas.current` itself.
 pub fn from_json(text: &str, defaults: Defaults) -> Result<(Snapshot, bool), String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| clip_message(format!("malformed JSON: {e}")))?;
     from_value(value, defaults)
 }
 
 /// As [`from_json`], from a parsed value.
 pub fn from_value(value: Value, defaults: Defaults) -> Result<(Snapshot, bool), String> {
+    parse_value(value, defaults).map_err(clip_message)
+}
+
+fn parse_value(value: Value, defaults: Defaults) -> Result<(Snapshot, bool), String> {
     let Value::Object(mut obj) = value else {
         return Err("a snapshot must be a JSON object".into());
     };

@@ -145,8 +145,16 @@ pub fn replay_columns(path: &Path) -> Result<Vec<String>, String> {
 fn load_rows(path: &Path) -> Result<Vec<BTreeMap<String, f64>>, SourceError> {
     let err = |message: String| SourceError::Trace {
         path: path.display().to_string(),
-        message,
+        message: crate::snapshot::clip_message(message),
     };
+    // A FIFO or a device would block or never end: only regular files.
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err(format!(
+            "not a regular file ({})",
+            crate::host::file_kind(&meta)
+        )));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let mut rows = Vec::new();
     if is_jsonl(path) {
@@ -234,7 +242,8 @@ impl Replay {
     }
 }
 
-/// Instant queries against Prometheus, one per metric, each with a timeout.
+/// Instant queries against Prometheus, one per metric, all at once under one
+/// deadline per tick (`timeout_ms`).
 /// An empty result, NaN or a failed query is *missing*; several series are
 /// missing too (the query must aggregate to one value, e.g. with `sum`). When
 /// every query fails the source is unavailable for the tick.
@@ -242,7 +251,7 @@ pub struct Prometheus {
     client: prometheus_http_query::Client,
     url: String,
     timeout: std::time::Duration,
-    queries: Vec<(String, String)>,
+    queries: Vec<(String, Arc<str>)>,
 }
 
 impl std::fmt::Debug for Prometheus {
@@ -266,7 +275,7 @@ impl Prometheus {
         let queries = metrics
             .iter()
             .filter_map(|(k, q)| match q {
-                MetricQuery::Query(q) => Some((k.clone(), q.clone())),
+                MetricQuery::Query(q) => Some((k.clone(), Arc::from(q.as_str()))),
                 MetricQuery::Value(_) => None,
             })
             .collect();
@@ -278,11 +287,14 @@ impl Prometheus {
         })
     }
 
-    async fn query(&self, query: &str) -> Result<Option<f64>, String> {
-        let request = self.client.query(query).get();
-        let result = tokio::time::timeout(self.timeout, request)
+    async fn query(
+        client: prometheus_http_query::Client,
+        query: Arc<str>,
+    ) -> Result<Option<f64>, String> {
+        let result = client
+            .query(&*query)
+            .get()
             .await
-            .map_err(|_| format!("timed out after {:?}", self.timeout))?
             .map_err(|e| e.to_string())?;
         use prometheus_http_query::response::Data;
         let value = match result.data() {
@@ -306,10 +318,31 @@ impl Prometheus {
         let mut reading = Reading::default();
         let mut values = BTreeMap::new();
         let mut failures = Vec::new();
-        // One after another: each has its own timeout, and a scaler's source
-        // only delays that scaler.
-        for (name, q) in &self.queries {
-            let result = self.query(q).await;
+        // Every query at once, under one deadline for the tick: a hung server
+        // costs one timeout, not one per metric.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut pending = tokio::task::JoinSet::new();
+        for (i, (_, q)) in self.queries.iter().enumerate() {
+            let (client, q) = (self.client.clone(), q.clone());
+            pending.spawn(async move { (i, Self::query(client, q).await) });
+        }
+        let mut results: Vec<Option<Result<Option<f64>, String>>> = vec![None; self.queries.len()];
+        loop {
+            match tokio::time::timeout_at(deadline, pending.join_next()).await {
+                Ok(Some(Ok((i, r)))) => results[i] = Some(r),
+                Ok(Some(Err(e))) => {
+                    tracing::error!(error = %e, "a prometheus query task failed");
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    pending.abort_all();
+                    break;
+                }
+            }
+        }
+        for ((name, _), result) in self.queries.iter().zip(results) {
+            let result =
+                result.unwrap_or_else(|| Err(format!("timed out after {:?}", self.timeout)));
             match result {
                 Ok(Some(v)) => {
                     values.insert(name.clone(), v);

@@ -570,3 +570,98 @@ fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
         "kept running after the bad reload: {counts:?}"
     );
 }
+
+/// Issue 9's reproductions, through the binary: each is a clear error and a
+/// non-zero exit, never a panic or a silent exit 0.
+#[test]
+fn hostile_inputs_from_the_hardening_issue_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // 9.1: an interval of 1e20 s used to validate, then panic in `run`, exit 0.
+    let text = std::fs::read_to_string(root().join("examples/configs/gpu-inference.toml"))
+        .unwrap()
+        .replace("interval_seconds = 1", "interval_seconds = 1e20");
+    let x = dir.path().join("x.toml");
+    std::fs::write(&x, text).unwrap();
+    let x = x.display().to_string();
+    let out = wasmscale(&["validate", &x]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("tick interval must be between"),
+        "{}",
+        stderr(&out)
+    );
+    let out = wasmscale(&["run", &x, "--ticks", "2"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    // 9.2: a time of 1e308 wrapped the step count and indexed an empty vector.
+    let t = dir.path().join("t.csv");
+    std::fs::write(&t, "arrival_s\n0\n1\n1e308\n").unwrap();
+    let out = wasmscale(&[
+        "simulate",
+        "--trace",
+        &t.display().to_string(),
+        "--policy",
+        "builtin:target-tracking",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("steps"), "{}", stderr(&out));
+    // 9.5: `check` on a device or a FIFO refuses at once.
+    let out = wasmscale(&["check", "/dev/zero"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a regular file (a character device)"),
+        "{}",
+        stderr(&out)
+    );
+    let fifo = dir.path().join("p.wasm");
+    if Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        let out = wasmscale(&["check", &fifo.display().to_string()]);
+        assert!(stderr(&out).contains("a FIFO"), "{}", stderr(&out));
+    }
+}
+
+/// 9.9: with no kubeconfig every tick fails; the first failure of the kind
+/// is logged at warn with what to fix (later ones go to the audit log only).
+#[test]
+fn a_kubernetes_target_without_a_kubeconfig_says_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("k.toml");
+    std::fs::write(
+        &config,
+        r#"[admin]
+listen = ""
+[audit]
+path = "audit.jsonl"
+[[scaler]]
+name = "web"
+policy = "builtin:queue-depth"
+params = { target_per_replica = 10 }
+min_replicas = 1
+max_replicas = 9
+interval_seconds = 0.05
+metrics = { queue_depth = 30 }
+target = { type = "kubernetes", name = "web" }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
+        .args(["run", &config.display().to_string(), "--ticks", "3"])
+        .env("KUBECONFIG", dir.path().join("none"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("the kubernetes target failed").count(),
+        1,
+        "once: {err}"
+    );
+    assert!(err.contains("set KUBECONFIG"), "{err}");
+    assert!(err.contains("stopped: 3 ticks, 3 with failures"), "{err}");
+}

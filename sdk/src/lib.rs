@@ -131,6 +131,33 @@ impl Decision {
     }
 }
 
+/// Forward a panic's message to the host before the trap: without it the
+/// host sees only "wasm `unreachable` instruction executed". Installed by
+/// [`export_policy!`] on the first `configure`, which every instance runs.
+/// The line starts with `panicked at ` (the host looks for it).
+#[doc(hidden)]
+pub fn __install_panic_hook() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                let payload = info.payload();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("a panic without a message");
+                let line = match info.location() {
+                    Some(l) => format!("panicked at {}:{}: {message}", l.file(), l.line()),
+                    None => format!("panicked at an unknown place: {message}"),
+                };
+                log(LogLevel::Error, &line);
+            }));
+        });
+    }
+}
+
 /// Export a [`Policy`] type as the component's implementation of the
 /// `wasmscale:policy` world. Call it once, at the crate root of a `cdylib`.
 #[macro_export]
@@ -149,6 +176,7 @@ macro_rules! export_policy {
                 fn configure(
                     params: ::std::string::String,
                 ) -> ::core::result::Result<(), ::std::string::String> {
+                    $crate::__install_panic_hook();
                     POLICY.with(|p| $crate::Policy::configure(&mut *p.borrow_mut(), &params))
                 }
                 fn evaluate(

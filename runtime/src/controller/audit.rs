@@ -68,6 +68,10 @@ pub struct AuditRecord {
     pub guardrails: Vec<GuardrailRecord>,
     pub previous_replicas: u32,
     pub final_replicas: u32,
+    /// The target could not be read and no count was known before: the
+    /// replica fields are 0 for want of a value, not a count.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub count_unknown: bool,
     /// Whether the actuator wrote a new count.
     pub wrote: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,11 +147,19 @@ impl AuditLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)?;
-        let size = file.metadata()?.len();
+        let mut size = file.metadata()?.len();
+        // A crash mid-write leaves a torn last line. Start a new line, so the
+        // first record of this run is not glued to the fragment (and lost).
+        if size > 0 && !ends_with_newline(&mut file, size)? {
+            file.write_all(b"\n")?;
+            size += 1;
+            tracing::warn!(path = %path.display(), "the audit log ended in a torn line (a crash mid-write?); it is skipped when read");
+        }
         Ok(AuditLog {
             path: path.to_path_buf(),
             max_bytes: max_bytes.max(1024),
@@ -211,19 +223,28 @@ impl AuditLog {
     }
 }
 
-/// Read every complete record of an audit file. Unparseable lines are skipped
-/// with a warning (a torn last line after a crash is expected); the count of
-/// skipped lines is returned with the records.
+fn ends_with_newline(file: &mut std::fs::File, size: u64) -> std::io::Result<bool> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(size - 1))?;
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
+/// Read every complete record of an audit file. Unreadable lines are skipped
+/// with a warning (a torn last line after a crash is expected, and may end
+/// inside a multibyte character, so lines are decoded one by one); the count
+/// of skipped lines is returned with the records.
 pub fn read(path: &Path) -> std::io::Result<(Vec<AuditRecord>, usize)> {
-    let text = std::fs::read_to_string(path)?;
+    let bytes = std::fs::read(path)?;
     let mut records = Vec::new();
     let mut skipped = 0;
-    for (i, line) in text
-        .lines()
+    for (i, line) in bytes
+        .split(|b| *b == b'\n')
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
+        .filter(|(_, l)| !l.trim_ascii().is_empty())
     {
-        match serde_json::from_str(line) {
+        match serde_json::from_slice(line) {
             Ok(r) => records.push(r),
             Err(e) => {
                 skipped += 1;
@@ -256,7 +277,15 @@ pub fn explain(r: &AuditRecord) -> String {
             g.guard, g.before, g.after, g.why
         ));
     }
-    if r.final_replicas == r.previous_replicas {
+    let unreadable = r.failures.iter().any(|f| f.stage == "actuator-read");
+    if r.count_unknown {
+        s.push_str("; target unreadable and no count known yet: nothing written");
+    } else if unreadable && r.final_replicas == r.previous_replicas {
+        s.push_str(&format!(
+            "; target unreadable: held at its last known count {}",
+            r.final_replicas
+        ));
+    } else if r.final_replicas == r.previous_replicas {
         s.push_str(&format!("; held at {}", r.final_replicas));
     } else {
         s.push_str(&format!(
@@ -312,6 +341,7 @@ mod tests {
             guardrails: vec![],
             previous_replicas: 1,
             final_replicas: n,
+            count_unknown: false,
             wrote: true,
             fuel: Some(10),
             latency_us: 3,
@@ -341,6 +371,41 @@ mod tests {
         f.write_all(b"{\"time_ms\": 17640000").unwrap();
         let (again, skipped) = read(&path).unwrap();
         assert_eq!((again.len(), skipped), (records.len(), 1));
+    }
+
+    #[test]
+    fn a_run_after_a_torn_line_starts_a_new_line_and_loses_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path, 1 << 20, 1).unwrap();
+        log.append(&record(1)).unwrap();
+        log.flush().unwrap();
+        drop(log);
+        // Torn inside a multibyte character (`…` is three bytes).
+        let mut torn = serde_json::to_vec(&record(2)).unwrap();
+        torn.truncate(torn.len() - 10);
+        torn.extend_from_slice(&"…".as_bytes()[..2]);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&torn)
+            .unwrap();
+        let (records, skipped) = read(&path).unwrap();
+        assert_eq!((records.len(), skipped), (1, 1));
+        // The next run's first record is its own line, and reads back.
+        let mut log = AuditLog::open(&path, 1 << 20, 1).unwrap();
+        log.append(&record(3)).unwrap();
+        log.flush().unwrap();
+        let (records, skipped) = read(&path).unwrap();
+        assert_eq!(skipped, 1, "only the fragment is lost");
+        let finals: Vec<u32> = records.iter().map(|r| r.final_replicas).collect();
+        assert_eq!(finals, [1, 3]);
+        // A log that ends cleanly gets no blank line.
+        drop(log);
+        let before = std::fs::metadata(&path).unwrap().len();
+        drop(AuditLog::open(&path, 1 << 20, 1).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
     }
 
     #[test]

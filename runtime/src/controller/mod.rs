@@ -5,7 +5,7 @@
 
 pub mod audit;
 
-use crate::actuators::Actuator;
+use crate::actuators::{Actuator, Observed};
 use crate::config::{Config, ScalerConfig};
 use crate::guard::{self, BreakerSetting, GuardConfig, GuardState, Intervention, Tick};
 use crate::host::{Host, PolicyInstance, ReplicaCounts};
@@ -51,6 +51,8 @@ pub struct Scaler {
     state_file: Option<PathBuf>,
     /// Who writes each audit record, shared with the records.
     identity: Identity,
+    /// Failures between ticks, reported in the next tick's record.
+    pending_failures: Vec<Failure>,
 }
 
 /// The fields every audit record of a scaler repeats.
@@ -151,6 +153,7 @@ impl Scaler {
         };
         let state_file = state_dir.map(|d| d.join(format!("{}.json", sanitize(&config.name))));
         let mut state = PersistedState::default();
+        let mut pending_failures = Vec::new();
         if let Some(path) = &state_file
             && let Ok(text) = std::fs::read_to_string(path)
         {
@@ -160,6 +163,7 @@ impl Scaler {
                         && let Err(e) = policy.load_state(&saved.policy_state)
                     {
                         tracing::warn!(scaler = %config.name, error = %e, "policy rejected its saved state; starting it fresh");
+                        pending_failures.push(state_rejected(&e));
                     }
                     state = saved;
                 }
@@ -172,7 +176,9 @@ impl Scaler {
         let initial = state.last_replicas.unwrap_or(config.min_replicas);
         let actuator = match actuator {
             Some(a) => a,
-            None => Actuator::from_config(config, initial).map_err(|e| fail(e.to_string()))?,
+            None => {
+                Actuator::from_config(config, base, initial).map_err(|e| fail(e.to_string()))?
+            }
         };
         let identity = Identity {
             scaler: config.name.as_str().into(),
@@ -190,6 +196,7 @@ impl Scaler {
             source,
             actuator,
             state_file,
+            pending_failures,
         })
     }
 
@@ -197,8 +204,19 @@ impl Scaler {
         &self.config.name
     }
 
+    /// The tick interval. Validation bounds it; an unvalidated config gets
+    /// the nearest bound rather than a panic.
     pub fn interval(&self) -> Duration {
-        Duration::from_secs_f64(self.config.interval_seconds.max(0.001))
+        let seconds = self.config.interval_seconds;
+        let seconds = if seconds.is_nan() {
+            crate::config::MAX_INTERVAL_SECONDS
+        } else {
+            seconds.clamp(
+                crate::config::MIN_INTERVAL_SECONDS,
+                crate::config::MAX_INTERVAL_SECONDS,
+            )
+        };
+        Duration::from_secs_f64(seconds)
     }
 
     pub fn state(&self) -> &PersistedState {
@@ -213,6 +231,7 @@ impl Scaler {
             && let Err(e) = self.policy.load_state(&old.policy_state)
         {
             tracing::warn!(scaler = %self.config.name, error = %e, "the new policy rejected the old one's state; it starts fresh");
+            self.pending_failures.push(state_rejected(&e));
         }
         let digest = std::mem::take(&mut self.state.policy_digest);
         self.state = PersistedState {
@@ -237,7 +256,9 @@ impl Scaler {
     /// every failure ends up in the returned record.
     pub async fn tick(&mut self, now_ms: u64) -> AuditRecord {
         let started = Instant::now();
-        let mut failures = Vec::new();
+        // Failures noticed between ticks (a policy that rejected its saved
+        // state) are reported with the next record.
+        let mut failures = std::mem::take(&mut self.pending_failures);
         let mut guardrails: Vec<GuardrailRecord> = Vec::new();
         let fail = |stage: &str, kind: &str, message: String| Failure {
             stage: stage.into(),
@@ -245,67 +266,23 @@ impl Scaler {
             message,
         };
 
+        // An unreadable target leaves the count unknown: nothing is decided,
+        // the tick fails (toward the fallback), and the record and metrics
+        // carry the last count known, never a made-up 0.
         let observed = match self.actuator.observe().await {
-            Ok(o) => o,
+            Ok(o) => Some(o),
             Err(e) => {
                 failures.push(fail("actuator-read", e.kind(), e.to_string()));
-                return self.finish(
-                    now_ms,
-                    started,
-                    None,
-                    vec![],
-                    None,
-                    failures,
-                    guardrails,
-                    0,
-                    0,
-                    false,
-                );
+                None
             }
         };
-        let current = observed.current;
-        let reading = self.source.read().await;
-        let (snapshot, missing) = match reading {
-            Ok(Reading {
-                snapshot: Some(mut recorded),
-                missing,
-                ..
-            }) => {
-                // A recorded snapshot is fed as it was, with the count the
-                // target has now (replay runs closed-loop).
-                recorded.replicas.current = current;
-                recorded.replicas.observed = Some(current);
-                (Some(recorded), missing)
-            }
-            Ok(r) => {
-                let replicas = ReplicaCounts {
-                    current,
-                    observed: Some(current),
-                    ready: observed.ready,
-                    starting: observed.starting,
-                    pending: None,
-                    min: Some(self.config.min_replicas),
-                    max: Some(self.config.max_replicas),
-                };
-                let interval_ms = (self.config.interval_seconds * 1000.0) as u32;
-                let time = r.time_ms.unwrap_or(now_ms);
-                match crate::snapshot::from_values(
-                    r.values.iter().map(|(k, v)| (k.as_str(), *v)),
-                    time,
-                    interval_ms,
-                    replicas,
-                ) {
-                    Ok(s) => (Some(s), r.missing),
-                    Err(e) => {
-                        failures.push(fail("source", "snapshot", e));
-                        (None, r.missing)
-                    }
-                }
-            }
-            Err(e) => {
-                failures.push(fail("source", e.kind(), e.to_string()));
-                (None, Vec::new())
-            }
+        let current = match observed {
+            Some(o) => o.current,
+            None => self.state.last_replicas.unwrap_or(0),
+        };
+        let (snapshot, missing) = match observed {
+            Some(o) => self.read_snapshot(o, now_ms, &mut failures).await,
+            None => (None, Vec::new()),
         };
 
         let evaluation = snapshot.as_ref().map(|s| self.policy.evaluate(s));
@@ -313,7 +290,7 @@ impl Scaler {
             Some(Ok(eval)) => (Some(eval.decision), Some(eval.cost.fuel)),
             Some(Err(e)) => {
                 failures.push(fail("policy", e.kind(), e.to_string()));
-                (None, None)
+                (None, Some(self.policy.failed_fuel()))
             }
             None => (None, None),
         };
@@ -334,21 +311,28 @@ impl Scaler {
                         decision = Some(d);
                     }
                 }
-                Err(e) => failures.push(fail("safety-net", e.kind(), e.to_string())),
+                Err(e) => {
+                    fuel = Some(fuel.unwrap_or(0) + net.failed_fuel());
+                    failures.push(fail("safety-net", e.kind(), e.to_string()));
+                }
             }
         }
-        // A tick fails when nothing produced a valid proposal (source down, or
-        // every policy failed); those count toward the fallback.
-        if decision.is_some() {
-            self.state.failed_ticks = 0;
-        } else {
+        // A tick fails when the target cannot be read, when nothing produced
+        // a valid proposal (source down, every policy failed), or when the
+        // write fails (counted below); each counts toward the fallback.
+        if decision.is_none() {
             self.state.failed_ticks = self.state.failed_ticks.saturating_add(1);
         }
 
-        // Two controller rules shape the proposal before the guardrails see it,
-        // so no guardrail (bounds, rate, breaker) is ever bypassed:
-        // a missing metric blocks scale-down but never scale-up (the HPA rule),
-        // and after repeated failures the fallback applies (as KEDA does).
+        // Three controller rules shape the proposal before the guardrails see
+        // it, so no guardrail (bounds, rate, breaker) is ever bypassed. In
+        // this order:
+        // - a missing metric blocks scale-down but never scale-up (the HPA rule);
+        // - a target that reports no pods for a non-zero count blocks
+        //   scale-down (the HPA holds when it sees no pods);
+        // - after repeated failed ticks the fallback applies (as KEDA does),
+        //   and it wins over both: it is the operator's count for a scaler
+        //   that cannot see, so it may scale down.
         let mut proposal = decision.as_ref().map(|d| d.desired);
         if !missing.is_empty()
             && let Some(p) = proposal
@@ -365,10 +349,30 @@ impl Scaler {
             );
             proposal = Some(current);
         }
-        let fallback = &self.config.fallback;
-        if self.state.failed_ticks >= fallback.after_failed_ticks.max(1)
-            && let Some(r) = fallback.replicas
+        if let Some(o) = observed
+            && o.current > 0
+            && o.observed.is_none_or(|n| n == 0)
+            && let Some(p) = proposal
+            && p < current
         {
+            guardrails.push(
+                (&Intervention {
+                    guard: "no-pods",
+                    before: p,
+                    after: current,
+                    why: format!(
+                        "the target reports {} pods for {} desired: scale-down blocked until it does",
+                        o.observed.map_or("no".to_owned(), |n| n.to_string()),
+                        o.current
+                    ),
+                })
+                    .into(),
+            );
+            proposal = Some(current);
+        }
+        let fallback = &self.config.fallback;
+        let fallback_due = self.state.failed_ticks >= fallback.after_failed_ticks.max(1);
+        if fallback_due && let Some(r) = fallback.replicas {
             guardrails.push(
                 (&Intervention {
                     guard: "fallback",
@@ -379,6 +383,15 @@ impl Scaler {
                     .into(),
             );
             proposal = Some(r);
+        }
+
+        // With the target unreadable only the fallback is acted on, and only
+        // from a count known before.
+        if observed.is_none() && (proposal.is_none() || self.state.last_replicas.is_none()) {
+            self.persist();
+            return self.finish(
+                now_ms, started, None, missing, None, failures, guardrails, current, current, false,
+            );
         }
 
         let price = snapshot.as_ref().and_then(|s| s.cost.on_demand_per_hour);
@@ -396,6 +409,7 @@ impl Scaler {
         let target = verdict.replicas;
 
         let mut wrote = false;
+        let mut write_failed = false;
         if verdict.act
             && let Some(f) = decision.as_ref().and_then(|d| d.spot_fraction)
         {
@@ -407,24 +421,110 @@ impl Scaler {
                 .map_or("guardrails", |d| d.reason.as_str());
             match self.actuator.apply(target, reason).await {
                 Ok(w) => wrote = w,
-                Err(e) => failures.push(fail("actuator-write", e.kind(), e.to_string())),
+                Err(e) => {
+                    write_failed = true;
+                    failures.push(fail("actuator-write", e.kind(), e.to_string()));
+                }
             }
+        }
+        if write_failed || observed.is_none() {
+            if decision.is_some() {
+                self.state.failed_ticks = self.state.failed_ticks.saturating_add(1);
+            }
+        } else if decision.is_some() {
+            self.state.failed_ticks = 0;
         }
         let saved = self.policy.last_good_state();
         if self.state.policy_state != saved {
             self.state.policy_state.clear();
             self.state.policy_state.extend_from_slice(saved);
         }
-        if failures.iter().all(|f| f.stage != "actuator-write") {
-            self.state.last_replicas = Some(if verdict.act { target } else { current });
+        // What the target holds now: the new count only if it was written
+        // (or needed no write).
+        let final_replicas = if write_failed || !verdict.act {
+            current
+        } else {
+            target
+        };
+        if !write_failed {
+            self.state.last_replicas = Some(final_replicas);
         }
         self.persist();
         let recorded = decision.as_ref().map(RecordedDecision::from);
         self.finish(
-            now_ms, started, snapshot, missing, recorded, failures, guardrails, current, target,
+            now_ms,
+            started,
+            snapshot,
+            missing,
+            recorded,
+            failures,
+            guardrails,
+            current,
+            final_replicas,
             wrote,
         )
         .with_fuel(fuel)
+    }
+
+    /// The source's reading as the snapshot the policy sees, with the replica
+    /// counts the target reported.
+    async fn read_snapshot(
+        &mut self,
+        observed: Observed,
+        now_ms: u64,
+        failures: &mut Vec<Failure>,
+    ) -> (Option<crate::host::Snapshot>, Vec<String>) {
+        let current = observed.current;
+        match self.source.read().await {
+            Ok(Reading {
+                snapshot: Some(mut recorded),
+                missing,
+                ..
+            }) => {
+                // A recorded snapshot is fed as it was, with the count the
+                // target has now (replay runs closed-loop).
+                recorded.replicas.current = current;
+                recorded.replicas.observed = Some(current);
+                (Some(recorded), missing)
+            }
+            Ok(r) => {
+                let replicas = ReplicaCounts {
+                    current,
+                    observed: observed.observed,
+                    ready: observed.ready,
+                    starting: observed.starting,
+                    pending: None,
+                    min: Some(self.config.min_replicas),
+                    max: Some(self.config.max_replicas),
+                };
+                let interval_ms = (self.config.interval_seconds * 1000.0) as u32;
+                let time = r.time_ms.unwrap_or(now_ms);
+                match crate::snapshot::from_values(
+                    r.values.iter().map(|(k, v)| (k.as_str(), *v)),
+                    time,
+                    interval_ms,
+                    replicas,
+                ) {
+                    Ok(s) => (Some(s), r.missing),
+                    Err(e) => {
+                        failures.push(Failure {
+                            stage: "source".into(),
+                            kind: "snapshot".into(),
+                            message: e,
+                        });
+                        (None, r.missing)
+                    }
+                }
+            }
+            Err(e) => {
+                failures.push(Failure {
+                    stage: "source".into(),
+                    kind: e.kind().into(),
+                    message: e.to_string(),
+                });
+                (None, Vec::new())
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -441,6 +541,8 @@ impl Scaler {
         final_replicas: u32,
         wrote: bool,
     ) -> AuditRecord {
+        let count_unknown = self.state.last_replicas.is_none()
+            && failures.iter().any(|f| f.stage == "actuator-read");
         AuditRecord {
             time_ms: now_ms,
             scaler: self.identity.scaler.clone(),
@@ -454,6 +556,7 @@ impl Scaler {
             guardrails,
             previous_replicas: previous,
             final_replicas,
+            count_unknown,
             wrote,
             fuel: None,
             latency_us: started.elapsed().as_micros() as u64,
@@ -484,6 +587,15 @@ impl AuditRecord {
     fn with_fuel(mut self, fuel: Option<u64>) -> Self {
         self.fuel = fuel;
         self
+    }
+}
+
+/// The record of a policy that rejected the state it was handed.
+fn state_rejected(e: &crate::host::PolicyError) -> Failure {
+    Failure {
+        stage: "policy".into(),
+        kind: e.kind().into(),
+        message: format!("{e}; the policy started without it"),
     }
 }
 
@@ -527,6 +639,9 @@ pub struct RunSummary {
     /// Tick lag (how late each tick started), in 1 ms buckets; the last bucket
     /// holds everything at or above it.
     pub lag_ms_buckets: Vec<u64>,
+    /// Scalers whose task ended abnormally, and why. Non-empty means the run
+    /// failed: `wasmscale run` exits non-zero.
+    pub lost_scalers: Vec<(String, String)>,
 }
 
 /// Lag buckets: 0..=254 ms by the millisecond, then ">= 255 ms".
@@ -584,9 +699,55 @@ struct TaskResult {
     lags: Vec<u64>,
 }
 
+/// Which scaler each running task is, so a task that ends abnormally is
+/// reported by name.
+type TaskNames = std::collections::HashMap<tokio::task::Id, String>;
+
+/// Account one ended scaler task. A task that ended other than by returning
+/// (a panic, a cancellation) lost its scaler: that is logged at error, shown
+/// in `/metrics` and returned, so `run` ends non-zero.
+fn account_task(
+    joined: Result<(tokio::task::Id, TaskResult), tokio::task::JoinError>,
+    names: &mut TaskNames,
+    metrics: &crate::admin::Metrics,
+    summary: &mut RunSummary,
+    finished: &mut Vec<Scaler>,
+) {
+    match joined {
+        Ok((id, r)) => {
+            names.remove(&id);
+            summary.ticks += r.done;
+            summary.failed_ticks += r.failed;
+            summary.missed_ticks += r.missed;
+            for (total, n) in summary.lag_ms_buckets.iter_mut().zip(r.lags) {
+                *total += n;
+            }
+            finished.push(r.scaler);
+        }
+        Err(e) => {
+            let name = names.remove(&e.id()).unwrap_or_else(|| "<unknown>".into());
+            let why = if e.is_panic() {
+                let payload = e.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                format!("panicked: {message}")
+            } else {
+                "was cancelled".to_owned()
+            };
+            tracing::error!(scaler = %name, why = %why, "a scaler task ended abnormally: this scaler no longer scales");
+            metrics.scaler(&name).lost();
+            summary.lost_scalers.push((name, why));
+        }
+    }
+}
+
 /// Spawn one task per scaler, each on its own interval.
 fn spawn_scalers(
     tasks: &mut tokio::task::JoinSet<TaskResult>,
+    names: &mut TaskNames,
     scalers: Vec<Scaler>,
     records: &tokio::sync::mpsc::Sender<AuditRecord>,
     stop: &tokio::sync::watch::Receiver<bool>,
@@ -601,7 +762,8 @@ fn spawn_scalers(
         let mut stop = stop.clone();
         let metrics = metrics.scaler(scaler.name());
         let controls = controls.clone();
-        tasks.spawn(async move {
+        let name = scaler.name().to_owned();
+        let handle = tasks.spawn(async move {
             let interval = scaler.interval();
             // Spread scalers over the whole interval (golden-ratio steps) so
             // thousands of them do not all tick at once, on a grid of slots
@@ -654,6 +816,7 @@ fn spawn_scalers(
                 lags,
             }
         });
+        names.insert(handle.id(), name);
     }
 }
 
@@ -785,7 +948,8 @@ pub fn run(
         while let Some(scalers) = generation.take() {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let mut tasks = tokio::task::JoinSet::new();
-            spawn_scalers(&mut tasks, scalers, &records_tx, &stop_rx, &metrics, &controls, options.ticks);
+            let mut names = TaskNames::new();
+            spawn_scalers(&mut tasks, &mut names, scalers, &records_tx, &stop_rx, &metrics, &controls, options.ticks);
             let mut next: Option<Config> = None;
             let mut finished = Vec::new();
             loop {
@@ -815,17 +979,8 @@ pub fn run(
                             Err(errors) => tracing::error!(%errors, "the new config is invalid; the running scalers go on"),
                         }
                     }
-                    joined = tasks.join_next() => match joined {
-                        Some(Ok(r)) => {
-                            summary.ticks += r.done;
-                            summary.failed_ticks += r.failed;
-                            summary.missed_ticks += r.missed;
-                            for (total, n) in summary.lag_ms_buckets.iter_mut().zip(r.lags) {
-                                *total += n;
-                            }
-                            finished.push(r.scaler);
-                        }
-                        Some(Err(e)) => tracing::error!(error = %e, "a scaler task failed"),
+                    joined = tasks.join_next_with_id() => match joined {
+                        Some(joined) => account_task(joined, &mut names, &metrics, &mut summary, &mut finished),
                         None => break,
                     },
                 }
@@ -957,6 +1112,39 @@ pub fn replay(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[allow(clippy::panic)]
+    fn a_scaler_task_that_panics_is_reported_by_name_and_in_metrics() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let metrics = crate::admin::Metrics::new(1);
+        let mut summary = super::RunSummary::default();
+        let mut names = super::TaskNames::new();
+        let mut finished = Vec::new();
+        runtime.block_on(async {
+            let mut tasks = tokio::task::JoinSet::<super::TaskResult>::new();
+            let handle = tasks.spawn(async { panic!("cannot convert float seconds to Duration") });
+            names.insert(handle.id(), "llm-chat".into());
+            let joined = tasks.join_next_with_id().await.unwrap();
+            super::account_task(joined, &mut names, &metrics, &mut summary, &mut finished);
+        });
+        assert_eq!(summary.lost_scalers.len(), 1);
+        assert_eq!(summary.lost_scalers[0].0, "llm-chat");
+        assert!(
+            summary.lost_scalers[0]
+                .1
+                .contains("cannot convert float seconds")
+        );
+        assert!(names.is_empty() && finished.is_empty());
+        let text = metrics.render();
+        assert!(
+            text.contains("wasmscale_scaler_up{scaler=\"llm-chat\",tenant=\"\"} 0")
+                && text.contains("wasmscale_scaler_tasks_lost_total 1"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn the_audit_linger_is_short_beside_every_interval() {
         assert_eq!(super::linger_for(1.0), 10_000);

@@ -22,6 +22,11 @@ pub enum PolicyError {
     #[error("policy imports what the host does not provide: {}; only wasmscale:policy/host@0.1.x is available (no WASI, files, network or clocks)", imports.join(", "))]
     ForbiddenImports { imports: Vec<String> },
 
+    #[error(
+        "policy was built for contract {built_for}, this host runs 0.1.x (wasmscale:policy@0.1.0)"
+    )]
+    ContractVersion { built_for: String },
+
     #[error("policy does not implement wasmscale:policy@0.1.0: {0}")]
     Contract(String),
 
@@ -52,6 +57,9 @@ pub enum PolicyError {
     #[error("policy exceeded its log budget ({max_lines} lines / {max_bytes} bytes per call)")]
     LogLimit { max_lines: u32, max_bytes: usize },
 
+    #[error("policy state is {size} bytes, above the {max}-byte limit (limits.max_state_bytes)")]
+    StateTooLarge { size: usize, max: usize },
+
     #[error("policy returned an invalid decision: {0}")]
     InvalidDecision(String),
 
@@ -74,7 +82,7 @@ impl PolicyError {
             PolicyError::ModuleTooLarge { .. } => "module-too-large",
             PolicyError::Compile(_) => "compile",
             PolicyError::ForbiddenImports { .. } => "link",
-            PolicyError::Contract(_) => "contract",
+            PolicyError::Contract(_) | PolicyError::ContractVersion { .. } => "contract",
             PolicyError::Instantiate(_) => "instantiate",
             PolicyError::Configure(_) => "configure",
             PolicyError::LoadState(_) => "load-state",
@@ -83,6 +91,7 @@ impl PolicyError {
             PolicyError::Deadline { .. } => "deadline",
             PolicyError::MemoryLimit { .. } => "memory-limit",
             PolicyError::LogLimit { .. } => "log-limit",
+            PolicyError::StateTooLarge { .. } => "state-limit",
             PolicyError::InvalidDecision(_) => "invalid-decision",
             PolicyError::Rejected(_) => "policy-error",
             PolicyError::Cache(_) => "cache",
@@ -100,6 +109,7 @@ impl PolicyError {
                 | PolicyError::Deadline { .. }
                 | PolicyError::MemoryLimit { .. }
                 | PolicyError::LogLimit { .. }
+                | PolicyError::StateTooLarge { .. }
         )
     }
 

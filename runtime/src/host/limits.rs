@@ -30,6 +30,9 @@ pub struct Limits {
     pub max_log_bytes: usize,
     /// Largest replica count a decision may ask for before it is called absurd.
     pub hard_cap_replicas: u32,
+    /// Largest policy state (`save-state`), bytes. It is checkpointed after
+    /// every evaluation and persisted with the scaler, so it must stay small.
+    pub max_state_bytes: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +49,7 @@ impl Default for Limits {
             max_log_lines: 32,
             max_log_bytes: 8 << 10,
             hard_cap_replicas: 100_000,
+            max_state_bytes: 64 << 10,
         }
     }
 }
@@ -94,6 +98,11 @@ pub(crate) struct StoreState {
     pub log_bytes: usize,
     /// Name used in the policy's log lines.
     pub policy: Arc<str>,
+    /// Fuel the last call burned, failed calls included.
+    pub last_call_fuel: u64,
+    /// The last error-level line the policy logged in this call: the SDK
+    /// logs a panic's message there just before the trap.
+    pub last_error: Option<String>,
 }
 
 impl StoreState {
@@ -104,6 +113,8 @@ impl StoreState {
             log_lines: 0,
             log_bytes: 0,
             policy,
+            last_call_fuel: 0,
+            last_error: None,
         }
     }
 
@@ -112,6 +123,7 @@ impl StoreState {
         self.hit = None;
         self.log_lines = 0;
         self.log_bytes = 0;
+        self.last_error = None;
     }
 }
 
@@ -169,6 +181,9 @@ impl host::Host for StoreState {
             LogLevel::Info => tracing::info!(target: "policy", policy, "{message}"),
             LogLevel::Warn => tracing::warn!(target: "policy", policy, "{message}"),
             LogLevel::Error => tracing::error!(target: "policy", policy, "{message}"),
+        }
+        if matches!(level, LogLevel::Error) {
+            self.last_error = Some(message);
         }
         Ok(())
     }

@@ -90,8 +90,14 @@ impl PolicySource {
         }
     }
 
-    /// Read the component's bytes.
-    pub fn read(&self) -> Result<(String, std::borrow::Cow<'static, [u8]>), PolicyError> {
+    /// Read the component's bytes, at most `max_bytes` of them. A file is
+    /// checked before it is read: it must be a regular file (a FIFO would
+    /// block, `/dev/zero` never ends) no longer than the limit, and at most
+    /// the limit plus one byte is read (it may grow after the check).
+    pub fn read(
+        &self,
+        max_bytes: usize,
+    ) -> Result<(String, std::borrow::Cow<'static, [u8]>), PolicyError> {
         match self {
             PolicySource::Builtin(name) => builtin_bytes(name)
                 .map(|b| (format!("builtin:{name}"), b.into()))
@@ -99,13 +105,75 @@ impl PolicySource {
                     name: name.clone(),
                     available: builtin_names().collect::<Vec<_>>().join(", "),
                 }),
-            PolicySource::File(path) => std::fs::read(path)
-                .map(|b| (path.display().to_string(), b.into()))
-                .map_err(|e| PolicyError::Read {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                }),
+            PolicySource::File(path) => {
+                read_bounded(path, max_bytes).map(|b| (path.display().to_string(), b.into()))
+            }
         }
+    }
+}
+
+/// Read a policy file of at most `max_bytes`, refusing anything but a
+/// regular file before reading a byte.
+fn read_bounded(path: &std::path::Path, max_bytes: usize) -> Result<Vec<u8>, PolicyError> {
+    use std::io::Read as _;
+    let read_err = |message: String| PolicyError::Read {
+        path: path.display().to_string(),
+        message,
+    };
+    // The type is checked on the path first, so opening a FIFO (which
+    // blocks until a writer appears) never happens.
+    let meta = std::fs::metadata(path).map_err(|e| read_err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(read_err(format!(
+            "not a regular file ({}); a policy is a .wasm file",
+            file_kind(&meta)
+        )));
+    }
+    if meta.len() > max_bytes as u64 {
+        return Err(PolicyError::ModuleTooLarge {
+            size: usize::try_from(meta.len()).unwrap_or(usize::MAX),
+            max: max_bytes,
+        });
+    }
+    let file = std::fs::File::open(path).map_err(|e| read_err(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| read_err(e.to_string()))?;
+    if bytes.len() > max_bytes {
+        return Err(PolicyError::ModuleTooLarge {
+            size: bytes.len(),
+            max: max_bytes,
+        });
+    }
+    Ok(bytes)
+}
+
+/// What a path is, in words, for an error.
+pub(crate) fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else if meta.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -226,7 +294,7 @@ impl Host {
         {
             return Ok(known);
         }
-        let (name, bytes) = source.read()?;
+        let (name, bytes) = source.read(self.limits.max_module_bytes)?;
         let compiled = self.load_bytes(&name, &bytes)?;
         if let Some(builtin) = builtin
             && let Ok(mut b) = self.builtins.lock()
@@ -302,9 +370,19 @@ impl Host {
     /// the contract's exports.
     fn check_contract(&self, component: &Component) -> Result<(), PolicyError> {
         let ty = component.component_type();
-        let forbidden: Vec<String> = ty
-            .imports(&self.engine)
-            .map(|(name, _)| name)
+        let imports: Vec<&str> = ty.imports(&self.engine).map(|(name, _)| name).collect();
+        // The contract's package at another version: a version mismatch, not
+        // a forbidden import.
+        if let Some(version) = imports.iter().find_map(|name| {
+            let version = name.strip_prefix(CONTRACT_PACKAGE)?.split_once('@')?.1;
+            (!version.starts_with(&CONTRACT_VERSION_PREFIX[1..])).then_some(version)
+        }) {
+            return Err(PolicyError::ContractVersion {
+                built_for: version.to_owned(),
+            });
+        }
+        let forbidden: Vec<String> = imports
+            .into_iter()
             .filter(|name| {
                 !(name.starts_with(CONTRACT_PACKAGE) && name.contains(CONTRACT_VERSION_PREFIX))
             })
@@ -470,6 +548,7 @@ impl CompiledPolicy {
             raw: Some(raw),
             last_good_state: Vec::new(),
             rebuilds: 0,
+            failed_fuel: 0,
         })
     }
 }
@@ -507,6 +586,7 @@ fn call_metered<R>(
     let result = f(store);
     let elapsed = started.elapsed();
     let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    store.data_mut().last_call_fuel = fuel;
     match result {
         Ok(r) => Ok((r, CallCost { fuel, elapsed })),
         Err(e) => Err(classify(store.data(), limits, e)),
@@ -530,19 +610,65 @@ fn classify(data: &StoreState, limits: &Limits, e: wasmtime::Error) -> PolicyErr
         }
         None => {}
     }
+    // The SDK logs a panic's message at error level right before it traps.
+    let panicked = data
+        .last_error
+        .as_deref()
+        .filter(|m| m.starts_with(PANIC_PREFIX));
+    let frames = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map_or(0, |b| b.frames().len());
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => PolicyError::OutOfFuel { limit: limits.fuel },
         Some(Trap::Interrupt) => PolicyError::Deadline {
             limit: limits.deadline,
         },
-        Some(trap) => PolicyError::Trap {
-            code: Some(format!("{trap:?}")),
-            message: format!("{trap}"),
-        },
+        Some(trap) => {
+            let message = match panicked {
+                Some(p) => format!("{p} ({trap})"),
+                None if is_stack_overflow(*trap, frames) => format!(
+                    "stack overflow: {frames} nested calls ran out of the guest's stack \
+                     ({trap}; Rust guests built by wasmscale have a {} KiB stack)",
+                    GUEST_STACK_BYTES >> 10
+                ),
+                None => format!("{trap}"),
+            };
+            PolicyError::Trap {
+                code: Some(if panicked.is_none() && is_stack_overflow(*trap, frames) {
+                    "StackOverflow".to_owned()
+                } else {
+                    format!("{trap:?}")
+                }),
+                message,
+            }
+        }
         None => PolicyError::Trap {
             code: None,
-            message: format!("{e:#}"),
+            message: match panicked {
+                Some(p) => format!("{p} ({e:#})"),
+                None => format!("{e:#}"),
+            },
         },
+    }
+}
+
+/// How a panic's message starts in the log line the SDK writes before it
+/// traps (`wasmscale_sdk`'s panic hook).
+const PANIC_PREFIX: &str = "panicked at ";
+
+/// The stack that `wasmscale build` (and the built-ins) give a Rust guest.
+pub const GUEST_STACK_BYTES: usize = crate::guest::GUEST_STACK_BYTES as usize;
+
+/// Deep recursion in a Rust guest runs its shadow stack (in linear memory,
+/// placed first) below address 0, which shows as an out-of-bounds access;
+/// wasmtime's own native stack limit shows as a stack overflow. A call chain
+/// this deep tells the first apart from a plain bad pointer.
+fn is_stack_overflow(trap: Trap, frames: usize) -> bool {
+    const DEEP: usize = 100;
+    match trap {
+        Trap::StackOverflow => true,
+        Trap::MemoryOutOfBounds => frames >= DEEP,
+        _ => false,
     }
 }
 
@@ -573,18 +699,34 @@ impl RawInstance {
         Ok(Evaluation { decision, cost })
     }
 
+    /// The policy's state, refused past `max_state_bytes`.
     pub fn save_state(&mut self) -> Result<Vec<u8>, PolicyError> {
         let (policy, store, limits) = self.parts()?;
-        call_metered(store, limits, |s| policy.call_save_state(s)).map(|(r, _)| r)
+        let (state, _) = call_metered(store, limits, |s| policy.call_save_state(s))?;
+        check_state_size(state.len(), limits)?;
+        Ok(state)
     }
 
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), PolicyError> {
         let (policy, store, limits) = self.parts()?;
+        if let Err(e) = check_state_size(state.len(), limits) {
+            return Err(PolicyError::LoadState(e.to_string()));
+        }
         match call_metered(store, limits, |s| policy.call_load_state(s, state)) {
             Ok((r, _)) => r.map_err(PolicyError::LoadState),
             Err(e) => Err(PolicyError::LoadState(e.to_string())),
         }
     }
+}
+
+fn check_state_size(size: usize, limits: &Limits) -> Result<(), PolicyError> {
+    if size > limits.max_state_bytes {
+        return Err(PolicyError::StateTooLarge {
+            size,
+            max: limits.max_state_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// A decision that passed the host's sanity checks.
@@ -655,6 +797,7 @@ pub struct PolicyInstance {
     raw: Option<RawInstance>,
     last_good_state: Vec<u8>,
     rebuilds: u64,
+    failed_fuel: u64,
 }
 
 impl std::fmt::Debug for PolicyInstance {
@@ -669,6 +812,13 @@ impl std::fmt::Debug for PolicyInstance {
 impl PolicyInstance {
     pub fn compiled(&self) -> &CompiledPolicy {
         &self.compiled
+    }
+
+    /// Fuel the last evaluation burned when it failed (0 after a success,
+    /// whose fuel comes back in its [`Evaluation`]): a loop that runs out of
+    /// fuel still burned its whole budget, and the metrics count it.
+    pub fn failed_fuel(&self) -> u64 {
+        self.failed_fuel
     }
 
     /// How many times the instance was thrown away and rebuilt.
@@ -686,9 +836,20 @@ impl PolicyInstance {
     /// that fails too).
     pub fn evaluate(&mut self, snapshot: &Snapshot) -> Result<Evaluation, PolicyError> {
         let raw = self.ready()?;
-        let result = raw
-            .evaluate(snapshot)
-            .and_then(|eval| Ok((eval, raw.save_state()?)));
+        let result = raw.evaluate(snapshot).and_then(|eval| {
+            let evaluate_fuel = eval.cost.fuel;
+            raw.save_state()
+                .map(|state| (eval, state))
+                .map_err(|e| (e, evaluate_fuel))
+                .map_err(|(e, fuel)| {
+                    raw.store.data_mut().last_call_fuel += fuel;
+                    e
+                })
+        });
+        self.failed_fuel = match &result {
+            Ok(_) => 0,
+            Err(_) => raw.store.data().last_call_fuel,
+        };
         match result {
             Ok((eval, state)) => {
                 self.last_good_state = state;

@@ -206,10 +206,19 @@ fn unit_ms(unit: &str) -> Result<f64, String> {
 
 /// Read a trace and turn it into arrivals per step of `step_ms`.
 pub fn load(path: &Path, spec: &TraceSpec, step_ms: u64) -> Result<Load, TraceError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TraceError {
+    let fail = |message: String| TraceError {
         path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    // A FIFO or a device would block or never end: only regular files.
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail(format!(
+            "not a regular file ({})",
+            crate::host::file_kind(&meta)
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
     load_text(
         &path.display().to_string(),
         &text,
@@ -229,7 +238,7 @@ pub fn load_text(
 ) -> Result<Load, TraceError> {
     let err = |message: String| TraceError {
         path: name.to_owned(),
-        message,
+        message: crate::snapshot::clip_message(message),
     };
     let table = read_table(text, jsonl).map_err(err)?;
     if table.rows.is_empty() {
@@ -364,8 +373,7 @@ fn per_request(
     let first = times.iter().copied().fold(f64::INFINITY, f64::min);
     let first = (first / step_ms as f64).floor() * step_ms as f64;
     let last = times.iter().copied().fold(0.0, f64::max);
-    let steps = ((last - first) / step_ms as f64).floor() as usize + 1;
-    check_steps(steps, step_ms)?;
+    let steps = check_steps(((last - first) / step_ms as f64).floor() + 1.0, step_ms)?;
     let mut arrivals = vec![0.0; steps];
     let mut step_tokens = vec![0.0; steps];
     for (i, t) in times.iter().enumerate() {
@@ -480,8 +488,7 @@ fn per_interval(
     }
     let first = points[0].0;
     let last = points[points.len() - 1].0 + width_ms;
-    let steps = ((last - first) / step_ms as f64).round() as usize;
-    check_steps(steps, step_ms)?;
+    let steps = check_steps(((last - first) / step_ms as f64).round(), step_ms)?;
     let step_s = step_ms as f64 / 1000.0;
     // Rate per step by linear interpolation between row centres, and each
     // step's gap flag from the row it falls in.
@@ -537,15 +544,25 @@ fn per_interval(
 /// Most steps a simulation takes on (about 580 days of 1 s steps, ~850 MB).
 pub const MAX_STEPS: usize = 50_000_000;
 
-fn check_steps(steps: usize, step_ms: u64) -> Result<(), String> {
-    if steps > MAX_STEPS {
+/// The step count of a span, checked in floating point before it becomes an
+/// integer: a time of `1e308` must be an error, not a count that wraps to 0.
+fn check_steps(steps: f64, step_ms: u64) -> Result<usize, String> {
+    if !(steps.is_finite() && steps <= MAX_STEPS as f64) {
         return Err(format!(
-            "the trace spans {steps} steps of {} s, more than {MAX_STEPS}; use longer steps \
-             (--step-seconds) or a shorter trace",
+            "the trace spans {} steps of {} s, more than {MAX_STEPS}; use longer steps \
+             (--step-seconds) or a shorter trace (is a time cell far out of range?)",
+            if steps.is_finite() {
+                format!("{steps:.0}")
+            } else {
+                "infinitely many".into()
+            },
             step_ms as f64 / 1000.0
         ));
     }
-    Ok(())
+    if steps < 1.0 {
+        return Err("the trace spans less than one step".into());
+    }
+    Ok(steps as usize)
 }
 
 /// The most common difference between consecutive row times.

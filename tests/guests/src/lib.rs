@@ -8,6 +8,7 @@ use wasmscale_sdk::{Decision, Snapshot};
 pub mod bad_decision;
 pub mod deep_recursion;
 pub mod flaky_counter;
+pub mod huge_state;
 pub mod infinite_loop;
 pub mod load_state_panic;
 pub mod log_spam;
@@ -30,6 +31,8 @@ wasmscale_sdk::export_policy!(log_spam::LogSpam);
 wasmscale_sdk::export_policy!(load_state_panic::LoadStatePanic);
 #[cfg(feature = "flaky-counter")]
 wasmscale_sdk::export_policy!(flaky_counter::FlakyCounter);
+#[cfg(feature = "huge-state")]
+wasmscale_sdk::export_policy!(huge_state::HugeState);
 
 /// Hold the current count: what the fixtures return when they behave.
 pub(crate) fn hold(s: &Snapshot) -> Result<Decision, String> {
