@@ -126,11 +126,11 @@ fn validation_bounds_every_duration() {
             "limits.deadline must be between 1 and 10000 ms",
         ),
     ] {
-        let path = write(
-            dir.path(),
-            "d.toml",
-            &one_scaler("[admin]\nlisten = \"\"", scaler),
-        );
+        let mut text = one_scaler("[admin]\nlisten = \"\"", scaler);
+        if scaler.contains("metrics =") {
+            text = text.replace("metrics = { queue_depth = 35 }\n", "");
+        }
+        let path = write(dir.path(), "d.toml", &text);
         let text = config::load(&path, &host).unwrap_err().to_string();
         assert!(
             text.contains(expected),
@@ -230,7 +230,8 @@ fn validation_catches_what_run_would_fail_on() {
             "e.g. 2.5",
         ),
     ] {
-        let path = write(dir.path(), "v.toml", &one_scaler(top, scaler));
+        let source = one_scaler(top, scaler);
+        let path = write(dir.path(), "v.toml", &source);
         let errors = config::load(&path, &host).unwrap_err();
         let text = errors.to_string();
         assert!(
@@ -241,8 +242,19 @@ fn validation_catches_what_run_would_fail_on() {
             text.contains(hint),
             "{top}{scaler}: no hint {hint:?} in\n{text}"
         );
+        // Located on the offending line: the last line of `top`, or the
+        // scaler's own.
+        let key_line = |snippet: &str| {
+            let last = snippet.lines().last().unwrap_or("");
+            source.lines().position(|l| l == last).map_or(0, |i| i + 1)
+        };
+        let want = if top.is_empty() {
+            key_line(scaler)
+        } else {
+            key_line(top)
+        };
         assert!(
-            errors.errors.iter().all(|e| e.line > 1 || top.is_empty()),
+            errors.errors.iter().all(|e| e.line == want),
             "located: {text}"
         );
     }

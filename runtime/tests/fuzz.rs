@@ -78,19 +78,34 @@ const HOSTILE: &[&str] = &[
 /// duplicate a line.
 #[derive(Debug, Clone)]
 enum Mutation {
-    ReplaceValue { line: usize, value: usize },
-    HugeValue { line: usize, len: usize },
-    Truncate { at: usize },
-    Insert { at: usize, bytes: Vec<u8> },
-    DuplicateLine { line: usize },
+    ReplaceValue {
+        line: usize,
+        field: usize,
+        value: usize,
+    },
+    HugeValue {
+        line: usize,
+        field: usize,
+        len: usize,
+    },
+    Truncate {
+        at: usize,
+    },
+    Insert {
+        at: usize,
+        bytes: Vec<u8>,
+    },
+    DuplicateLine {
+        line: usize,
+    },
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
-        4 => (any::<usize>(), 0..HOSTILE.len())
-            .prop_map(|(line, value)| Mutation::ReplaceValue { line, value }),
-        1 => (any::<usize>(), 1usize..2_000_000)
-            .prop_map(|(line, len)| Mutation::HugeValue { line, len }),
+        4 => (any::<usize>(), any::<usize>(), 0..HOSTILE.len())
+            .prop_map(|(line, field, value)| Mutation::ReplaceValue { line, field, value }),
+        1 => (any::<usize>(), any::<usize>(), 1usize..2_000_000)
+            .prop_map(|(line, field, len)| Mutation::HugeValue { line, field, len }),
         1 => any::<usize>().prop_map(|at| Mutation::Truncate { at }),
         1 => (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..16))
             .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
@@ -109,15 +124,15 @@ fn mutate(text: &str, mutations: &[Mutation]) -> String {
             lines.push(String::new());
         }
         match m {
-            Mutation::ReplaceValue { line, value } => {
+            Mutation::ReplaceValue { line, field, value } => {
                 let n = line % lines.len();
-                lines[n] = replace_value(&lines[n], HOSTILE[*value]);
+                lines[n] = replace_value(&lines[n], *field, HOSTILE[*value]);
                 bytes = lines.join("\n").into_bytes();
             }
-            Mutation::HugeValue { line, len } => {
+            Mutation::HugeValue { line, field, len } => {
                 let n = line % lines.len();
                 let huge = format!("\"{}\"", "x".repeat(*len));
-                lines[n] = replace_value(&lines[n], &huge);
+                lines[n] = replace_value(&lines[n], *field, &huge);
                 bytes = lines.join("\n").into_bytes();
             }
             Mutation::Truncate { at } => {
@@ -139,15 +154,15 @@ fn mutate(text: &str, mutations: &[Mutation]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-fn replace_value(line: &str, value: &str) -> String {
-    match line.find(['=', ':', ',']) {
-        Some(i) => {
-            let rest = &line[i + 1..];
-            let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
-            format!("{} {value}{}", &line[..=i], &rest[end..])
-        }
-        None => format!("{line}{value}"),
-    }
+/// Replace the `field`-th value of a line: the text from the start of the
+/// line or after a separator (`=`, `:`, `,`) up to the next one.
+fn replace_value(line: &str, field: usize, value: &str) -> String {
+    let mut starts = vec![0];
+    starts.extend(line.match_indices(['=', ':', ',']).map(|(i, _)| i + 1));
+    let start = starts[field % starts.len()];
+    let rest = &line[start..];
+    let end = rest.find([',', '}', ']', '=', ':']).unwrap_or(rest.len());
+    format!("{}{value}{}", &line[..start], &rest[end..])
 }
 
 fn example(path: &str) -> String {

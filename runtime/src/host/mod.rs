@@ -239,7 +239,9 @@ impl Host {
             // Keep wasmtime's 4 GiB reservation plus guard pages for 32-bit
             // memories: loads and stores then need no explicit bounds checks.
             // It is address space, not memory; the limiter caps actual growth.
-            .max_wasm_stack(512 << 10);
+            .max_wasm_stack(512 << 10)
+            // Deep recursion is told apart by a backtrace full to this cap.
+            .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES));
         if let Some(n) = config.pooling_instances {
             let mut pool = wasmtime::PoolingAllocationConfig::default();
             pool.total_component_instances(n)
@@ -615,9 +617,9 @@ fn classify(data: &StoreState, limits: &Limits, e: wasmtime::Error) -> PolicyErr
         .last_error
         .as_deref()
         .filter(|m| m.starts_with(PANIC_PREFIX));
-    let frames = e
+    let recursing = e
         .downcast_ref::<wasmtime::WasmBacktrace>()
-        .map_or(0, |b| b.frames().len());
+        .is_some_and(is_deep_recursion);
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => PolicyError::OutOfFuel { limit: limits.fuel },
         Some(Trap::Interrupt) => PolicyError::Deadline {
@@ -626,19 +628,21 @@ fn classify(data: &StoreState, limits: &Limits, e: wasmtime::Error) -> PolicyErr
         Some(trap) => {
             let message = match panicked {
                 Some(p) => format!("{p} ({trap})"),
-                None if is_stack_overflow(*trap, frames) => format!(
-                    "stack overflow: {frames} nested calls ran out of the guest's stack \
+                None if is_stack_overflow(*trap, recursing) => format!(
+                    "stack overflow: deep recursion ran out of the guest's stack \
                      ({trap}; Rust guests built by wasmscale have a {} KiB stack)",
                     GUEST_STACK_BYTES >> 10
                 ),
                 None => format!("{trap}"),
             };
             PolicyError::Trap {
-                code: Some(if panicked.is_none() && is_stack_overflow(*trap, frames) {
-                    "StackOverflow".to_owned()
-                } else {
-                    format!("{trap:?}")
-                }),
+                code: Some(
+                    if panicked.is_none() && is_stack_overflow(*trap, recursing) {
+                        "StackOverflow".to_owned()
+                    } else {
+                        format!("{trap:?}")
+                    },
+                ),
                 message,
             }
         }
@@ -661,15 +665,27 @@ pub const GUEST_STACK_BYTES: usize = crate::guest::GUEST_STACK_BYTES as usize;
 
 /// Deep recursion in a Rust guest runs its shadow stack (in linear memory,
 /// placed first) below address 0, which shows as an out-of-bounds access;
-/// wasmtime's own native stack limit shows as a stack overflow. A call chain
-/// this deep tells the first apart from a plain bad pointer.
-fn is_stack_overflow(trap: Trap, frames: usize) -> bool {
-    const DEEP: usize = 100;
+/// wasmtime's own native stack limit shows as a stack overflow. A backtrace
+/// full to wasmtime's frame cap (20) of one or two functions tells the first
+/// apart from a plain bad pointer.
+fn is_stack_overflow(trap: Trap, recursing: bool) -> bool {
     match trap {
         Trap::StackOverflow => true,
-        Trap::MemoryOutOfBounds => frames >= DEEP,
+        Trap::MemoryOutOfBounds => recursing,
         _ => false,
     }
+}
+
+/// Frames kept in a trap's backtrace.
+const BACKTRACE_FRAMES: usize = 20;
+
+fn is_deep_recursion(backtrace: &wasmtime::WasmBacktrace) -> bool {
+    const CAP: usize = BACKTRACE_FRAMES;
+    let frames = backtrace.frames();
+    let mut functions: Vec<u32> = frames.iter().map(|f| f.func_index()).collect();
+    functions.sort_unstable();
+    functions.dedup();
+    frames.len() >= CAP && functions.len() <= 2
 }
 
 impl RawInstance {
