@@ -533,7 +533,10 @@ fn missing_metric_blocks_scale_down_but_not_scale_up_then_fallback() {
     let f1 = block_on(scaler.tick(t(3)));
     assert_eq!(f1.final_replicas, 9);
     let f2 = block_on(scaler.tick(t(4)));
-    assert_eq!(f2.final_replicas, 7, "{f2:?}");
+    // The documented order: the fallback wins over the missing-metric rule,
+    // so it scales down (9 -> 7) while a metric is still missing.
+    assert_eq!(f2.missing, ["gpu_utilization"]);
+    assert_eq!((f2.previous_replicas, f2.final_replicas), (9, 7), "{f2:?}");
     assert!(f2.guardrails.iter().any(|g| g.guard == "fallback"));
     // The trace is exhausted: a source failure, recorded, never a panic.
     let end = block_on(scaler.tick(t(5)));
@@ -745,4 +748,38 @@ fn a_scalers_own_limits_apply_when_it_runs() {
         }
     };
     assert!(err.contains("fuel"), "{err}");
+}
+
+#[test]
+fn a_hung_prometheus_costs_one_timeout_per_tick_not_one_per_metric() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(64).collect();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        drop(held);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = one_scaler("", "").replace(
+        "metrics = { queue_depth = 35 }",
+        &format!(
+            "source = {{ type = \"prometheus\", url = \"http://127.0.0.1:{port}\", timeout_ms = 300 }}\n\
+             metrics = {{ queue_depth = \"q1\", request_rate = \"q2\", latency_p95_ms = \"q3\", gpu_utilization = \"q4\" }}"
+        ),
+    );
+    let config: Config = toml::from_str(&text).unwrap();
+    let host = host();
+    let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
+    let started = std::time::Instant::now();
+    let r = wasmscale_tests::block_on(scaler.tick(1_700_000_000_000));
+    let took = started.elapsed();
+    assert_eq!(r.failures[0].kind, "unavailable", "{r:?}");
+    assert!(
+        r.failures[0].message.contains("timed out after 300ms"),
+        "{r:?}"
+    );
+    // Four queries at once under one deadline: about 300 ms. One after
+    // another they could not take less than 4 x 300 = 1200 ms.
+    assert!(took < std::time::Duration::from_millis(1150), "{took:?}");
 }

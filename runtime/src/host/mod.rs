@@ -245,9 +245,12 @@ impl Host {
         if let Some(n) = config.pooling_instances {
             let mut pool = wasmtime::PoolingAllocationConfig::default();
             pool.total_component_instances(n)
-                .total_core_instances(n.saturating_mul(2))
+                // A component that imports `host.log` (every SDK policy:
+                // its panic hook forwards the message) lowers it through a
+                // shim: more core instances and a second table per instance.
+                .total_core_instances(n.saturating_mul(4))
                 .total_memories(n)
-                .total_tables(n)
+                .total_tables(n.saturating_mul(2))
                 .max_memory_size(limits.max_memory_bytes);
             wasm.allocation_strategy(pool);
         }
