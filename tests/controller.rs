@@ -772,7 +772,7 @@ fn a_hung_prometheus_costs_one_timeout_per_tick_not_one_per_metric() {
     let host = host();
     let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
     let started = std::time::Instant::now();
-    let r = wasmscale_tests::block_on(scaler.tick(1_700_000_000_000));
+    let r = block_on(scaler.tick(1_700_000_000_000));
     let took = started.elapsed();
     assert_eq!(r.failures[0].kind, "unavailable", "{r:?}");
     assert!(

@@ -587,11 +587,7 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
 /// The settings of the process as a whole: the admin address, the audit log
 /// and the state directory. Each is checked the way `run` will use it, so a
 /// config that validates does not then fail to start.
-fn check_process_settings(
-    config: &Config,
-    base: &Path,
-    push: &mut dyn FnMut(&[&str], String, Option<String>),
-) {
+fn check_process_settings(config: &Config, base: &Path, push: &mut PushAt<'_>) {
     if let Err((message, hint)) = check_listen(&config.admin) {
         push(&["admin", "listen"], message, Some(hint));
     }
@@ -1140,6 +1136,8 @@ fn per_replica_metrics(params: &toml::Table) -> Vec<String> {
 }
 
 type Push<'a> = dyn FnMut(Option<Range<usize>>, String, Option<String>) + 'a;
+/// As [`Push`], with the key's path instead of its span.
+type PushAt<'a> = dyn FnMut(&[&str], String, Option<String>) + 'a;
 
 fn check_metrics(
     s: &ScalerConfig,

@@ -703,6 +703,13 @@ struct TaskResult {
 /// reported by name.
 type TaskNames = std::collections::HashMap<tokio::task::Id, String>;
 
+/// The running scaler tasks and their names.
+#[derive(Default)]
+struct ScalerTasks {
+    set: tokio::task::JoinSet<TaskResult>,
+    names: TaskNames,
+}
+
 /// Account one ended scaler task. A task that ended other than by returning
 /// (a panic, a cancellation) lost its scaler: that is logged at error, shown
 /// in `/metrics` and returned, so `run` ends non-zero.
@@ -746,8 +753,7 @@ fn account_task(
 
 /// Spawn one task per scaler, each on its own interval.
 fn spawn_scalers(
-    tasks: &mut tokio::task::JoinSet<TaskResult>,
-    names: &mut TaskNames,
+    tasks: &mut ScalerTasks,
     scalers: Vec<Scaler>,
     records: &tokio::sync::mpsc::Sender<AuditRecord>,
     stop: &tokio::sync::watch::Receiver<bool>,
@@ -763,7 +769,7 @@ fn spawn_scalers(
         let metrics = metrics.scaler(scaler.name());
         let controls = controls.clone();
         let name = scaler.name().to_owned();
-        let handle = tasks.spawn(async move {
+        let handle = tasks.set.spawn(async move {
             let interval = scaler.interval();
             // Spread scalers over the whole interval (golden-ratio steps) so
             // thousands of them do not all tick at once, on a grid of slots
@@ -816,7 +822,7 @@ fn spawn_scalers(
                 lags,
             }
         });
-        names.insert(handle.id(), name);
+        tasks.names.insert(handle.id(), name);
     }
 }
 
@@ -947,9 +953,8 @@ pub fn run(
         let mut generation = Some(scalers);
         while let Some(scalers) = generation.take() {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let mut tasks = tokio::task::JoinSet::new();
-            let mut names = TaskNames::new();
-            spawn_scalers(&mut tasks, &mut names, scalers, &records_tx, &stop_rx, &metrics, &controls, options.ticks);
+            let mut tasks = ScalerTasks::default();
+            spawn_scalers(&mut tasks, scalers, &records_tx, &stop_rx, &metrics, &controls, options.ticks);
             let mut next: Option<Config> = None;
             let mut finished = Vec::new();
             loop {
@@ -979,8 +984,8 @@ pub fn run(
                             Err(errors) => tracing::error!(%errors, "the new config is invalid; the running scalers go on"),
                         }
                     }
-                    joined = tasks.join_next_with_id() => match joined {
-                        Some(joined) => account_task(joined, &mut names, &metrics, &mut summary, &mut finished),
+                    joined = tasks.set.join_next_with_id() => match joined {
+                        Some(joined) => account_task(joined, &mut tasks.names, &metrics, &mut summary, &mut finished),
                         None => break,
                     },
                 }
