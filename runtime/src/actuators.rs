@@ -185,7 +185,7 @@ impl Actuator {
             }
             Actuator::Kubernetes(k) => {
                 let result = k.observe().await;
-                k.after(result.as_ref().map(|_| ()))?;
+                k.after(result.as_ref().err());
                 result
             }
         }
@@ -205,7 +205,7 @@ impl Actuator {
             }
             Actuator::Kubernetes(k) => {
                 let result = k.apply(desired).await;
-                k.after(result.as_ref().map(|_| ()))?;
+                k.after(result.as_ref().err());
                 result
             }
             Actuator::Memory { replicas } => {
@@ -375,10 +375,10 @@ impl Kubernetes {
     /// Log the first failure of each kind at warn, with what to fix; the
     /// rest go to the audit log and `/metrics` only (a tick a second must not
     /// flood the log). A success re-arms every kind.
-    fn report(&mut self, result: Result<(), &ActuatorError>) {
-        match result {
-            Ok(()) => self.warned.clear(),
-            Err(e) => {
+    fn report(&mut self, error: Option<&ActuatorError>) {
+        match error {
+            None => self.warned.clear(),
+            Some(e) => {
                 if !self.warned.contains(&e.kind()) {
                     self.warned.push(e.kind());
                     tracing::warn!(
@@ -393,16 +393,12 @@ impl Kubernetes {
 
     /// After a call: report it, and after a transport failure build a fresh
     /// client on the next call (its connection pool or background task may be
-    /// gone). Hands the error back.
-    fn after(&mut self, result: Result<(), &ActuatorError>) -> Result<(), ActuatorError> {
-        self.report(result);
-        if let Err(e) = result {
-            if matches!(e, ActuatorError::Transport(_) | ActuatorError::Timeout(_)) {
-                self.api = None;
-            }
-            return Err(e.clone());
+    /// gone).
+    fn after(&mut self, error: Option<&ActuatorError>) {
+        self.report(error);
+        if let Some(ActuatorError::Transport(_) | ActuatorError::Timeout(_)) = error {
+            self.api = None;
         }
-        Ok(())
     }
 
     async fn observe(&mut self) -> Result<Observed, ActuatorError> {

@@ -147,14 +147,7 @@ fn load_rows(path: &Path) -> Result<Vec<BTreeMap<String, f64>>, SourceError> {
         path: path.display().to_string(),
         message: crate::snapshot::clip_message(message),
     };
-    // A FIFO or a device would block or never end: only regular files.
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(err(format!(
-            "not a regular file ({})",
-            crate::host::file_kind(&meta)
-        )));
-    }
+    crate::host::regular_file(path).map_err(err)?;
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let mut rows = Vec::new();
     if is_jsonl(path) {

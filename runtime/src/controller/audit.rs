@@ -18,6 +18,16 @@ pub struct Failure {
     pub message: String,
 }
 
+impl Failure {
+    pub fn new(stage: &str, kind: &str, message: String) -> Self {
+        Failure {
+            stage: stage.into(),
+            kind: kind.into(),
+            message,
+        }
+    }
+}
+
 /// One guardrail change, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuardrailRecord {

@@ -260,11 +260,7 @@ impl Scaler {
         // state) are reported with the next record.
         let mut failures = std::mem::take(&mut self.pending_failures);
         let mut guardrails: Vec<GuardrailRecord> = Vec::new();
-        let fail = |stage: &str, kind: &str, message: String| Failure {
-            stage: stage.into(),
-            kind: kind.into(),
-            message,
-        };
+        let fail = Failure::new;
 
         // An unreadable target leaves the count unknown: nothing is decided,
         // the tick fails (toward the fallback), and the record and metrics
@@ -507,21 +503,13 @@ impl Scaler {
                 ) {
                     Ok(s) => (Some(s), r.missing),
                     Err(e) => {
-                        failures.push(Failure {
-                            stage: "source".into(),
-                            kind: "snapshot".into(),
-                            message: e,
-                        });
+                        failures.push(Failure::new("source", "snapshot", e));
                         (None, r.missing)
                     }
                 }
             }
             Err(e) => {
-                failures.push(Failure {
-                    stage: "source".into(),
-                    kind: e.kind().into(),
-                    message: e.to_string(),
-                });
+                failures.push(Failure::new("source", e.kind(), e.to_string()));
                 (None, Vec::new())
             }
         }
@@ -592,11 +580,11 @@ impl AuditRecord {
 
 /// The record of a policy that rejected the state it was handed.
 fn state_rejected(e: &crate::host::PolicyError) -> Failure {
-    Failure {
-        stage: "policy".into(),
-        kind: e.kind().into(),
-        message: format!("{e}; the policy started without it"),
-    }
+    Failure::new(
+        "policy",
+        e.kind(),
+        format!("{e}; the policy started without it"),
+    )
 }
 
 fn sanitize(name: &str) -> String {

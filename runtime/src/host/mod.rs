@@ -120,15 +120,8 @@ fn read_bounded(path: &std::path::Path, max_bytes: usize) -> Result<Vec<u8>, Pol
         path: path.display().to_string(),
         message,
     };
-    // The type is checked on the path first, so opening a FIFO (which
-    // blocks until a writer appears) never happens.
-    let meta = std::fs::metadata(path).map_err(|e| read_err(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(read_err(format!(
-            "not a regular file ({}); a policy is a .wasm file",
-            file_kind(&meta)
-        )));
-    }
+    let meta =
+        regular_file(path).map_err(|e| read_err(format!("{e}; a policy is a .wasm file")))?;
     if meta.len() > max_bytes as u64 {
         return Err(PolicyError::ModuleTooLarge {
             size: usize::try_from(meta.len()).unwrap_or(usize::MAX),
@@ -147,6 +140,18 @@ fn read_bounded(path: &std::path::Path, max_bytes: usize) -> Result<Vec<u8>, Pol
         });
     }
     Ok(bytes)
+}
+
+/// The metadata of `path` if it is a regular file. Checked on the path
+/// before anything opens it: a FIFO would block until a writer appears, and
+/// `/dev/zero` never ends. Policies, traces and replayed metrics all go
+/// through here.
+pub(crate) fn regular_file(path: &std::path::Path) -> Result<std::fs::Metadata, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(format!("not a regular file ({})", file_kind(&meta)));
+    }
+    Ok(meta)
 }
 
 /// What a path is, in words, for an error.
@@ -855,16 +860,16 @@ impl PolicyInstance {
     /// that fails too).
     pub fn evaluate(&mut self, snapshot: &Snapshot) -> Result<Evaluation, PolicyError> {
         let raw = self.ready()?;
-        let result = raw.evaluate(snapshot).and_then(|eval| {
-            let evaluate_fuel = eval.cost.fuel;
-            raw.save_state()
-                .map(|state| (eval, state))
-                .map_err(|e| (e, evaluate_fuel))
-                .map_err(|(e, fuel)| {
-                    raw.store.data_mut().last_call_fuel += fuel;
-                    e
-                })
-        });
+        let result = raw
+            .evaluate(snapshot)
+            .and_then(|eval| match raw.save_state() {
+                Ok(state) => Ok((eval, state)),
+                Err(e) => {
+                    // The evaluation before the failed checkpoint burned fuel too.
+                    raw.store.data_mut().last_call_fuel += eval.cost.fuel;
+                    Err(e)
+                }
+            });
         self.failed_fuel = match &result {
             Ok(_) => 0,
             Err(_) => raw.store.data().last_call_fuel,

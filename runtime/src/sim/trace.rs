@@ -210,14 +210,7 @@ pub fn load(path: &Path, spec: &TraceSpec, step_ms: u64) -> Result<Load, TraceEr
         path: path.display().to_string(),
         message,
     };
-    // A FIFO or a device would block or never end: only regular files.
-    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(fail(format!(
-            "not a regular file ({})",
-            crate::host::file_kind(&meta)
-        )));
-    }
+    crate::host::regular_file(path).map_err(fail)?;
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
     load_text(
         &path.display().to_string(),
