@@ -2,7 +2,7 @@
 //! (kube-apiserver 1.20 built from Debian's source, etcd, token auth, RBAC).
 //! Started here if it is built and not running; tests that need it skip with a
 //! message where `../shared/` or the build is absent (CI always has both:
-//! `.ci/setup` builds it, `.ci/run` stops it).
+//! `.ci/run` builds it and stops it after the tests).
 //!
 //! It has no controller-manager: Deployments get no pods and their status is
 //! never reported, unless a test writes it through the status subresource.
