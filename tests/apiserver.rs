@@ -462,3 +462,85 @@ fn connections_are_kept_alive_across_ticks() {
         assert_eq!(seen.len(), 1, "one connection for every tick: {seen:?}");
     });
 }
+
+/// Resumes a stopped process when dropped, so a failed assertion never
+/// leaves the shared API server frozen.
+struct Frozen(String);
+
+impl Frozen {
+    fn stop(pid: String) -> Self {
+        let ok = std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot stop the API server (pid {pid})");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_hung_api_server_is_a_timeout() {
+    let Some((server, _serial)) = setup() else {
+        return;
+    };
+    let Ok(pid) = std::fs::read_to_string(server.admin_kubeconfig.with_file_name("apiserver.pid"))
+    else {
+        eprintln!("skipped: the API server's pid file is not where the script writes it");
+        return;
+    };
+    runtime().block_on(async {
+        let admin = server.admin().await;
+        let ns = server.namespace(&admin, "hung").await;
+        server.deployment(&admin, &ns, "web", 2).await;
+        server.report_status(&admin, &ns, "web", 2).await;
+        let t = Target {
+            kubeconfig: &server.admin_kubeconfig,
+            namespace: &ns,
+            name: "web",
+            timeout_ms: 500,
+        };
+        let mut s = scaler(
+            &t,
+            "builtin:queue-depth",
+            QUEUE,
+            "{ queue_depth = 20 }",
+            "",
+            None,
+        );
+        let ok = s.tick(1_700_000_000_000).await;
+        assert!(ok.failures.is_empty(), "{ok:?}");
+        // The server process stops answering (SIGSTOP): connections stay
+        // open, nothing comes back.
+        let frozen = Frozen::stop(pid.trim().to_owned());
+        for i in 1..=2 {
+            let r = s.tick(1_700_000_000_000 + i * 1000).await;
+            assert_eq!(r.failures[0].stage, "actuator-read", "{r:?}");
+            assert_eq!(r.failures[0].kind, "timeout", "{r:?}");
+            assert!(r.failures[0].message.contains("500ms"), "{r:?}");
+            assert_eq!((r.previous_replicas, r.final_replicas), (2, 2), "{r:?}");
+        }
+        drop(frozen);
+        // Back: the next tick reads and scales again.
+        let mut back = None;
+        for i in 3..40 {
+            let r = s.tick(1_700_000_000_000 + i * 1000).await;
+            if r.failures.is_empty() {
+                back = Some(r);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        assert!(
+            back.is_some(),
+            "the scaler recovers once the server answers"
+        );
+    });
+}

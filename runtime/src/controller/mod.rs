@@ -685,6 +685,8 @@ struct TaskResult {
     failed: u64,
     missed: u64,
     lags: Vec<u64>,
+    /// Why the task stopped early, when it was not told to stop.
+    stopped_early: Option<&'static str>,
 }
 
 /// Which scaler each running task is, so a task that ends abnormally is
@@ -711,6 +713,12 @@ fn account_task(
     match joined {
         Ok((id, r)) => {
             names.remove(&id);
+            if let Some(why) = r.stopped_early {
+                let name = r.scaler.name().to_owned();
+                tracing::error!(scaler = %name, why, "a scaler task ended abnormally: this scaler no longer scales");
+                metrics.scaler(&name).lost();
+                summary.lost_scalers.push((name, why.to_owned()));
+            }
             summary.ticks += r.done;
             summary.failed_ticks += r.failed;
             summary.missed_ticks += r.missed;
@@ -770,6 +778,7 @@ fn spawn_scalers(
             let mut timer = tokio::time::interval_at(origin + jitter, interval);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let (mut done, mut missed, mut failed) = (0u64, 0u64, 0u64);
+            let mut stopped_early = None;
             let mut lags = vec![0u64; LAG_BUCKETS];
             // One wait for the stop signal for the task's whole life, not one
             // per tick: 10,000 tasks re-registering each second contend on it.
@@ -793,6 +802,7 @@ fn spawn_scalers(
                         metrics.observe(&record);
                         failed += u64::from(!record.failures.is_empty());
                         if tx.send(record).await.is_err() {
+                            stopped_early = Some("stopped: the audit log writer is gone");
                             break;
                         }
                         done += 1;
@@ -808,6 +818,7 @@ fn spawn_scalers(
                 failed,
                 missed,
                 lags,
+                stopped_early,
             }
         });
         tasks.names.insert(handle.id(), name);
@@ -996,7 +1007,14 @@ pub fn run(
             }
         }
         drop(records_tx);
-        summary.audit_errors = writer.await.unwrap_or(0);
+        summary.audit_errors = match writer.await {
+            Ok(errors) => errors,
+            Err(e) => {
+                tracing::error!(error = %e, "the audit log writer failed; records since are lost");
+                summary.lost_scalers.push(("<audit log writer>".into(), e.to_string()));
+                0
+            }
+        };
         Ok(summary)
     })
 }
