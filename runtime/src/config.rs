@@ -679,99 +679,85 @@ fn nearest_existing(path: &Path) -> Option<(PathBuf, bool)> {
     Path::new(".").canonicalize().ok().map(|d| (d, false))
 }
 
-fn check_audit_path(path: &Path, base: &Path) -> Result<(), Problem> {
-    let hint =
-        || "a file path, e.g. path = \"wasmscale-audit.jsonl\" (relative to the config)".to_owned();
+/// Where a configured path lands: the path itself if it exists, else its
+/// nearest existing ancestor, refused when empty or in a pseudo-filesystem.
+struct Landing {
+    real: PathBuf,
+    exists: bool,
+    meta: std::fs::Metadata,
+}
+
+fn land(key: &str, path: &Path, base: &Path, hint: &str) -> Result<Option<Landing>, Problem> {
+    let problem = |message: String| (message, hint.to_owned());
     if path.as_os_str().is_empty() {
-        return Err(("audit.path is empty".into(), hint()));
+        return Err(problem(format!("{key} is empty")));
     }
-    let full = base.join(path);
-    let Some((real, exists)) = nearest_existing(&full) else {
-        return Ok(());
+    let Some((real, exists)) = nearest_existing(&base.join(path)) else {
+        return Ok(None);
     };
     if in_pseudo_fs(&real) {
-        return Err((
-            format!(
-                "audit.path {} is in a kernel pseudo-filesystem ({})",
-                path.display(),
-                real.display()
-            ),
-            hint(),
-        ));
+        return Err(problem(format!(
+            "{key} {} is in a kernel pseudo-filesystem ({})",
+            path.display(),
+            real.display()
+        )));
     }
-    let meta = std::fs::metadata(&real)
-        .map_err(|e| (format!("audit.path {}: {e}", path.display()), hint()))?;
-    if exists {
-        if !meta.is_file() {
-            return Err((
-                format!(
-                    "audit.path {} is {}, not a file",
-                    path.display(),
-                    crate::host::file_kind(&meta)
-                ),
-                hint(),
-            ));
-        }
-        // Opening for append changes nothing and proves the right to write.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&real)
-            .map_err(|e| {
-                (
-                    format!("audit.path {} cannot be written: {e}", path.display()),
-                    hint(),
-                )
-            })?;
-    } else if !meta.is_dir() {
-        return Err((
-            format!(
+    let meta =
+        std::fs::metadata(&real).map_err(|e| problem(format!("{key} {}: {e}", path.display())))?;
+    Ok(Some(Landing { real, exists, meta }))
+}
+
+fn check_audit_path(path: &Path, base: &Path) -> Result<(), Problem> {
+    const HINT: &str =
+        "a file path, e.g. path = \"wasmscale-audit.jsonl\" (relative to the config)";
+    let problem = |message: String| (message, HINT.to_owned());
+    let Some(Landing { real, exists, meta }) = land("audit.path", path, base, HINT)? else {
+        return Ok(());
+    };
+    if !exists {
+        if !meta.is_dir() {
+            return Err(problem(format!(
                 "audit.path {}: {} is not a directory",
                 path.display(),
                 real.display()
-            ),
-            hint(),
-        ));
+            )));
+        }
+        return Ok(());
     }
+    if !meta.is_file() {
+        return Err(problem(format!(
+            "audit.path {} is {}, not a file",
+            path.display(),
+            crate::host::file_kind(&meta)
+        )));
+    }
+    // Opening for append changes nothing and proves the right to write.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&real)
+        .map_err(|e| {
+            problem(format!(
+                "audit.path {} cannot be written: {e}",
+                path.display()
+            ))
+        })?;
     Ok(())
 }
 
 fn check_state_dir(dir: &Path, base: &Path) -> Result<(), Problem> {
-    let hint = || {
-        "a directory this process can write, e.g. state_dir = \"state\" (relative to the config)"
-            .to_owned()
-    };
-    if dir.as_os_str().is_empty() {
-        return Err(("state_dir is empty".into(), hint()));
-    }
-    let full = base.join(dir);
-    let Some((real, exists)) = nearest_existing(&full) else {
+    const HINT: &str =
+        "a directory this process can write, e.g. state_dir = \"state\" (relative to the config)";
+    let problem = |message: String| (message, HINT.to_owned());
+    let Some(Landing { real, exists, meta }) = land("state_dir", dir, base, HINT)? else {
         return Ok(());
     };
-    if in_pseudo_fs(&real) {
-        return Err((
-            format!(
-                "state_dir {} is in a kernel pseudo-filesystem ({})",
-                dir.display(),
-                real.display()
-            ),
-            hint(),
-        ));
-    }
-    let meta = std::fs::metadata(&real)
-        .map_err(|e| (format!("state_dir {}: {e}", dir.display()), hint()))?;
     if !meta.is_dir() {
-        return Err((
-            format!(
-                "state_dir {} is {}, not a directory",
-                if exists {
-                    dir.display().to_string()
-                } else {
-                    real.display().to_string()
-                },
-                crate::host::file_kind(&meta)
-            ),
-            hint(),
-        ));
+        let shown = if exists { dir.to_path_buf() } else { real };
+        return Err(problem(format!(
+            "state_dir {} is {}, not a directory",
+            shown.display(),
+            crate::host::file_kind(&meta)
+        )));
     }
     if exists {
         // Prove the right to write: create and remove a probe file.
@@ -779,10 +765,10 @@ fn check_state_dir(dir: &Path, base: &Path) -> Result<(), Problem> {
         std::fs::write(&probe, b"")
             .and_then(|()| std::fs::remove_file(&probe))
             .map_err(|e| {
-                (
-                    format!("state_dir {} cannot be written: {e}", dir.display()),
-                    hint(),
-                )
+                problem(format!(
+                    "state_dir {} cannot be written: {e}",
+                    dir.display()
+                ))
             })?;
     }
     Ok(())
