@@ -51,9 +51,7 @@ pub fn api_server() -> Option<&'static ApiServer> {
                 eprintln!("skipped: {why}");
                 None
             };
-            if !script().exists() {
-                return skip(format!("needs {}", script().display()));
-            }
+            crate::shared("tools/kube-apiserver.sh")?;
             let dir = kas_dir();
             if !dir.join("kube-apiserver").exists() {
                 return skip(format!(

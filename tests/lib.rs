@@ -38,6 +38,23 @@ pub fn from_root(path: impl AsRef<Path>) -> PathBuf {
     }
 }
 
+/// A file under `../shared/` (beside the repository), or `None` with a
+/// message saying the test is skipped. A clone outside that layout still
+/// passes; CI (`CI` set) always has it, so there its absence is a failure.
+pub fn shared(path: &str) -> Option<PathBuf> {
+    let full = workspace_root().join("../shared").join(path);
+    if full.exists() {
+        return Some(full);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI needs ../shared/{path} ({} is absent)",
+        full.display()
+    );
+    eprintln!("skipped: needs ../shared/{path}, which is absent here");
+    None
+}
+
 /// A host with default limits and no disk cache.
 pub fn host() -> Host {
     host_with(Limits::default())

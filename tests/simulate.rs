@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use wasmscale::sim::{self, ServiceModel, SimOptions, SimPolicy, TraceSpec, setup, trace};
-use wasmscale_tests::{from_root, host};
+use wasmscale_tests::{from_root, host, shared};
 
 /// Two days of ServeGen m-large (bursty LLM serving), scaled to a 24-replica peak.
 fn two_days(model: &ServiceModel) -> sim::Load {
@@ -179,8 +179,11 @@ fn the_same_inputs_and_seed_give_the_same_report() {
 #[test]
 fn shared_traces_load_with_their_formats_and_gaps() {
     let step = 1000;
+    let Some(traces) = shared("traces") else {
+        return;
+    };
     let nasa = trace::load(
-        &from_root("../shared/traces/nasa_http_1995_per_minute.csv"),
+        &traces.join("nasa_http_1995_per_minute.csv"),
         &TraceSpec::default(),
         step,
     )
@@ -203,7 +206,7 @@ fn shared_traces_load_with_their_formats_and_gaps() {
     );
 
     let azure = trace::load(
-        &from_root("../shared/traces/azure_llm_2023_requests.csv"),
+        &traces.join("azure_llm_2023_requests.csv"),
         &TraceSpec {
             service: Some("code".into()),
             ..TraceSpec::default()
@@ -216,7 +219,7 @@ fn shared_traces_load_with_their_formats_and_gaps() {
     assert!(azure.tokens.is_some());
 
     let servegen = trace::load(
-        &from_root("../shared/traces/alibaba_servegen_m_small_10min.csv"),
+        &traces.join("alibaba_servegen_m_small_10min.csv"),
         &TraceSpec::default(),
         step,
     )
