@@ -9,15 +9,6 @@ use anyhow::{Context as _, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-const POLICIES: &[&str] = &[
-    "target-tracking",
-    "step-scaling",
-    "queue-depth",
-    "scheduled",
-    "predictive",
-    "spot-mix",
-];
-
 fn main() -> Result<()> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest_dir
@@ -45,11 +36,13 @@ fn main() -> Result<()> {
     let mut table = String::from(
         "/// Built-in policies: (name, component bytes, example params).\npub const BUILTINS: &[(&str, &[u8], &str)] = &[\n",
     );
-    for name in POLICIES {
+    // The one list of built-ins: the policies crate's features.
+    let manifest = std::fs::read_to_string(root.join("policies").join("Cargo.toml"))?;
+    for name in &build_guest::feature_names(&manifest) {
         let core = build_guest::GuestBuild {
             manifest: &root.join("Cargo.toml"),
             package: Some("wasmscale-policies"),
-            features: &[name],
+            features: &[name.as_str()],
             profile: "guest",
             target_dir: &target_dir,
         }

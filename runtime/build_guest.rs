@@ -121,6 +121,27 @@ pub fn package_name(manifest: &str) -> Option<String> {
     None
 }
 
+/// The features a manifest declares, in order: for a crate of guests (the
+/// built-in policies, the hostile fixtures) one feature is one component, so
+/// this is the one list of them.
+pub fn feature_names(manifest: &str) -> Vec<String> {
+    let mut in_features = false;
+    let mut names = Vec::new();
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_features = line == "[features]";
+        } else if in_features
+            && !line.starts_with('#')
+            && let Some((name, _)) = line.split_once('=')
+            && name.trim() != "default"
+        {
+            names.push(name.trim().to_owned());
+        }
+    }
+    names
+}
+
 /// Files of a new policy crate (`wasmscale new`): relative path and contents.
 pub fn scaffold(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
     let type_name: String = name

@@ -9,18 +9,6 @@ use anyhow::{Context as _, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-const FIXTURES: &[&str] = &[
-    "infinite-loop",
-    "memory-bomb",
-    "deep-recursion",
-    "unreachable",
-    "bad-decision",
-    "log-spam",
-    "load-state-panic",
-    "flaky-counter",
-    "huge-state",
-];
-
 fn main() -> Result<()> {
     let tests_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let root = tests_dir
@@ -39,11 +27,13 @@ fn main() -> Result<()> {
     }
     let target_dir = root.join("target").join("guests");
     let mut table = String::new();
-    for name in FIXTURES {
+    // The one list of fixtures: the guests crate's features.
+    let manifest = std::fs::read_to_string(tests_dir.join("guests").join("Cargo.toml"))?;
+    for name in &build_guest::feature_names(&manifest) {
         let core = build_guest::GuestBuild {
             manifest: &root.join("Cargo.toml"),
             package: Some("wasmscale-hostile-fixtures"),
-            features: &[name],
+            features: &[name.as_str()],
             profile: "guest",
             target_dir: &target_dir,
         }

@@ -9,16 +9,9 @@ pub mod spot_mix;
 pub mod step_scaling;
 pub mod target_tracking;
 
-/// Built-in policy names, as `builtin:NAME` spells them (and as the cargo feature
-/// that exports each one is called).
-pub const NAMES: &[&str] = &[
-    "target-tracking",
-    "step-scaling",
-    "queue-depth",
-    "scheduled",
-    "predictive",
-    "spot-mix",
-];
+// The list of built-ins is this crate's features (Cargo.toml): one feature,
+// one component, embedded by runtime/build.rs; the host lists them as
+// `wasmscale::host::builtin_names()`.
 
 #[cfg(feature = "target-tracking")]
 wasmscale_sdk::export_policy!(target_tracking::TargetTracking);

@@ -34,14 +34,9 @@ fn seed_threshold_example_reproduces_its_table() {
 
 #[test]
 fn check_reports_size_compile_time_and_fuel_for_every_builtin() {
-    for name in [
-        "target-tracking",
-        "step-scaling",
-        "queue-depth",
-        "scheduled",
-        "predictive",
-        "spot-mix",
-    ] {
+    let names: Vec<&str> = wasmscale::host::builtin_names().collect();
+    assert_eq!(names.len(), 6, "{names:?}");
+    for name in names {
         let out = wasmscale(&["check", &format!("builtin:{name}")]);
         let text = stdout(&out);
         assert!(out.status.success(), "{name}: {}{}", text, stderr(&out));
