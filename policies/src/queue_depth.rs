@@ -73,15 +73,8 @@ impl Policy for QueueDepth {
     }
 
     fn evaluate(&mut self, s: &Snapshot) -> Result<Decision, String> {
-        let p = self
-            .params
-            .as_ref()
-            .ok_or("queue-depth: configure was not called")?;
-        let q = s
-            .signal(&p.metric)
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("{} is missing", p.metric))?
-            .max(0.0);
+        let p = wasmscale_sdk::configured!(self.params, "queue-depth")?;
+        let q = s.require(&p.metric)?.max(0.0);
         let current = s.replicas.current;
         if q > p.activation_threshold {
             self.state.last_active_ms = Some(s.time_ms);

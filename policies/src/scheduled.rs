@@ -138,10 +138,7 @@ impl Policy for Scheduled {
     }
 
     fn evaluate(&mut self, s: &Snapshot) -> Result<Decision, String> {
-        let p = self
-            .params
-            .as_ref()
-            .ok_or("scheduled: configure was not called")?;
+        let p = wasmscale_sdk::configured!(self.params, "scheduled")?;
         let ms = i64::try_from(s.time_ms).map_err(|_| "snapshot time out of range")?;
         let local =
             p.tz.timestamp_millis_opt(ms)

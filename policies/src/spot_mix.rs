@@ -99,15 +99,8 @@ impl Policy for SpotMix {
     }
 
     fn evaluate(&mut self, s: &Snapshot) -> Result<Decision, String> {
-        let p = self
-            .params
-            .as_ref()
-            .ok_or("spot-mix: configure was not called")?;
-        let queue = s
-            .signal(&p.metric)
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("{} is missing", p.metric))?
-            .max(0.0);
+        let p = wasmscale_sdk::configured!(self.params, "spot-mix")?;
+        let queue = s.require(&p.metric)?.max(0.0);
         let rate = match p.items_per_replica_per_second {
             Some(r) => r,
             None => s

@@ -200,14 +200,8 @@ impl Policy for StepScaling {
     }
 
     fn evaluate(&mut self, s: &Snapshot) -> Result<Decision, String> {
-        let p = self
-            .params
-            .as_ref()
-            .ok_or("step-scaling: configure was not called")?;
-        let value = s
-            .signal(&p.metric)
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("{} is missing", p.metric))?;
+        let p = wasmscale_sdk::configured!(self.params, "step-scaling")?;
+        let value = s.require(&p.metric)?;
         let current = s.replicas.current;
         // Scale-out alarms first: when several are breached, the largest wins.
         let mut out: Option<i64> = None;

@@ -144,10 +144,7 @@ impl Policy for TargetTracking {
     }
 
     fn evaluate(&mut self, s: &Snapshot) -> Result<Decision, String> {
-        let p = self
-            .params
-            .as_ref()
-            .ok_or("target-tracking: configure was not called")?;
+        let p = wasmscale_sdk::configured!(self.params, "target-tracking")?;
         let base = p.tolerance.unwrap_or(0.1);
         let tol = Tolerances {
             up: p.tolerance_up.unwrap_or(base),

@@ -98,6 +98,19 @@ pub fn save_json<T: serde::Serialize>(state: &T) -> Vec<u8> {
     serde_json::to_vec(state).unwrap_or_default()
 }
 
+/// A policy's params, set by `configure`: `configured!(self.params, "name")`
+/// is `Some(&params)`'s value, or the error `"name: configure was not called"`
+/// when the host calls `evaluate` first. A macro, so the message is a
+/// constant and the check costs the same fuel as writing it out.
+#[macro_export]
+macro_rules! configured {
+    ($params:expr, $policy:literal) => {
+        $params
+            .as_ref()
+            .ok_or(concat!($policy, ": configure was not called"))
+    };
+}
+
 /// Restore JSON state written by [`save_json`]; empty input leaves `T::default()`.
 pub fn load_json<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, String> {
     if bytes.is_empty() {

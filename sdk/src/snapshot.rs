@@ -47,6 +47,15 @@ named_signals!(
 );
 
 impl Snapshot {
+    /// A signal a policy cannot decide without: its finite value, or the
+    /// error that holds the count (`"{name} is missing"`).
+    #[inline]
+    pub fn require(&self, name: &str) -> Result<f64, String> {
+        self.signal(name)
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("{name} is missing"))
+    }
+
     /// An empty snapshot at `time_ms` with `current` replicas: every signal unknown.
     pub fn new(time_ms: u64, current: u32) -> Self {
         Snapshot {
