@@ -315,3 +315,30 @@ mod num_tests {
         assert_eq!(s(f64::NAN), "NaN");
     }
 }
+
+#[cfg(test)]
+mod opening_checks {
+    use super::Snapshot;
+
+    #[test]
+    fn require_and_configured_give_the_errors_that_hold_the_count() {
+        let mut s = Snapshot::new(0, 2);
+        assert_eq!(
+            s.require("queue_depth"),
+            Err("queue_depth is missing".into())
+        );
+        s.queue_depth = Some(f64::NAN);
+        assert_eq!(
+            s.require("queue_depth"),
+            Err("queue_depth is missing".into())
+        );
+        s.queue_depth = Some(12.0);
+        assert_eq!(s.require("queue_depth"), Ok(12.0));
+        let none: Option<u8> = None;
+        assert_eq!(
+            crate::configured!(none, "p"),
+            Err("p: configure was not called")
+        );
+        assert_eq!(crate::configured!(Some(3u8), "p"), Ok(&3));
+    }
+}
