@@ -173,7 +173,11 @@ fn a_forbidden_write_holds_the_count_records_it_and_reaches_the_fallback() {
             None,
         );
         let first = s.tick(1_700_000_000_000).await;
-        assert_eq!(first.failures[0].stage, "actuator-write", "{first:?}");
+        assert_eq!(
+            first.failures[0].stage.as_str(),
+            "actuator-write",
+            "{first:?}"
+        );
         assert_eq!(first.failures[0].kind, "forbidden", "{first:?}");
         // The object stayed at 1, and so does the record.
         assert_eq!(
@@ -303,7 +307,7 @@ fn a_missing_deployment_and_a_server_that_is_down_reach_the_fallback_and_keep_th
         let mut last = None;
         for i in 0..15 {
             let r = s.tick(1_700_000_000_000 + i * 1000).await;
-            assert_eq!(r.failures[0].stage, "actuator-read", "{r:?}");
+            assert_eq!(r.failures[0].stage.as_str(), "actuator-read", "{r:?}");
             assert_eq!(r.failures[0].kind, "transport", "{r:?}");
             assert_eq!(
                 (r.previous_replicas, r.final_replicas, r.count_unknown),
@@ -522,7 +526,7 @@ fn a_hung_api_server_is_a_timeout() {
         let frozen = Frozen::stop(pid.trim().to_owned());
         for i in 1..=2 {
             let r = s.tick(1_700_000_000_000 + i * 1000).await;
-            assert_eq!(r.failures[0].stage, "actuator-read", "{r:?}");
+            assert_eq!(r.failures[0].stage.as_str(), "actuator-read", "{r:?}");
             assert_eq!(r.failures[0].kind, "timeout", "{r:?}");
             assert!(r.failures[0].message.contains("500ms"), "{r:?}");
             assert_eq!((r.previous_replicas, r.final_replicas), (2, 2), "{r:?}");

@@ -417,12 +417,7 @@ fn run_row(row: &Row, policy: &CompiledPolicy) -> Result<String, String> {
                     .ok()
                     .map(|e| e.decision.desired)
             });
-            let tick = Tick {
-                now_ms: NOW_MS,
-                current: current()?,
-                proposal,
-                price_per_replica_hour: None,
-            };
+            let tick = Tick::new(NOW_MS, current()?, proposal);
             guard::apply(&config, &mut state, tick).replicas.to_string()
         }
         other => return Err(format!("unknown row kind {other}")),

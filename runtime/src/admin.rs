@@ -50,7 +50,11 @@ impl ScalerHandle {
             m.tenant = r.tenant.to_string();
         }
         // An unreadable target leaves the gauges at the last count read.
-        if !r.failures.iter().any(|f| f.stage == "actuator-read") {
+        if !r
+            .failures
+            .iter()
+            .any(|f| f.stage == crate::controller::audit::Stage::ActuatorRead)
+        {
             m.desired = r.final_replicas;
             m.current = r.previous_replicas;
         }

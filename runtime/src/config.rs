@@ -16,6 +16,7 @@
 //! target = { type = "log" }
 //! ```
 
+pub use crate::guard::FallbackConfig;
 use crate::guard::{GuardConfig, GuardRules};
 use crate::host::{Host, Limits, PolicySource};
 use crate::snapshot::{clip, clip_message, strsim};
@@ -224,25 +225,6 @@ pub enum MetricQuery {
     Query(String),
 }
 
-/// What a scaler does after repeated failed ticks (source down, policy failing).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FallbackConfig {
-    /// Consecutive failed ticks before the fallback applies.
-    pub after_failed_ticks: u32,
-    /// Fixed replica count to go to; absent = hold the current count.
-    pub replicas: Option<u32>,
-}
-
-impl Default for FallbackConfig {
-    fn default() -> Self {
-        FallbackConfig {
-            after_failed_ticks: 3,
-            replicas: None,
-        }
-    }
-}
-
 impl ScalerConfig {
     /// A scaler as a config file with only these keys would give it: default
     /// guardrails (HPA `behavior` with upstream's defaults), fallback and limits,
@@ -276,6 +258,7 @@ impl ScalerConfig {
 
     pub fn guard_config(&self) -> GuardConfig {
         GuardConfig::new(self.min_replicas, self.max_replicas, self.guard.clone())
+            .with_fallback(self.fallback.clone())
     }
 
     /// The policy source, with a relative path taken from the config's directory.

@@ -9,19 +9,54 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The part of a tick that failed, in the order a tick runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Stage {
+    /// Reading the target's count.
+    ActuatorRead,
+    /// Reading the metrics.
+    Source,
+    /// Evaluating the policy (or handing it its saved state).
+    Policy,
+    /// Evaluating the safety-net policy.
+    SafetyNet,
+    /// Writing the new count.
+    ActuatorWrite,
+}
+
+impl Stage {
+    /// The name in the audit log and `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::ActuatorRead => "actuator-read",
+            Stage::Source => "source",
+            Stage::Policy => "policy",
+            Stage::SafetyNet => "safety-net",
+            Stage::ActuatorWrite => "actuator-write",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failure recorded in an audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
-    /// `actuator-read`, `source`, `policy` or `actuator-write`.
-    pub stage: String,
+    pub stage: Stage,
     pub kind: String,
     pub message: String,
 }
 
 impl Failure {
-    pub fn new(stage: &str, kind: &str, message: String) -> Self {
+    pub fn new(stage: Stage, kind: &str, message: String) -> Self {
         Failure {
-            stage: stage.into(),
+            stage,
             kind: kind.into(),
             message,
         }
@@ -287,7 +322,7 @@ pub fn explain(r: &AuditRecord) -> String {
             g.guard, g.before, g.after, g.why
         ));
     }
-    let unreadable = r.failures.iter().any(|f| f.stage == "actuator-read");
+    let unreadable = r.failures.iter().any(|f| f.stage == Stage::ActuatorRead);
     if r.count_unknown {
         s.push_str("; target unreadable and no count known yet: nothing written");
     } else if unreadable && r.final_replicas == r.previous_replicas {

@@ -7,10 +7,10 @@ pub mod audit;
 
 use crate::actuators::{Actuator, Observed};
 use crate::config::{Config, ScalerConfig};
-use crate::guard::{self, BreakerSetting, GuardConfig, GuardState, Intervention, Tick};
+use crate::guard::{self, BreakerSetting, GuardConfig, GuardState, Tick};
 use crate::host::{Host, PolicyInstance, ReplicaCounts};
 use crate::sources::{Reading, Source};
-use audit::{AuditLog, AuditRecord, Failure, GuardrailRecord, RecordedDecision};
+use audit::{AuditLog, AuditRecord, Failure, GuardrailRecord, RecordedDecision, Stage};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -268,7 +268,7 @@ impl Scaler {
         let observed = match self.actuator.observe().await {
             Ok(o) => Some(o),
             Err(e) => {
-                failures.push(fail("actuator-read", e.kind(), e.to_string()));
+                failures.push(fail(Stage::ActuatorRead, e.kind(), e.to_string()));
                 None
             }
         };
@@ -285,7 +285,7 @@ impl Scaler {
         let (mut decision, mut fuel) = match evaluation {
             Some(Ok(eval)) => (Some(eval.decision), Some(eval.cost.fuel)),
             Some(Err(e)) => {
-                failures.push(fail("policy", e.kind(), e.to_string()));
+                failures.push(fail(Stage::Policy, e.kind(), e.to_string()));
                 (None, Some(self.policy.failed_fuel()))
             }
             None => (None, None),
@@ -309,7 +309,7 @@ impl Scaler {
                 }
                 Err(e) => {
                     fuel = Some(fuel.unwrap_or(0) + net.failed_fuel());
-                    failures.push(fail("safety-net", e.kind(), e.to_string()));
+                    failures.push(fail(Stage::SafetyNet, e.kind(), e.to_string()));
                 }
             }
         }
@@ -319,88 +319,32 @@ impl Scaler {
         if decision.is_none() {
             self.state.failed_ticks = self.state.failed_ticks.saturating_add(1);
         }
-
-        // Three controller rules shape the proposal before the guardrails see
-        // it, so no guardrail (bounds, rate, breaker) is ever bypassed. In
-        // this order:
-        // - a missing metric blocks scale-down but never scale-up (the HPA rule);
-        // - a target that reports no pods for a non-zero count blocks
-        //   scale-down (the HPA holds when it sees no pods);
-        // - after repeated failed ticks the fallback applies (as KEDA does),
-        //   and it wins over both: it is the operator's count for a scaler
-        //   that cannot see, so it may scale down.
-        let mut proposal = decision.as_ref().map(|d| d.desired);
-        if !missing.is_empty()
-            && let Some(p) = proposal
-            && p < current
-        {
-            guardrails.push(
-                (&Intervention {
-                    guard: "missing-metric",
-                    before: p,
-                    after: current,
-                    why: format!("missing {}: scale-down blocked", missing.join(", ")),
-                })
-                    .into(),
-            );
-            proposal = Some(current);
-        }
-        if let Some(o) = observed
-            && o.current > 0
-            && o.observed.is_none_or(|n| n == 0)
-            && let Some(p) = proposal
-            && p < current
-        {
-            guardrails.push(
-                (&Intervention {
-                    guard: "no-pods",
-                    before: p,
-                    after: current,
-                    why: format!(
-                        "the target reports {} pods for {} desired: scale-down blocked until it does",
-                        o.observed.map_or("no".to_owned(), |n| n.to_string()),
-                        o.current
-                    ),
-                })
-                    .into(),
-            );
-            proposal = Some(current);
-        }
-        let fallback = &self.config.fallback;
-        let fallback_due = self.state.failed_ticks >= fallback.after_failed_ticks.max(1);
-        if fallback_due && let Some(r) = fallback.replicas {
-            guardrails.push(
-                (&Intervention {
-                    guard: "fallback",
-                    before: proposal.unwrap_or(current),
-                    after: r,
-                    why: format!("{} failed ticks in a row", self.state.failed_ticks),
-                })
-                    .into(),
-            );
-            proposal = Some(r);
-        }
+        let tick = Tick {
+            now_ms,
+            current,
+            proposal: decision.as_ref().map(|d| d.desired),
+            price_per_replica_hour: snapshot.as_ref().and_then(|s| s.cost.on_demand_per_hour),
+            missing: &missing,
+            no_pods: observed.is_some_and(|o| o.current > 0 && o.observed.is_none_or(|n| n == 0)),
+            failed_ticks: self.state.failed_ticks,
+        };
 
         // With the target unreadable only the fallback is acted on, and only
-        // from a count known before.
-        if observed.is_none() && (proposal.is_none() || self.state.last_replicas.is_none()) {
-            self.persist();
-            return self.finish(
-                now_ms, started, None, missing, None, failures, guardrails, current, current, false,
-            );
+        // from a count known before; otherwise the record says what the
+        // shaping rules (the fallback) would have done.
+        if observed.is_none() {
+            let (shaped, changes) = guard::shape(&self.guard, &tick);
+            if shaped.is_none() || self.state.last_replicas.is_none() {
+                guardrails.extend(changes.iter().map(GuardrailRecord::from));
+                self.persist();
+                return self.finish(
+                    now_ms, started, None, missing, None, failures, guardrails, current, current,
+                    false,
+                );
+            }
         }
 
-        let price = snapshot.as_ref().and_then(|s| s.cost.on_demand_per_hour);
-        let verdict = guard::apply(
-            &self.guard,
-            &mut self.state.guard,
-            Tick {
-                now_ms,
-                current,
-                proposal,
-                price_per_replica_hour: price,
-            },
-        );
+        let verdict = guard::apply(&self.guard, &mut self.state.guard, tick);
         guardrails.extend(verdict.interventions.iter().map(GuardrailRecord::from));
         let target = verdict.replicas;
 
@@ -419,7 +363,7 @@ impl Scaler {
                 Ok(w) => wrote = w,
                 Err(e) => {
                     write_failed = true;
-                    failures.push(fail("actuator-write", e.kind(), e.to_string()));
+                    failures.push(fail(Stage::ActuatorWrite, e.kind(), e.to_string()));
                 }
             }
         }
@@ -503,13 +447,13 @@ impl Scaler {
                 ) {
                     Ok(s) => (Some(s), r.missing),
                     Err(e) => {
-                        failures.push(Failure::new("source", "snapshot", e));
+                        failures.push(Failure::new(Stage::Source, "snapshot", e));
                         (None, r.missing)
                     }
                 }
             }
             Err(e) => {
-                failures.push(Failure::new("source", e.kind(), e.to_string()));
+                failures.push(Failure::new(Stage::Source, e.kind(), e.to_string()));
                 (None, Vec::new())
             }
         }
@@ -530,7 +474,7 @@ impl Scaler {
         wrote: bool,
     ) -> AuditRecord {
         let count_unknown = self.state.last_replicas.is_none()
-            && failures.iter().any(|f| f.stage == "actuator-read");
+            && failures.iter().any(|f| f.stage == Stage::ActuatorRead);
         AuditRecord {
             time_ms: now_ms,
             scaler: self.identity.scaler.clone(),
@@ -581,7 +525,7 @@ impl AuditRecord {
 /// The record of a policy that rejected the state it was handed.
 fn state_rejected(e: &crate::host::PolicyError) -> Failure {
     Failure::new(
-        "policy",
+        Stage::Policy,
         e.kind(),
         format!("{e}; the policy started without it"),
     )

@@ -1,5 +1,16 @@
 //! Guardrails: what a policy proposes is only a proposal. These rules run in the
-//! host, outside the sandbox, in one fixed order, and no policy can skip them:
+//! host, outside the sandbox, in one fixed order, and no policy can skip them.
+//! Three shape the proposal first ([`shape`]):
+//!
+//! - **missing-metric**: a metric the source could not fill blocks scale-down,
+//!   never scale-up (the HPA rule);
+//! - **no-pods**: a target that reports no pods for a non-zero count blocks
+//!   scale-down (the HPA holds when it sees no pods);
+//! - **fallback**: after `after_failed_ticks` failed ticks in a row, the
+//!   configured count (as KEDA does). It wins over the two before it: it is
+//!   the operator's count for a scaler that cannot see.
+//!
+//! Then:
 //!
 //! 1. **invalid decision**: a failed or invalid evaluation holds the current count
 //!    (the host has already rejected NaN, infinite, negative and absurd values);
@@ -83,6 +94,26 @@ pub struct GuardConfig {
     pub min_replicas: u32,
     pub max_replicas: u32,
     pub rules: GuardRules,
+    pub fallback: FallbackConfig,
+}
+
+/// What a scaler does after repeated failed ticks (source down, policy failing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FallbackConfig {
+    /// Consecutive failed ticks before the fallback applies.
+    pub after_failed_ticks: u32,
+    /// Fixed replica count to go to; absent = hold the current count.
+    pub replicas: Option<u32>,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        FallbackConfig {
+            after_failed_ticks: 3,
+            replicas: None,
+        }
+    }
 }
 
 /// Everything but the bounds (the `[scaler.guard]` table of a config file).
@@ -132,6 +163,7 @@ impl GuardConfig {
             min_replicas,
             max_replicas,
             rules: GuardRules::off(),
+            fallback: FallbackConfig::default(),
         }
     }
 
@@ -141,7 +173,14 @@ impl GuardConfig {
             min_replicas,
             max_replicas,
             rules,
+            fallback: FallbackConfig::default(),
         }
+    }
+
+    /// With this fallback (the default holds, after 3 failed ticks).
+    pub fn with_fallback(mut self, fallback: FallbackConfig) -> Self {
+        self.fallback = fallback;
+        self
     }
 }
 
@@ -203,27 +242,95 @@ pub struct Verdict {
 
 /// Inputs of one tick.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Tick {
+pub struct Tick<'a> {
     pub now_ms: u64,
     pub current: u32,
     /// The policy's validated decision; `None` when evaluation failed.
     pub proposal: Option<u32>,
     /// Price per replica-hour from the snapshot, for the cost ceiling.
     pub price_per_replica_hour: Option<f64>,
+    /// Metrics the source should have filled but could not.
+    pub missing: &'a [String],
+    /// The target reports no pods for its non-zero count (its controller
+    /// has not reported yet).
+    pub no_pods: bool,
+    /// Failed ticks in a row, this one included.
+    pub failed_ticks: u32,
+}
+
+impl Tick<'_> {
+    /// A tick with nothing missing, pods reported and no failures before it.
+    pub fn new(now_ms: u64, current: u32, proposal: Option<u32>) -> Self {
+        Tick {
+            now_ms,
+            current,
+            proposal,
+            price_per_replica_hour: None,
+            missing: &[],
+            no_pods: false,
+            failed_ticks: 0,
+        }
+    }
+}
+
+/// The three rules that shape a proposal before the others see it, in their
+/// order (see the module docs): the proposal they leave, and what each
+/// changed. Pure: it keeps no state.
+pub fn shape(config: &GuardConfig, tick: &Tick<'_>) -> (Option<u32>, Vec<Intervention>) {
+    let current = tick.current;
+    let mut proposal = tick.proposal;
+    let mut changes = Vec::new();
+    if !tick.missing.is_empty()
+        && let Some(p) = proposal
+        && p < current
+    {
+        changes.push(Intervention {
+            guard: "missing-metric",
+            before: p,
+            after: current,
+            why: format!("missing {}: scale-down blocked", tick.missing.join(", ")),
+        });
+        proposal = Some(current);
+    }
+    if tick.no_pods
+        && let Some(p) = proposal
+        && p < current
+    {
+        changes.push(Intervention {
+            guard: "no-pods",
+            before: p,
+            after: current,
+            why: format!(
+                "the target reports no pods for {current} desired: scale-down blocked until it does"
+            ),
+        });
+        proposal = Some(current);
+    }
+    let fallback = &config.fallback;
+    if tick.failed_ticks >= fallback.after_failed_ticks.max(1)
+        && let Some(r) = fallback.replicas
+    {
+        changes.push(Intervention {
+            guard: "fallback",
+            before: proposal.unwrap_or(current),
+            after: r,
+            why: format!("{} failed ticks in a row", tick.failed_ticks),
+        });
+        proposal = Some(r);
+    }
+    (proposal, changes)
 }
 
 /// Apply every guardrail, in order, to one tick's proposal.
-pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdict {
+pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick<'_>) -> Verdict {
+    let (proposal, interventions) = shape(config, &tick);
     let Tick {
-        now_ms,
-        current,
-        proposal,
-        ..
+        now_ms, current, ..
     } = tick;
     let mut v = Verdict {
         replicas: current,
         act: true,
-        interventions: Vec::new(),
+        interventions,
     };
     // `why` is only written when the guard changed something: formatting it
     // on every tick of every scaler was an allocation each.
@@ -384,7 +491,7 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick) -> Verdic
 }
 
 /// Stage 6 (circuit breaker), then remember what was decided.
-fn finish(config: &GuardConfig, state: &mut GuardState, tick: Tick, mut v: Verdict) -> Verdict {
+fn finish(config: &GuardConfig, state: &mut GuardState, tick: Tick<'_>, mut v: Verdict) -> Verdict {
     let Tick {
         now_ms, current, ..
     } = tick;
@@ -468,13 +575,8 @@ fn finish(config: &GuardConfig, state: &mut GuardState, tick: Tick, mut v: Verdi
 mod tests {
     use super::*;
 
-    fn tick(now_s: u64, current: u32, proposal: u32) -> Tick {
-        Tick {
-            now_ms: now_s * 1000,
-            current,
-            proposal: Some(proposal),
-            price_per_replica_hour: None,
-        }
+    fn tick(now_s: u64, current: u32, proposal: u32) -> Tick<'static> {
+        Tick::new(now_s * 1000, current, Some(proposal))
     }
 
     #[test]
@@ -592,19 +694,57 @@ mod tests {
     }
 
     #[test]
+    fn shaping_rules_run_first_in_their_order_and_the_fallback_wins() {
+        let fallback = FallbackConfig {
+            after_failed_ticks: 2,
+            replicas: Some(3),
+        };
+        let config = GuardConfig::bounds(1, 10).with_fallback(fallback);
+        let missing = vec!["gpu_utilization".to_owned()];
+        // A missing metric, then no pods: each blocks the scale-down 2 < 6.
+        let tick = Tick {
+            missing: &missing,
+            no_pods: true,
+            ..Tick::new(0, 6, Some(2))
+        };
+        let (proposal, changes) = shape(&config, &tick);
+        assert_eq!(proposal, Some(6));
+        let guards: Vec<&str> = changes.iter().map(|c| c.guard).collect();
+        assert_eq!(
+            guards,
+            ["missing-metric"],
+            "no-pods had nothing left to block"
+        );
+        let (_, changes) = shape(
+            &config,
+            &Tick {
+                missing: &[],
+                ..tick
+            },
+        );
+        assert_eq!(changes[0].guard, "no-pods");
+        // Two failed ticks: the fallback overrides both and scales down.
+        let failing = Tick {
+            failed_ticks: 2,
+            ..tick
+        };
+        let v = apply(&config, &mut GuardState::default(), failing);
+        let guards: Vec<&str> = v.interventions.iter().map(|c| c.guard).collect();
+        assert_eq!(guards, ["missing-metric", "fallback"]);
+        assert_eq!(v.replicas, 3);
+        // Scale-up is never blocked by either.
+        let up = Tick {
+            proposal: Some(8),
+            ..tick
+        };
+        assert_eq!(shape(&config, &up), (Some(8), vec![]));
+    }
+
+    #[test]
     fn failed_evaluation_holds() {
         let config = GuardConfig::bounds(1, 10);
         let mut state = GuardState::default();
-        let v = apply(
-            &config,
-            &mut state,
-            Tick {
-                now_ms: 0,
-                current: 4,
-                proposal: None,
-                price_per_replica_hour: None,
-            },
-        );
+        let v = apply(&config, &mut state, Tick::new(0, 4, None));
         assert_eq!(v.replicas, 4);
         assert_eq!(v.interventions[0].guard, "invalid-decision");
     }
