@@ -2,7 +2,10 @@
 //! (in the style of wasmtime's `test-programs`).
 
 #[path = "build_guest.rs"]
-#[allow(dead_code)]
+#[allow(
+    dead_code,
+    reason = "this file is also compiled into a crate that uses only part of it"
+)]
 mod build_guest;
 
 use anyhow::{Context as _, Result};

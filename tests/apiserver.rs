@@ -4,7 +4,12 @@
 //! controller has reported, RBAC denials, a missing object, a server that is
 //! down, a 409 whose re-read already shows the count, and connections kept
 //! alive across ticks. Skips with a message where `../shared/` is absent.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use std::path::Path;
 use wasmscale::config::Config;

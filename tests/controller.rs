@@ -2,7 +2,12 @@
 //! components: every config error at once with line, column and hint; the
 //! example configs; stabilization that survives a restart; missing metrics;
 //! fallback; the audit log.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use std::path::Path;
 use wasmscale::config::{self, Config};

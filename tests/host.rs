@@ -1,6 +1,11 @@
 //! The host's own promises with real components: the compiled-policy cache,
 //! the pooling allocator, metering, and state handed between instances.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use wasmscale::host::{DiskCache, Host, HostConfig, Limits, PolicySource};
 use wasmscale::snapshot::{Defaults, from_json};

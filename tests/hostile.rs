@@ -1,7 +1,12 @@
 //! Hostile policies, each its own fixture: every one gets its typed error, the
 //! host does not panic, and a healthy policy evaluated right after in the same
 //! host still works.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use std::time::Duration;
 use wasmscale::host::{Host, Limits, PolicyError, PolicySource, Snapshot};

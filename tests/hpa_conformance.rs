@@ -8,7 +8,12 @@
 //! - `RC`: the replica calculator, through the real `builtin:target-tracking` component;
 //! - `SL`, `SB`, `CR`, `CL`, `BR`: the guardrail stages (`runtime/src/guard/hpa.rs`) on a fake clock;
 //! - `HT`: the whole loop, component + guardrails with min/max (`guard::apply`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use serde_json::json;
 use std::collections::HashMap;

@@ -3,7 +3,12 @@
 //! server does (GET; PATCH as merge patch and JSON patch; PUT; resourceVersion
 //! and 409 on a stale one; 404, 403, 500 and slow replies). No registry here
 //! ships a Kubernetes API server binary, so this fake stands in for one.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use serde_json::{Value, json};
 use std::sync::Arc;

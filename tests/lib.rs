@@ -1,6 +1,11 @@
 //! Shared helpers for the end-to-end tests: paths, the hostile fixtures built by
 //! `build.rs`, and a host with default limits.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use std::path::{Path, PathBuf};
 use wasmscale::host::{Host, HostConfig, Limits};

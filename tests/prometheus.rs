@@ -3,7 +3,12 @@
 //! serves; the controller ticks, the real policy component decides, the fake
 //! Kubernetes API (tests/fake_kube.rs) receives the PATCH, and the audit record
 //! matches. Then Prometheus is stopped mid-run.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;

@@ -2,7 +2,12 @@
 //! `replay` make the same decisions from the same snapshots; no policy that
 //! meets the SLO is cheaper than the oracle; runs are deterministic; spot
 //! capacity is modelled; the shared traces load with their gaps.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use std::path::Path;
 use wasmscale::sim::{self, ServiceModel, SimOptions, SimPolicy, TraceSpec, setup, trace};

@@ -52,7 +52,7 @@ enum Comparison {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(clippy::enum_variant_names)] // AWS's own names
+#[allow(clippy::enum_variant_names, reason = "AWS's own names")]
 enum AdjustmentType {
     #[default]
     ChangeInCapacity,

@@ -6,7 +6,11 @@
 //!
 //! `env -u RUST_BACKTRACE cargo bench -p wasmscale --bench controller`
 //! (`WASMSCALE_SCALERS`, `WASMSCALE_SECONDS` to change the size).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and benches fail by panicking"
+)]
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};

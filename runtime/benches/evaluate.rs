@@ -4,7 +4,11 @@
 //! Criterion reports medians; after it, a plain loop times 200,000 single calls
 //! to report the median and p99 of the latency distribution, and the ratio to
 //! native in the same run.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and benches fail by panicking"
+)]
 
 use criterion::Criterion;
 use std::hint::black_box;

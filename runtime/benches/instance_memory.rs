@@ -4,7 +4,11 @@
 //! instantiated, configured and has evaluated once (so its stack and heap pages
 //! are touched, as in production), then sits idle. Resident memory is read
 //! from /proc/self/statm before and after.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and benches fail by panicking"
+)]
 
 use wasmscale::host::{Host, HostConfig, PolicySource};
 use wasmscale::snapshot::{Defaults, from_json};

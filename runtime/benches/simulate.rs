@@ -5,7 +5,11 @@
 //! policy compiled natively, called directly with no controller or sandbox.
 //!
 //! `env -u RUST_BACKTRACE cargo bench -p wasmscale --bench simulate`
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and benches fail by panicking"
+)]
 
 use criterion::{Criterion, Throughput};
 use std::hint::black_box;

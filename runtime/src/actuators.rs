@@ -40,6 +40,7 @@ pub struct Observed {
 /// Why an actuator could not read or write. Outcome in every case: the tick
 /// holds (nothing else is written), and the failure counts toward the fallback.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ActuatorError {
     #[error("forbidden (403): {0}; check the RBAC role (see the actuators docs)")]
     Forbidden(String),

@@ -1018,7 +1018,10 @@ fn scale_load(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the simulation's inputs, each from its own flag"
+)]
 fn run_simulation(
     host: &Host,
     base: &Path,

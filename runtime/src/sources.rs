@@ -13,6 +13,7 @@ pub type Values = Arc<BTreeMap<String, f64>>;
 
 /// Why a source produced nothing this tick.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
     #[error("cannot read trace {path}: {message}")]
     Trace { path: String, message: String },

@@ -1,6 +1,11 @@
 //! The `wasmscale` binary, end to end: the seed threshold example, `check`,
 //! bad input, and `new` + `build` of a policy written from scratch.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

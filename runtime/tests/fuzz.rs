@@ -14,7 +14,12 @@
 //!
 //! A failing case is printed (proptest shrinks it); add it to the fixed cases
 //! at the bottom of this file so it stays fixed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 use proptest::prelude::*;
 use std::path::Path;

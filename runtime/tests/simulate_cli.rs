@@ -1,7 +1,12 @@
 //! `wasmscale simulate` and `wasmscale demo` through the built binary: the
 //! golden `--json`, byte-for-byte determinism, the demo's table and plots,
 //! simulate -> audit -> replay with no decision changed, and clear errors.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 
 mod common;
 use common::{root, stderr, stdout, wasmscale};

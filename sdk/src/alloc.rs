@@ -4,7 +4,7 @@
 //! instructions here instead of a general-purpose allocator's hundred or so,
 //! and every instruction is fuel. Blocks above 4 KiB go to the system
 //! allocator. Policies are single-threaded, so no locking is needed.
-#![allow(unsafe_code)]
+#![allow(unsafe_code, reason = "the guest allocator")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;

@@ -41,7 +41,13 @@ pub use snapshot::SIGNAL_NAMES;
 /// Generated bindings for the `wasmscale:policy` world. Public only so that
 /// [`export_policy!`] can reach it from the policy's crate.
 #[doc(hidden)]
-#[allow(unsafe_code, unused_qualifications, clippy::all, missing_docs)]
+#[allow(
+    unsafe_code,
+    unused_qualifications,
+    clippy::all,
+    missing_docs,
+    reason = "generated bindings"
+)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
@@ -176,7 +182,10 @@ pub fn __install_panic_hook() {
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
-        #[allow(unsafe_code)]
+        #[allow(
+            unsafe_code,
+            reason = "the component exports that wit-bindgen generates"
+        )]
         const _: () = {
             struct WasmscaleExport;
 
@@ -204,10 +213,10 @@ macro_rules! export_policy {
                     state: ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<(), ::std::string::String> {
                     POLICY.with(|p| $crate::Policy::load_state(&mut *p.borrow_mut(), &state))
-                }
+        }
             }
 
-    $crate::bindings::export_policy_world!(WasmscaleExport with_types_in $crate::bindings);
+            $crate::bindings::export_policy_world!(WasmscaleExport with_types_in $crate::bindings);
         };
     };
 }

@@ -459,7 +459,10 @@ impl Scaler {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "every field of a record, named at the one call site"
+    )]
     fn finish(
         &self,
         now_ms: u64,
@@ -1068,7 +1071,7 @@ pub fn replay(
 #[cfg(test)]
 mod tests {
     #[test]
-    #[allow(clippy::panic)]
+    #[allow(clippy::panic, reason = "the test panics a task on purpose")]
     fn a_scaler_task_that_panics_is_reported_by_name_and_in_metrics() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()

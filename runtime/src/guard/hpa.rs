@@ -303,7 +303,10 @@ pub enum Limited {
 
 /// Apply `behavior` rate policies and min/max (upstream
 /// `convertDesiredReplicasWithBehaviorRate`).
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "upstream's own signature, argument for argument"
+)]
 pub fn convert_with_behavior_rate(
     current: u32,
     desired: u32,

@@ -71,7 +71,10 @@ impl DiskCache {
         // this engine configuration compiled; the cache directory is trusted
         // (documented). A truncated or incompatible artifact is detected by
         // wasmtime's header checks and falls back to compiling.
-        #[allow(unsafe_code)]
+        #[allow(
+            unsafe_code,
+            reason = "the component exports that wit-bindgen generates"
+        )]
         let loaded = unsafe { Component::deserialize(engine, &bytes) };
         match loaded {
             Ok(c) => Some(c),

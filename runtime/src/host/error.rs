@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// A failure to load, configure or run a policy.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     #[error("cannot read policy {path}: {message}")]
     Read { path: String, message: String },

@@ -21,7 +21,12 @@ use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, Store, Trap};
 
 /// Bindings for the `wasmscale:policy` world, generated from `wit/`.
-#[allow(missing_docs, clippy::all, unused_qualifications)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    unused_qualifications,
+    reason = "generated bindings"
+)]
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",

@@ -41,6 +41,7 @@ pub fn lock(cluster: &ClusterHandle) -> MutexGuard<'_, Cluster> {
 
 /// A simulation that cannot start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SimError {
     #[error(transparent)]
     Model(#[from] model::ModelError),

@@ -1,5 +1,10 @@
 //! Helpers shared by the binary's end-to-end tests.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "helpers shared by test binaries that each use some; tests fail by panicking"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

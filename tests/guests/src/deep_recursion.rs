@@ -5,7 +5,10 @@ use wasmscale_sdk::{Decision, Policy, Snapshot};
 pub struct DeepRecursion;
 
 #[inline(never)]
-#[allow(unconditional_recursion)]
+#[allow(
+    unconditional_recursion,
+    reason = "the fixture recurses without bound on purpose"
+)]
 fn descend(depth: u64, buf: &mut [u64; 16]) -> u64 {
     buf[(depth % 16) as usize] = depth;
     let mut local = [depth; 16];

@@ -1,7 +1,11 @@
 //! Hostile policies: each module misbehaves in one way, and is exported as its
 //! own component when its feature is on. The host must turn each into a typed
 //! error and stay healthy.
-#![allow(clippy::panic, clippy::unwrap_used)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "hostile fixtures panic on purpose"
+)]
 
 use wasmscale_sdk::{Decision, Snapshot};
 
