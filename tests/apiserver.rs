@@ -12,8 +12,9 @@
 )]
 
 use std::path::Path;
+use wasmscale::audit;
 use wasmscale::config::Config;
-use wasmscale::controller::{PersistedState, Scaler, audit};
+use wasmscale::controller::{PersistedState, Scaler};
 use wasmscale_tests::host;
 use wasmscale_tests::kube_apiserver::{ApiServer, api_server, kubeconfig};
 

@@ -10,8 +10,9 @@
 )]
 
 use std::path::Path;
+use wasmscale::audit;
 use wasmscale::config::{self, Config};
-use wasmscale::controller::{self, RunOptions, Scaler, audit};
+use wasmscale::controller::{self, RunOptions, Scaler};
 use wasmscale_tests::{block_on, from_root, host};
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {

@@ -2,7 +2,7 @@
 //! (the process is up) and `/readyz` (every scaler has completed a tick).
 //! A deliberately small HTTP/1.1 server: GET only, one response per connection.
 
-use crate::controller::audit::AuditRecord;
+use crate::audit::AuditRecord;
 use crate::guard::{BreakerMode, BreakerSetting};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -53,7 +53,7 @@ impl ScalerHandle {
         if !r
             .failures
             .iter()
-            .any(|f| f.stage == crate::controller::audit::Stage::ActuatorRead)
+            .any(|f| f.stage == crate::audit::Stage::ActuatorRead)
         {
             m.desired = r.final_replicas;
             m.current = r.previous_replicas;

@@ -741,15 +741,15 @@ fn run_config(host: &Host, path: &Path, ticks: Option<u64>) -> Result<std::proce
 }
 
 fn explain(scaler: &str, file: &Path, since: Option<u64>) -> Result<std::process::ExitCode> {
-    let (records, skipped) = wasmscale::controller::audit::read(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let (records, skipped) =
+        wasmscale::audit::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let cutoff = since.map(|s| wasmscale::controller::wall_clock_ms().saturating_sub(s * 1000));
     let mut shown = 0;
     for r in records
         .iter()
         .filter(|r| &*r.scaler == scaler && cutoff.is_none_or(|c| r.time_ms >= c))
     {
-        println!("{}", wasmscale::controller::audit::explain(r));
+        println!("{}", wasmscale::audit::explain(r));
         shown += 1;
     }
     if skipped > 0 {
@@ -776,7 +776,7 @@ fn replay(
     config: Option<&Path>,
     scaler: Option<&str>,
 ) -> Result<std::process::ExitCode> {
-    let (records, skipped) = wasmscale::controller::audit::read(audit)
+    let (records, skipped) = wasmscale::audit::read(audit)
         .with_context(|| format!("cannot read {}", audit.display()))?;
     let source = PolicySource::parse(policy);
     let params: serde_json::Value = serde_json::from_str(&load_params(&source, params)?)
@@ -817,7 +817,7 @@ fn replay(
         writeln!(
             out,
             "{:<20} {:<22} {:>9} {:>8}{mark}  {}",
-            wasmscale::controller::audit::format_time(row.time_ms),
+            wasmscale::audit::format_time(row.time_ms),
             row.scaler,
             row.recorded,
             row.replayed,

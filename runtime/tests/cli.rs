@@ -489,7 +489,7 @@ rate = "none"
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait_with_output();
-    let (records, _) = wasmscale::controller::audit::read(&dir.path().join("audit.jsonl")).unwrap();
+    let (records, _) = wasmscale::audit::read(&dir.path().join("audit.jsonl")).unwrap();
     let frozen = records
         .iter()
         .filter(|r| r.guardrails.iter().any(|g| g.guard == "circuit-breaker"))
@@ -556,7 +556,7 @@ fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("the new config is invalid"), "{err}");
-    let (records, _) = wasmscale::controller::audit::read(&dir.path().join("audit.jsonl")).unwrap();
+    let (records, _) = wasmscale::audit::read(&dir.path().join("audit.jsonl")).unwrap();
     let counts: Vec<u32> = records.iter().map(|r| r.final_replicas).collect();
     let first_eight = counts
         .iter()

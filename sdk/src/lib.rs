@@ -213,10 +213,10 @@ macro_rules! export_policy {
                     state: ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<(), ::std::string::String> {
                     POLICY.with(|p| $crate::Policy::load_state(&mut *p.borrow_mut(), &state))
-        }
+                }
             }
 
-            $crate::bindings::export_policy_world!(WasmscaleExport with_types_in $crate::bindings);
+    $crate::bindings::export_policy_world!(WasmscaleExport with_types_in $crate::bindings);
         };
     };
 }

@@ -3,14 +3,12 @@
 //! `run` calls on a wall clock, and that `replay` and the simulator call with
 //! their own clocks: one code path for all three.
 
-pub mod audit;
-
 use crate::actuators::{Actuator, Observed};
+use crate::audit::{AuditLog, AuditRecord, Failure, GuardrailRecord, RecordedDecision, Stage};
 use crate::config::{Config, ScalerConfig};
 use crate::guard::{self, BreakerSetting, GuardConfig, GuardState, Tick};
 use crate::host::{Host, PolicyInstance, ReplicaCounts};
 use crate::sources::{Reading, Source};
-use audit::{AuditLog, AuditRecord, Failure, GuardrailRecord, RecordedDecision, Stage};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -604,25 +602,15 @@ impl RunSummary {
 /// Scalers' first ticks are spread over their interval on this grid.
 const TICK_SLOT_MS: u64 = 10;
 
-/// Records waiting for the audit writer; a full channel makes ticks wait.
-const AUDIT_CHANNEL: usize = 4096;
-
-/// How long the audit writer lets records gather before one write and flush:
-/// 10 ms, or a quarter of the shortest tick interval if that is shorter, so a
-/// crash loses at most each scaler's last record (see the README).
-/// In microseconds.
+/// The audit writer's linger for a config's shortest tick interval.
 fn audit_linger(config: &Config) -> u64 {
-    linger_for(
+    crate::audit::writer::linger_for(
         config
             .scalers
             .iter()
             .map(|s| s.interval_seconds)
             .fold(f64::INFINITY, f64::min),
     )
-}
-
-fn linger_for(shortest_interval_seconds: f64) -> u64 {
-    ((shortest_interval_seconds / 4.0).clamp(0.0, 0.01) * 1e6) as u64
 }
 
 /// What one scaler task hands back when it stops.
@@ -807,7 +795,7 @@ pub fn run(
 ) -> Result<RunSummary, SetupError> {
     let scalers = build_scalers(&config, base, host, &mut Vec::new())?;
     let audit_path = base.join(&config.audit.path);
-    let mut audit_log = AuditLog::open(&audit_path, config.audit.max_bytes, config.audit.keep)
+    let audit_log = AuditLog::open(&audit_path, config.audit.max_bytes, config.audit.keep)
         .map_err(|e| SetupError {
             scaler: "*".into(),
             message: format!("cannot open the audit log {}: {e}", audit_path.display()),
@@ -837,45 +825,9 @@ pub fn run(
                 Err(e) => tracing::error!(address = %admin_listen, error = %e, "cannot serve the admin endpoint; scaling continues"),
             }
         }
-        let (records_tx, mut records_rx) = tokio::sync::mpsc::channel::<AuditRecord>(AUDIT_CHANNEL);
+        let (records_tx, records_rx) = tokio::sync::mpsc::channel::<AuditRecord>(crate::audit::writer::CHANNEL);
         let linger = Arc::new(AtomicU64::new(audit_linger(&config)));
-        let writer_linger = linger.clone();
-        let writer = tokio::spawn(async move {
-            let mut errors = 0u64;
-            let mut batch = Vec::new();
-            // Wake on the first record, let the others of that moment gather
-            // for a short linger (asleep: senders wake nobody), then write them
-            // all and flush once. One write per linger instead of one per tick
-            // (10,000 a second); every record still reaches the OS well before
-            // its scaler ticks again.
-            while records_rx.recv_many(&mut batch, AUDIT_CHANNEL).await > 0 {
-                let micros = writer_linger.load(Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_micros(micros)).await;
-                while batch.len() < AUDIT_CHANNEL * 4
-                    && let Ok(record) = records_rx.try_recv()
-                {
-                    batch.push(record);
-                }
-                let n = batch.len() as u64;
-                let mut failed = 0u64;
-                for record in batch.drain(..) {
-                    if let Err(e) = audit_log.append(&record) {
-                        failed += 1;
-                        tracing::error!(error = %e, "cannot write the audit log; scaling continues");
-                    }
-                }
-                if let Err(e) = audit_log.flush() {
-                    // None of this batch is known to have reached the OS.
-                    failed = n;
-                    tracing::error!(error = %e, "cannot write the audit log; scaling continues");
-                }
-                errors += failed;
-            }
-            if let Err(e) = audit_log.sync() {
-                tracing::error!(error = %e, "cannot sync the audit log");
-            }
-            errors
-        });
+        let writer = crate::audit::writer::spawn(audit_log, records_rx, linger.clone());
         let shutdown = async {
             #[cfg(unix)]
             {
@@ -1101,13 +1053,5 @@ mod tests {
                 && text.contains("wasmscale_scaler_tasks_lost_total 1"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn the_audit_linger_is_short_beside_every_interval() {
-        assert_eq!(super::linger_for(1.0), 10_000);
-        assert_eq!(super::linger_for(0.02), 5_000);
-        assert_eq!(super::linger_for(f64::INFINITY), 10_000, "no scalers");
-        assert_eq!(super::linger_for(0.0), 0);
     }
 }

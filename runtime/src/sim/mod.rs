@@ -19,9 +19,9 @@ pub use model::{CapacityUnit, Cluster, ServiceModel};
 pub use trace::{Load, TraceSpec};
 
 use crate::actuators::Actuator;
+use crate::audit::AuditRecord;
 use crate::config::ScalerConfig;
 use crate::controller::Scaler;
-use crate::controller::audit::AuditRecord;
 use crate::host::Host;
 use crate::sources::Source;
 use serde::Serialize;

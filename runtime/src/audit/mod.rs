@@ -2,6 +2,8 @@
 //! rotated by size. A torn last line (a crash mid-write) is skipped with a
 //! warning when reading, never fatal.
 
+pub mod writer;
+
 use crate::guard::Intervention;
 use crate::host::{Snapshot, ValidDecision};
 use serde::{Deserialize, Serialize};
