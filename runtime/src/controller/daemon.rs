@@ -1,0 +1,415 @@
+//! The daemon behind `wasmscale run`: one task per scaler on its own
+//! interval, the audit writer, the admin server, signals and reload.
+
+use super::scaler::{Scaler, SetupError};
+use super::wall_clock_ms;
+use crate::audit::{AuditLog, AuditRecord};
+use crate::config::Config;
+use crate::host::Host;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Options of `wasmscale run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop each scaler after this many ticks (None = until SIGTERM / Ctrl-C).
+    pub ticks: Option<u64>,
+    /// Metrics to feed (and serve on the admin address); a fresh set if None.
+    pub metrics: Option<crate::admin::Metrics>,
+    /// Re-read this config file on SIGHUP.
+    pub reload_from: Option<PathBuf>,
+}
+
+/// Counters `run` reports when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    pub ticks: u64,
+    pub failed_ticks: u64,
+    pub audit_errors: u64,
+    pub missed_ticks: u64,
+    /// Tick lag (how late each tick started), in 1 ms buckets; the last bucket
+    /// holds everything at or above it.
+    pub lag_ms_buckets: Vec<u64>,
+    /// Scalers whose task ended abnormally, and why. Non-empty means the run
+    /// failed: `wasmscale run` exits non-zero.
+    pub lost_scalers: Vec<(String, String)>,
+}
+
+/// Lag buckets: 0..=254 ms by the millisecond, then ">= 255 ms".
+const LAG_BUCKETS: usize = 256;
+
+impl RunSummary {
+    /// The p-th percentile of tick lag, in milliseconds (a bucket's upper edge).
+    pub fn lag_percentile_ms(&self, p: f64) -> Option<u64> {
+        let total: u64 = self.lag_ms_buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (ms, n) in self.lag_ms_buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(ms as u64 + 1);
+            }
+        }
+        None
+    }
+}
+
+/// Scalers' first ticks are spread over their interval on this grid.
+const TICK_SLOT_MS: u64 = 10;
+
+/// The audit writer's linger for a config's shortest tick interval.
+fn audit_linger(config: &Config) -> u64 {
+    crate::audit::writer::linger_for(
+        config
+            .scalers
+            .iter()
+            .map(|s| s.interval_seconds)
+            .fold(f64::INFINITY, f64::min),
+    )
+}
+
+/// What one scaler task hands back when it stops.
+struct TaskResult {
+    scaler: Scaler,
+    done: u64,
+    failed: u64,
+    missed: u64,
+    lags: Vec<u64>,
+    /// Why the task stopped early, when it was not told to stop.
+    stopped_early: Option<&'static str>,
+}
+
+/// Which scaler each running task is, so a task that ends abnormally is
+/// reported by name.
+type TaskNames = std::collections::HashMap<tokio::task::Id, String>;
+
+/// The running scaler tasks and their names.
+#[derive(Default)]
+struct ScalerTasks {
+    set: tokio::task::JoinSet<TaskResult>,
+    names: TaskNames,
+}
+
+/// Account one ended scaler task. A task that ended other than by returning
+/// (a panic, a cancellation) lost its scaler: that is logged at error, shown
+/// in `/metrics` and returned, so `run` ends non-zero.
+fn account_task(
+    joined: Result<(tokio::task::Id, TaskResult), tokio::task::JoinError>,
+    names: &mut TaskNames,
+    metrics: &crate::admin::Metrics,
+    summary: &mut RunSummary,
+    finished: &mut Vec<Scaler>,
+) {
+    match joined {
+        Ok((id, r)) => {
+            names.remove(&id);
+            if let Some(why) = r.stopped_early {
+                let name = r.scaler.name().to_owned();
+                tracing::error!(scaler = %name, why, "a scaler task ended abnormally: this scaler no longer scales");
+                metrics.scaler(&name).lost();
+                summary.lost_scalers.push((name, why.to_owned()));
+            }
+            summary.ticks += r.done;
+            summary.failed_ticks += r.failed;
+            summary.missed_ticks += r.missed;
+            for (total, n) in summary.lag_ms_buckets.iter_mut().zip(r.lags) {
+                *total += n;
+            }
+            finished.push(r.scaler);
+        }
+        Err(e) => {
+            let name = names.remove(&e.id()).unwrap_or_else(|| "<unknown>".into());
+            let why = if e.is_panic() {
+                let payload = e.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                format!("panicked: {message}")
+            } else {
+                "was cancelled".to_owned()
+            };
+            tracing::error!(scaler = %name, why = %why, "a scaler task ended abnormally: this scaler no longer scales");
+            metrics.scaler(&name).lost();
+            summary.lost_scalers.push((name, why));
+        }
+    }
+}
+
+/// Spawn one task per scaler, each on its own interval.
+fn spawn_scalers(
+    tasks: &mut ScalerTasks,
+    scalers: Vec<Scaler>,
+    records: &tokio::sync::mpsc::Sender<AuditRecord>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    metrics: &crate::admin::Metrics,
+    controls: &crate::admin::Controls,
+    ticks: Option<u64>,
+) {
+    // One origin for every scaler's phase, so the slots line up.
+    let origin = tokio::time::Instant::now();
+    for (i, mut scaler) in scalers.into_iter().enumerate() {
+        let tx = records.clone();
+        let mut stop = stop.clone();
+        let metrics = metrics.scaler(scaler.name());
+        let controls = controls.clone();
+        let name = scaler.name().to_owned();
+        let handle = tasks.set.spawn(async move {
+            let interval = scaler.interval();
+            // Spread scalers over the whole interval (golden-ratio steps) so
+            // thousands of them do not all tick at once, on a grid of slots
+            // so that each wake-up of the runtime serves many of them (one
+            // wake-up per millisecond, each for a handful of ticks, cost more
+            // in context switches than the ticks themselves).
+            let jitter = interval.mul_f64(((i as f64) * 0.618_034).fract());
+            let jitter =
+                Duration::from_millis((jitter.as_millis() as u64 / TICK_SLOT_MS) * TICK_SLOT_MS);
+            let mut timer = tokio::time::interval_at(origin + jitter, interval);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let (mut done, mut missed, mut failed) = (0u64, 0u64, 0u64);
+            let mut stopped_early = None;
+            let mut lags = vec![0u64; LAG_BUCKETS];
+            // One wait for the stop signal for the task's whole life, not one
+            // per tick: 10,000 tasks re-registering each second contend on it.
+            let stopped = stop.changed();
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    at = timer.tick() => {
+                        let late = at.elapsed();
+                        lags[(late.as_millis() as usize).min(LAG_BUCKETS - 1)] += 1;
+                        if late > interval {
+                            let n = (late.as_secs_f64() / interval.as_secs_f64()) as u64;
+                            missed += n;
+                            metrics.missed(n);
+                        }
+                        if let Some(request) = controls.take(scaler.name()) {
+                            scaler.set_breaker(request);
+                        }
+                        let record = scaler.tick(wall_clock_ms()).await;
+                        metrics.observe(&record);
+                        failed += u64::from(!record.failures.is_empty());
+                        if tx.send(record).await.is_err() {
+                            stopped_early = Some("stopped: the audit log writer is gone");
+                            break;
+                        }
+                        done += 1;
+                        if ticks.is_some_and(|n| done >= n) {
+                            break;
+                        }
+                    }
+                }
+            }
+            TaskResult {
+                scaler,
+                done,
+                failed,
+                missed,
+                lags,
+                stopped_early,
+            }
+        });
+        tasks.names.insert(handle.id(), name);
+    }
+}
+
+/// Build the scalers of a config, handing each the state of the scaler of the
+/// same name that ran before a reload (guard windows, policy memory, count).
+fn build_scalers(
+    config: &Config,
+    base: &Path,
+    host: &Host,
+    previous: &mut Vec<Scaler>,
+) -> Result<Vec<Scaler>, SetupError> {
+    let state_dir = config.state_dir.as_ref().map(|d| base.join(d));
+    let mut scalers = Vec::new();
+    for s in &config.scalers {
+        let mut scaler = Scaler::new(s, base, host, state_dir.as_deref())?;
+        if let Some(i) = previous.iter().position(|p| p.name() == s.name) {
+            let old = previous.swap_remove(i);
+            scaler.adopt(old.into_state());
+        }
+        scalers.push(scaler);
+    }
+    Ok(scalers)
+}
+
+/// Run every scaler on its own interval until told to stop. Each scaler is its
+/// own task, so a slow scaler never delays another; the audit log has one
+/// writer, fed through a channel, flushed per batch of ready records and synced
+/// at shutdown. With `options.reload_from`, SIGHUP re-reads and re-validates
+/// that file: a valid config replaces the scalers (each keeping its state), an
+/// invalid one is reported and the running scalers go on.
+pub fn run(
+    config: Config,
+    base: &Path,
+    host: &Host,
+    options: RunOptions,
+) -> Result<RunSummary, SetupError> {
+    let scalers = build_scalers(&config, base, host, &mut Vec::new())?;
+    let audit_path = base.join(&config.audit.path);
+    let audit_log = AuditLog::open(&audit_path, config.audit.max_bytes, config.audit.keep)
+        .map_err(|e| SetupError {
+            scaler: "*".into(),
+            message: format!("cannot open the audit log {}: {e}", audit_path.display()),
+        })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| SetupError {
+            scaler: "*".into(),
+            message: format!("cannot start the runtime: {e}"),
+        })?;
+    let metrics = options
+        .metrics
+        .clone()
+        .unwrap_or_else(|| crate::admin::Metrics::new(scalers.len()));
+    let admin_listen = config.admin.listen.clone();
+    let controls =
+        crate::admin::Controls::new(scalers.iter().map(|s| s.name().to_owned()).collect());
+    runtime.block_on(async move {
+        if !admin_listen.is_empty() {
+            match tokio::net::TcpListener::bind(&admin_listen).await {
+                Ok(listener) => {
+                    tracing::info!(address = %admin_listen, "serving /metrics, /healthz and /readyz");
+                    tokio::spawn(crate::admin::serve(listener, metrics.clone(), controls.clone()));
+                }
+                Err(e) => tracing::error!(address = %admin_listen, error = %e, "cannot serve the admin endpoint; scaling continues"),
+            }
+        }
+        let (records_tx, records_rx) = tokio::sync::mpsc::channel::<AuditRecord>(crate::audit::writer::CHANNEL);
+        let linger = Arc::new(AtomicU64::new(audit_linger(&config)));
+        let writer = crate::audit::writer::spawn(audit_log, records_rx, linger.clone());
+        let shutdown = async {
+            #[cfg(unix)]
+            {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        tokio::pin!(shutdown);
+        #[cfg(unix)]
+        let mut hangup = options
+            .reload_from
+            .as_ref()
+            .and_then(|_| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok());
+        let mut summary = RunSummary { lag_ms_buckets: vec![0; LAG_BUCKETS], ..RunSummary::default() };
+        let mut stopping = false;
+        let mut generation = Some(scalers);
+        while let Some(scalers) = generation.take() {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let mut tasks = ScalerTasks::default();
+            spawn_scalers(&mut tasks, scalers, &records_tx, &stop_rx, &metrics, &controls, options.ticks);
+            let mut next: Option<Config> = None;
+            let mut finished = Vec::new();
+            loop {
+                let reload = async {
+                    #[cfg(unix)]
+                    if let Some(h) = hangup.as_mut() {
+                        h.recv().await;
+                        return;
+                    }
+                    std::future::pending::<()>().await
+                };
+                tokio::select! {
+                    _ = &mut shutdown, if !stopping => {
+                        stopping = true;
+                        next = None;
+                        tracing::info!("shutting down: finishing in-flight ticks and flushing the audit log");
+                        let _ = stop_tx.send(true);
+                    }
+                    _ = reload, if !stopping && next.is_none() => {
+                        let Some(path) = options.reload_from.as_ref() else { continue };
+                        match crate::config::load(path, host) {
+                            Ok(config) => {
+                                tracing::warn!(path = %path.display(), scalers = config.scalers.len(), "reloading the config");
+                                next = Some(config);
+                                let _ = stop_tx.send(true);
+                            }
+                            Err(errors) => tracing::error!(%errors, "the new config is invalid; the running scalers go on"),
+                        }
+                    }
+                    joined = tasks.set.join_next_with_id() => match joined {
+                        Some(joined) => account_task(joined, &mut tasks.names, &metrics, &mut summary, &mut finished),
+                        None => break,
+                    },
+                }
+            }
+            if let Some(config) = next {
+                match build_scalers(&config, base, host, &mut finished) {
+                    Ok(scalers) => {
+                        controls.set_scalers(scalers.iter().map(|s| s.name().to_owned()).collect());
+                        metrics.set_expected(scalers.len());
+                        linger.store(audit_linger(&config), Ordering::Relaxed);
+                        generation = Some(scalers);
+                    }
+                    Err(e) => {
+                        // The config validated but a scaler cannot start (e.g. a
+                        // trace vanished): keep the previous scalers running.
+                        tracing::error!(error = %e, "cannot apply the new config; keeping the previous scalers");
+                        generation = Some(finished);
+                    }
+                }
+            }
+        }
+        drop(records_tx);
+        summary.audit_errors = match writer.await {
+            Ok(errors) => errors,
+            Err(e) => {
+                tracing::error!(error = %e, "the audit log writer failed; records since are lost");
+                summary.lost_scalers.push(("<audit log writer>".into(), e.to_string()));
+                0
+            }
+        };
+        Ok(summary)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[allow(clippy::panic, reason = "the test panics a task on purpose")]
+    fn a_scaler_task_that_panics_is_reported_by_name_and_in_metrics() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let metrics = crate::admin::Metrics::new(1);
+        let mut summary = super::RunSummary::default();
+        let mut names = super::TaskNames::new();
+        let mut finished = Vec::new();
+        runtime.block_on(async {
+            let mut tasks = tokio::task::JoinSet::<super::TaskResult>::new();
+            let handle = tasks.spawn(async { panic!("cannot convert float seconds to Duration") });
+            names.insert(handle.id(), "llm-chat".into());
+            let joined = tasks.join_next_with_id().await.unwrap();
+            super::account_task(joined, &mut names, &metrics, &mut summary, &mut finished);
+        });
+        assert_eq!(summary.lost_scalers.len(), 1);
+        assert_eq!(summary.lost_scalers[0].0, "llm-chat");
+        assert!(
+            summary.lost_scalers[0]
+                .1
+                .contains("cannot convert float seconds")
+        );
+        assert!(names.is_empty() && finished.is_empty());
+        let text = metrics.render();
+        assert!(
+            text.contains("wasmscale_scaler_up{scaler=\"llm-chat\",tenant=\"\"} 0")
+                && text.contains("wasmscale_scaler_tasks_lost_total 1"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,546 @@
+//! A scaler and its tick: observe, read, evaluate, guard, act, record.
+
+use crate::actuators::{Actuator, Observed};
+use crate::audit::{AuditRecord, Failure, GuardrailRecord, RecordedDecision, Stage};
+use crate::config::ScalerConfig;
+use crate::guard::{self, BreakerSetting, GuardConfig, GuardState, Tick};
+use crate::host::{Host, PolicyInstance, ReplicaCounts};
+use crate::sources::{Reading, Source};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a scaler keeps across restarts (in `state_dir/<scaler>.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersistedState {
+    pub guard: GuardState,
+    pub policy_state: Vec<u8>,
+    pub failed_ticks: u32,
+    /// The policy's digest when the state was saved.
+    pub policy_digest: String,
+    /// The count last set, so the log target resumes where it was.
+    #[serde(default)]
+    pub last_replicas: Option<u32>,
+}
+
+/// A scaler could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("scaler {scaler}: {message}")]
+pub struct SetupError {
+    pub scaler: String,
+    pub message: String,
+}
+
+/// One configured scaler, ready to tick.
+pub struct Scaler {
+    config: ScalerConfig,
+    guard: GuardConfig,
+    state: PersistedState,
+    policy: PolicyInstance,
+    /// The safety-net policy, when configured (its state is not persisted).
+    safety: Option<PolicyInstance>,
+    source: Source,
+    actuator: Actuator,
+    state_file: Option<PathBuf>,
+    /// Who writes each audit record, shared with the records.
+    identity: Identity,
+    /// Failures between ticks, reported in the next tick's record.
+    pending_failures: Vec<Failure>,
+}
+
+/// The fields every audit record of a scaler repeats.
+#[derive(Debug, Clone)]
+struct Identity {
+    scaler: Arc<str>,
+    tenant: Arc<str>,
+    policy: Arc<str>,
+    policy_digest: Arc<str>,
+}
+
+impl std::fmt::Debug for Scaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scaler")
+            .field("name", &self.config.name)
+            .finish()
+    }
+}
+
+impl Scaler {
+    /// Build a scaler: load its policy, source and actuator, and restore any
+    /// state it persisted (so a restart inside a stabilization window keeps it).
+    pub fn new(
+        config: &ScalerConfig,
+        base: &Path,
+        host: &Host,
+        state_dir: Option<&Path>,
+    ) -> Result<Self, SetupError> {
+        Self::build(config, base, host, state_dir, None, None)
+    }
+
+    /// Build a scaler whose source and target are given rather than configured:
+    /// the simulator's cluster, or an audit log's snapshots. Everything else
+    /// (policy, safety net, guardrails, fallback) comes from `config`, exactly
+    /// as for `run`, except that its decisions must not depend on how busy
+    /// this machine is: the wall-clock deadline is lifted
+    /// ([`crate::host::Limits::deterministic`]); fuel, memory and log limits stay.
+    pub fn with_io(
+        config: &ScalerConfig,
+        base: &Path,
+        host: &Host,
+        source: Source,
+        actuator: Actuator,
+    ) -> Result<Self, SetupError> {
+        let mut config = config.clone();
+        config.limits = Some(
+            config
+                .limits
+                .as_ref()
+                .unwrap_or(host.limits())
+                .deterministic(),
+        );
+        Self::build(&config, base, host, None, Some(source), Some(actuator))
+    }
+
+    fn build(
+        config: &ScalerConfig,
+        base: &Path,
+        host: &Host,
+        state_dir: Option<&Path>,
+        source: Option<Source>,
+        actuator: Option<Actuator>,
+    ) -> Result<Self, SetupError> {
+        let fail = |message: String| SetupError {
+            scaler: config.name.clone(),
+            message,
+        };
+        // A scaler's own `[scaler.limits]` replace the host's for its policies.
+        let with_limits = |c: crate::host::CompiledPolicy| match &config.limits {
+            Some(l) => c.with_limits(l.clone()),
+            None => c,
+        };
+        let compiled = with_limits(
+            host.load(&config.policy_source(base))
+                .map_err(|e| fail(e.to_string()))?,
+        );
+        let mut policy = compiled
+            .instantiate(&config.params_json())
+            .map_err(|e| fail(e.to_string()))?;
+        let source = match source {
+            Some(s) => s,
+            None => Source::from_config(config, base).map_err(|e| fail(e.to_string()))?,
+        };
+        let safety = match &config.safety_net {
+            Some(net) => {
+                let source = crate::host::PolicySource::resolve(&net.policy, base);
+                let compiled = with_limits(
+                    host.load(&source)
+                        .map_err(|e| fail(format!("safety net: {e}")))?,
+                );
+                Some(
+                    compiled
+                        .instantiate(&net.params_json())
+                        .map_err(|e| fail(format!("safety net: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let state_file = state_dir.map(|d| d.join(format!("{}.json", sanitize(&config.name))));
+        let mut state = PersistedState::default();
+        let mut pending_failures = Vec::new();
+        if let Some(path) = &state_file
+            && let Ok(text) = std::fs::read_to_string(path)
+        {
+            match serde_json::from_str::<PersistedState>(&text) {
+                Ok(saved) => {
+                    if !saved.policy_state.is_empty()
+                        && let Err(e) = policy.load_state(&saved.policy_state)
+                    {
+                        tracing::warn!(scaler = %config.name, error = %e, "policy rejected its saved state; starting it fresh");
+                        pending_failures.push(state_rejected(&e));
+                    }
+                    state = saved;
+                }
+                Err(e) => {
+                    tracing::warn!(scaler = %config.name, path = %path.display(), error = %e, "ignoring unreadable state")
+                }
+            }
+        }
+        state.policy_digest = policy.compiled().digest().to_owned();
+        let initial = state.last_replicas.unwrap_or(config.min_replicas);
+        let actuator = match actuator {
+            Some(a) => a,
+            None => {
+                Actuator::from_config(config, base, initial).map_err(|e| fail(e.to_string()))?
+            }
+        };
+        let identity = Identity {
+            scaler: config.name.as_str().into(),
+            tenant: config.tenant.as_str().into(),
+            policy: config.policy.as_str().into(),
+            policy_digest: state.policy_digest.as_str().into(),
+        };
+        Ok(Scaler {
+            identity,
+            config: config.clone(),
+            guard: config.guard_config(),
+            state,
+            policy,
+            safety,
+            source,
+            actuator,
+            state_file,
+            pending_failures,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The tick interval. Validation bounds it; an unvalidated config gets
+    /// the nearest bound rather than a panic.
+    pub fn interval(&self) -> Duration {
+        let seconds = self.config.interval_seconds;
+        let seconds = if seconds.is_nan() {
+            crate::config::MAX_INTERVAL_SECONDS
+        } else {
+            seconds.clamp(
+                crate::config::MIN_INTERVAL_SECONDS,
+                crate::config::MAX_INTERVAL_SECONDS,
+            )
+        };
+        Duration::from_secs_f64(seconds)
+    }
+
+    pub fn state(&self) -> &PersistedState {
+        &self.state
+    }
+
+    /// What this scaler hands to the one that replaces it (a reload).
+    pub(super) fn into_state(self) -> PersistedState {
+        self.state
+    }
+
+    /// Take over the state of the scaler this one replaces (config reload):
+    /// guard history, failed ticks, the target's count, and the policy's memory
+    /// (which the new policy may reject: then it starts fresh).
+    pub fn adopt(&mut self, old: PersistedState) {
+        if !old.policy_state.is_empty()
+            && let Err(e) = self.policy.load_state(&old.policy_state)
+        {
+            tracing::warn!(scaler = %self.config.name, error = %e, "the new policy rejected the old one's state; it starts fresh");
+            self.pending_failures.push(state_rejected(&e));
+        }
+        let digest = std::mem::take(&mut self.state.policy_digest);
+        self.state = PersistedState {
+            policy_digest: digest,
+            ..old
+        };
+        if let Some(n) = self.state.last_replicas
+            && let Actuator::Log { replicas, .. } = &mut self.actuator
+        {
+            *replicas = n;
+        }
+    }
+
+    /// Set (or clear) the circuit breaker by operator request; persisted.
+    pub fn set_breaker(&mut self, setting: Option<BreakerSetting>) {
+        tracing::warn!(scaler = %self.config.name, ?setting, "circuit breaker changed by an operator");
+        self.state.guard.breaker = setting;
+        self.persist();
+    }
+
+    /// One tick: observe, read, evaluate, guard, act, record. Never panics;
+    /// every failure ends up in the returned record.
+    pub async fn tick(&mut self, now_ms: u64) -> AuditRecord {
+        let started = Instant::now();
+        // Failures noticed between ticks (a policy that rejected its saved
+        // state) are reported with the next record.
+        let mut failures = std::mem::take(&mut self.pending_failures);
+        let mut guardrails: Vec<GuardrailRecord> = Vec::new();
+        let fail = Failure::new;
+
+        // An unreadable target leaves the count unknown: nothing is decided,
+        // the tick fails (toward the fallback), and the record and metrics
+        // carry the last count known, never a made-up 0.
+        let observed = match self.actuator.observe().await {
+            Ok(o) => Some(o),
+            Err(e) => {
+                failures.push(fail(Stage::ActuatorRead, e.kind(), e.to_string()));
+                None
+            }
+        };
+        let current = match observed {
+            Some(o) => o.current,
+            None => self.state.last_replicas.unwrap_or(0),
+        };
+        let (snapshot, missing) = match observed {
+            Some(o) => self.read_snapshot(o, now_ms, &mut failures).await,
+            None => (None, Vec::new()),
+        };
+
+        let evaluation = snapshot.as_ref().map(|s| self.policy.evaluate(s));
+        let (mut decision, mut fuel) = match evaluation {
+            Some(Ok(eval)) => (Some(eval.decision), Some(eval.cost.fuel)),
+            Some(Err(e)) => {
+                failures.push(fail(Stage::Policy, e.kind(), e.to_string()));
+                (None, Some(self.policy.failed_fuel()))
+            }
+            None => (None, None),
+        };
+        // The safety net's proposal is a floor under the main policy's.
+        if let (Some(net), Some(s)) = (self.safety.as_mut(), snapshot.as_ref()) {
+            match net.evaluate(s) {
+                Ok(eval) => {
+                    fuel = Some(fuel.unwrap_or(0) + eval.cost.fuel);
+                    let wins = decision
+                        .as_ref()
+                        .is_none_or(|d| eval.decision.desired > d.desired);
+                    if wins {
+                        let mut d = eval.decision;
+                        d.reason = format!("safety net: {}", d.reason);
+                        if let Some(main) = &decision {
+                            d.spot_fraction = main.spot_fraction;
+                        }
+                        decision = Some(d);
+                    }
+                }
+                Err(e) => {
+                    fuel = Some(fuel.unwrap_or(0) + net.failed_fuel());
+                    failures.push(fail(Stage::SafetyNet, e.kind(), e.to_string()));
+                }
+            }
+        }
+        // A tick fails when the target cannot be read, when nothing produced
+        // a valid proposal (source down, every policy failed), or when the
+        // write fails (counted below); each counts toward the fallback.
+        if decision.is_none() {
+            self.state.failed_ticks = self.state.failed_ticks.saturating_add(1);
+        }
+        let tick = Tick {
+            now_ms,
+            current,
+            proposal: decision.as_ref().map(|d| d.desired),
+            price_per_replica_hour: snapshot.as_ref().and_then(|s| s.cost.on_demand_per_hour),
+            missing: &missing,
+            no_pods: observed.is_some_and(|o| o.current > 0 && o.observed.is_none_or(|n| n == 0)),
+            failed_ticks: self.state.failed_ticks,
+        };
+
+        // With the target unreadable only the fallback is acted on, and only
+        // from a count known before; otherwise the record says what the
+        // shaping rules (the fallback) would have done.
+        if observed.is_none() {
+            let (shaped, changes) = guard::shape(&self.guard, &tick);
+            if shaped.is_none() || self.state.last_replicas.is_none() {
+                guardrails.extend(changes.iter().map(GuardrailRecord::from));
+                self.persist();
+                return self.finish(
+                    now_ms, started, None, missing, None, failures, guardrails, current, current,
+                    false,
+                );
+            }
+        }
+
+        let verdict = guard::apply(&self.guard, &mut self.state.guard, tick);
+        guardrails.extend(verdict.interventions.iter().map(GuardrailRecord::from));
+        let target = verdict.replicas;
+
+        let mut wrote = false;
+        let mut write_failed = false;
+        if verdict.act
+            && let Some(f) = decision.as_ref().and_then(|d| d.spot_fraction)
+        {
+            self.actuator.set_spot_fraction(f);
+        }
+        if verdict.act && target != current {
+            let reason = decision
+                .as_ref()
+                .map_or("guardrails", |d| d.reason.as_str());
+            match self.actuator.apply(target, reason).await {
+                Ok(w) => wrote = w,
+                Err(e) => {
+                    write_failed = true;
+                    failures.push(fail(Stage::ActuatorWrite, e.kind(), e.to_string()));
+                }
+            }
+        }
+        if write_failed || observed.is_none() {
+            if decision.is_some() {
+                self.state.failed_ticks = self.state.failed_ticks.saturating_add(1);
+            }
+        } else if decision.is_some() {
+            self.state.failed_ticks = 0;
+        }
+        let saved = self.policy.last_good_state();
+        if self.state.policy_state != saved {
+            self.state.policy_state.clear();
+            self.state.policy_state.extend_from_slice(saved);
+        }
+        // What the target holds now: the new count only if it was written
+        // (or needed no write).
+        let final_replicas = if write_failed || !verdict.act {
+            current
+        } else {
+            target
+        };
+        if !write_failed {
+            self.state.last_replicas = Some(final_replicas);
+        }
+        self.persist();
+        let recorded = decision.as_ref().map(RecordedDecision::from);
+        self.finish(
+            now_ms,
+            started,
+            snapshot,
+            missing,
+            recorded,
+            failures,
+            guardrails,
+            current,
+            final_replicas,
+            wrote,
+        )
+        .with_fuel(fuel)
+    }
+
+    /// The source's reading as the snapshot the policy sees, with the replica
+    /// counts the target reported.
+    async fn read_snapshot(
+        &mut self,
+        observed: Observed,
+        now_ms: u64,
+        failures: &mut Vec<Failure>,
+    ) -> (Option<crate::host::Snapshot>, Vec<String>) {
+        let current = observed.current;
+        match self.source.read().await {
+            Ok(Reading {
+                snapshot: Some(mut recorded),
+                missing,
+                ..
+            }) => {
+                // A recorded snapshot is fed as it was, with the count the
+                // target has now (replay runs closed-loop).
+                recorded.replicas.current = current;
+                recorded.replicas.observed = Some(current);
+                (Some(recorded), missing)
+            }
+            Ok(r) => {
+                let replicas = ReplicaCounts {
+                    current,
+                    observed: observed.observed,
+                    ready: observed.ready,
+                    starting: observed.starting,
+                    pending: None,
+                    min: Some(self.config.min_replicas),
+                    max: Some(self.config.max_replicas),
+                };
+                let interval_ms = (self.config.interval_seconds * 1000.0) as u32;
+                let time = r.time_ms.unwrap_or(now_ms);
+                match crate::snapshot::from_values(
+                    r.values.iter().map(|(k, v)| (k.as_str(), *v)),
+                    time,
+                    interval_ms,
+                    replicas,
+                ) {
+                    Ok(s) => (Some(s), r.missing),
+                    Err(e) => {
+                        failures.push(Failure::new(Stage::Source, "snapshot", e));
+                        (None, r.missing)
+                    }
+                }
+            }
+            Err(e) => {
+                failures.push(Failure::new(Stage::Source, e.kind(), e.to_string()));
+                (None, Vec::new())
+            }
+        }
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "every field of a record, named at the one call site"
+    )]
+    fn finish(
+        &self,
+        now_ms: u64,
+        started: Instant,
+        snapshot: Option<crate::host::Snapshot>,
+        missing: Vec<String>,
+        decision: Option<RecordedDecision>,
+        failures: Vec<Failure>,
+        guardrails: Vec<GuardrailRecord>,
+        previous: u32,
+        final_replicas: u32,
+        wrote: bool,
+    ) -> AuditRecord {
+        let count_unknown = self.state.last_replicas.is_none()
+            && failures.iter().any(|f| f.stage == Stage::ActuatorRead);
+        AuditRecord {
+            time_ms: now_ms,
+            scaler: self.identity.scaler.clone(),
+            tenant: self.identity.tenant.clone(),
+            policy: self.identity.policy.clone(),
+            policy_digest: self.identity.policy_digest.clone(),
+            snapshot,
+            missing,
+            decision,
+            failures,
+            guardrails,
+            previous_replicas: previous,
+            final_replicas,
+            count_unknown,
+            wrote,
+            fuel: None,
+            latency_us: started.elapsed().as_micros() as u64,
+        }
+    }
+
+    /// Write state atomically (write a temp file, then rename).
+    fn persist(&self) {
+        let Some(path) = &self.state_file else { return };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec(&self.state).map_err(std::io::Error::other)?,
+            )?;
+            std::fs::rename(&tmp, path)
+        };
+        if let Err(e) = write() {
+            tracing::error!(scaler = %self.config.name, path = %path.display(), error = %e, "cannot persist scaler state");
+        }
+    }
+}
+
+impl AuditRecord {
+    fn with_fuel(mut self, fuel: Option<u64>) -> Self {
+        self.fuel = fuel;
+        self
+    }
+}
+
+/// The record of a policy that rejected the state it was handed.
+fn state_rejected(e: &crate::host::PolicyError) -> Failure {
+    Failure::new(
+        Stage::Policy,
+        e.kind(),
+        format!("{e}; the policy started without it"),
+    )
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
