@@ -61,6 +61,12 @@ rate = "none"
     Scaler::new(&config.scalers[0], Path::new("."), &host(), state_dir).unwrap()
 }
 
+/// A queue-depth scaler (10 per replica) at a static `queue`.
+fn queue_scaler(t: &Target<'_>, queue: u32, extra: &str, state_dir: Option<&Path>) -> Scaler {
+    let metrics = format!("{{ queue_depth = {queue} }}");
+    scaler(t, "builtin:queue-depth", QUEUE, &metrics, extra, state_dir)
+}
+
 const GPU: &str =
     r#"{ metrics = [{ type = "object", name = "gpu_utilization", target = { value = 0.6 } }] }"#;
 const QUEUE: &str = "{ target_per_replica = 10 }";
@@ -170,14 +176,7 @@ fn a_forbidden_write_holds_the_count_records_it_and_reaches_the_fallback() {
             timeout_ms: 5000,
         };
         let fallback = "[scaler.fallback]\nafter_failed_ticks = 2\nreplicas = 3";
-        let mut s = scaler(
-            &t,
-            "builtin:queue-depth",
-            QUEUE,
-            "{ queue_depth = 50 }",
-            fallback,
-            None,
-        );
+        let mut s = queue_scaler(&t, 50, fallback, None);
         let first = s.tick(1_700_000_000_000).await;
         assert_eq!(
             first.failures[0].stage.as_str(),
@@ -221,14 +220,7 @@ fn a_forbidden_write_holds_the_count_records_it_and_reaches_the_fallback() {
             name: "ro",
             timeout_ms: 5000,
         };
-        let mut s = scaler(
-            &t,
-            "builtin:queue-depth",
-            QUEUE,
-            "{ queue_depth = 50 }",
-            fallback,
-            None,
-        );
+        let mut s = queue_scaler(&t, 50, fallback, None);
         let r = s.tick(1_700_000_000_000).await;
         assert_eq!(
             (r.failures[0].stage.as_str(), r.failures[0].kind.as_str()),
@@ -257,14 +249,7 @@ fn a_missing_deployment_and_a_server_that_is_down_reach_the_fallback_and_keep_th
             name: "nope",
             timeout_ms: 5000,
         };
-        let mut s = scaler(
-            &t,
-            "builtin:queue-depth",
-            QUEUE,
-            "{ queue_depth = 50 }",
-            fallback,
-            None,
-        );
+        let mut s = queue_scaler(&t, 50, fallback, None);
         let r = s.tick(1_700_000_000_000).await;
         assert_eq!(r.failures[0].kind, "not-found", "{r:?}");
         assert!(r.count_unknown);
@@ -302,14 +287,7 @@ fn a_missing_deployment_and_a_server_that_is_down_reach_the_fallback_and_keep_th
             name: "web",
             timeout_ms: 500,
         };
-        let mut s = scaler(
-            &t,
-            "builtin:queue-depth",
-            QUEUE,
-            "{ queue_depth = 50 }",
-            fallback,
-            Some(&state_dir),
-        );
+        let mut s = queue_scaler(&t, 50, fallback, Some(&state_dir));
         let mut last = None;
         for i in 0..15 {
             let r = s.tick(1_700_000_000_000 + i * 1000).await;
@@ -441,14 +419,7 @@ fn connections_are_kept_alive_across_ticks() {
             name: "web",
             timeout_ms: 1000,
         };
-        let mut s = scaler(
-            &t,
-            "builtin:queue-depth",
-            QUEUE,
-            "{ queue_depth = 20 }",
-            "",
-            None,
-        );
+        let mut s = queue_scaler(&t, 20, "", None);
         let mut seen = std::collections::BTreeSet::new();
         let ticks = 8;
         let mut latencies = Vec::new();
@@ -517,14 +488,7 @@ fn a_hung_api_server_is_a_timeout() {
             name: "web",
             timeout_ms: 500,
         };
-        let mut s = scaler(
-            &t,
-            "builtin:queue-depth",
-            QUEUE,
-            "{ queue_depth = 20 }",
-            "",
-            None,
-        );
+        let mut s = queue_scaler(&t, 20, "", None);
         let ok = s.tick(1_700_000_000_000).await;
         assert!(ok.failures.is_empty(), "{ok:?}");
         // The server process stops answering (SIGSTOP): connections stay
