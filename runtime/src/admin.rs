@@ -443,3 +443,86 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, controls
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_requests_are_checked_before_they_reach_a_scaler() {
+        let controls = Controls::new(vec!["llm-chat".into()]);
+        let cases = [
+            (
+                "POST",
+                "/scalers/llm-chat/breaker?mode=melt",
+                "400 Bad Request",
+            ),
+            (
+                "POST",
+                "/scalers/llm-chat/breaker?mode=freeze&seconds=soon",
+                "400 Bad Request",
+            ),
+            // Would overflow the expiry: bounded to a week.
+            (
+                "POST",
+                "/scalers/llm-chat/breaker?mode=freeze&seconds=18446744073709551615",
+                "400 Bad Request",
+            ),
+            (
+                "POST",
+                "/scalers/ghost/breaker?mode=freeze",
+                "404 Not Found",
+            ),
+            ("GET", "/scalers/llm-chat/breaker", "405 Method Not Allowed"),
+            ("POST", "/scalers/llm-chat/other", "404 Not Found"),
+        ];
+        for (method, path, status) in cases {
+            assert_eq!(
+                breaker_request(&controls, method, path).0,
+                status,
+                "{method} {path}"
+            );
+        }
+        assert_eq!(
+            controls.take("llm-chat"),
+            None,
+            "nothing invalid was queued"
+        );
+        let (status, _) = breaker_request(
+            &controls,
+            "POST",
+            "/scalers/llm-chat/breaker?mode=pause&seconds=60",
+        );
+        assert_eq!(status, "202 Accepted");
+        let setting = controls.take("llm-chat").flatten().expect("queued");
+        assert_eq!(setting.mode, BreakerMode::Pause);
+        assert!(setting.until_ms.is_some());
+        assert_eq!(controls.take("llm-chat"), None, "applied once");
+        let (status, _) = breaker_request(&controls, "DELETE", "/scalers/llm-chat/breaker");
+        assert_eq!(
+            (status, controls.take("llm-chat")),
+            ("202 Accepted", Some(None))
+        );
+    }
+
+    #[test]
+    fn labels_are_escaped_and_a_lost_scaler_shows() {
+        let metrics = Metrics::new(2);
+        metrics.scaler("a\"b\\c\nd");
+        metrics.scaler("gone").lost();
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"wasmscale_scaler_up{scaler="a\"b\\c\nd",tenant=""} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"wasmscale_scaler_up{scaler="gone",tenant=""} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmscale_scaler_tasks_lost_total 1"),
+            "{text}"
+        );
+        assert!(!metrics.ready(), "no scaler has ticked");
+    }
+}
