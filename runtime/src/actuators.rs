@@ -460,3 +460,47 @@ impl Kubernetes {
         Err(ActuatorError::Conflict(CONFLICT_RETRIES))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_target_applies_at_once_and_writes_only_a_change() {
+        let mut a = Actuator::Memory { replicas: 2 };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let o = a.observe().await.unwrap();
+            assert_eq!((o.current, o.observed, o.ready), (2, Some(2), Some(2)));
+            assert!(!a.apply(2, "same").await.unwrap());
+            assert!(a.apply(5, "more").await.unwrap());
+            assert_eq!(a.observe().await.unwrap().current, 5);
+        });
+    }
+
+    #[test]
+    fn api_errors_get_their_kind_and_a_hint() {
+        let status = |code: u16| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                message: format!("code {code}"),
+                ..Default::default()
+            }))
+        };
+        for (code, kind) in [
+            (403, "forbidden"),
+            (404, "not-found"),
+            (409, "conflict"),
+            (500, "server-error"),
+        ] {
+            let e = classify(status(code));
+            assert_eq!(e.kind(), kind, "{code}");
+            assert!(!e.hint().is_empty());
+        }
+        let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
+        assert!(is_timeout(&timeout));
+        assert!(!is_timeout(&std::io::Error::other("refused")));
+    }
+}

@@ -359,3 +359,55 @@ impl Prometheus {
         Ok(reading)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(text: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_replayed_row_without_a_column_has_that_metric_missing_then_the_trace_ends() {
+        let (_dir, path) = trace(
+            "time_ms,queue_depth,gpu_utilization\n5,10,0.5\n6,20,\n",
+            "t.csv",
+        );
+        let mut r = Replay::open(&path, false).unwrap();
+        assert_eq!(r.columns, ["gpu_utilization", "queue_depth"]);
+        let first = r.next().unwrap();
+        assert_eq!((first.time_ms, first.missing.len()), (Some(5), 0));
+        let second = r.next().unwrap();
+        assert_eq!(second.missing, ["gpu_utilization"]);
+        assert_eq!(second.values.get("queue_depth"), Some(&20.0));
+        let end = r.next().unwrap_err();
+        assert_eq!(end.kind(), "exhausted");
+        // With repeat it starts over.
+        let mut r = Replay::open(&path, true).unwrap();
+        for _ in 0..3 {
+            r.next().unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_traces_are_typed_errors_with_short_messages() {
+        let (_dir, path) = trace("", "empty.csv");
+        assert_eq!(Replay::open(&path, false).unwrap_err().kind(), "trace");
+        let (_dir, path) = trace("{not json\n", "bad.jsonl");
+        assert!(
+            Replay::open(&path, false)
+                .unwrap_err()
+                .to_string()
+                .contains("line 1")
+        );
+        let e = Replay::open(Path::new("/dev/zero"), false).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let huge = format!("{{\"{}\": 1}}\n{{", "k".repeat(100_000));
+        let (_dir, path) = trace(&huge, "huge.jsonl");
+        assert!(Replay::open(&path, false).unwrap_err().to_string().len() < 1000);
+    }
+}
