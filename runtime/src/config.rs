@@ -1390,3 +1390,85 @@ impl<'a> Doc<'a> {
         best
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listen(address: &str, allow_remote: bool) -> Result<(), Problem> {
+        check_listen(&AdminSettings {
+            listen: address.into(),
+            allow_remote,
+        })
+    }
+
+    #[test]
+    fn admin_addresses() {
+        for ok in ["", "127.0.0.1:9464", "localhost:0", "[::1]:80"] {
+            assert!(listen(ok, false).is_ok(), "{ok}");
+        }
+        for (bad, says) in [
+            ("9464", "has no port"),
+            ("127.0.0.1:99999", "out of range"),
+            ("127.0.0.1:http", "not a number"),
+            ("example.com:80", "not an IP address"),
+            ("0.0.0.0:9464", "beyond this machine"),
+        ] {
+            let (message, hint) = listen(bad, false).unwrap_err();
+            assert!(message.contains(says), "{bad}: {message}");
+            assert!(!hint.is_empty());
+        }
+        assert!(listen("0.0.0.0:9464", true).is_ok(), "asked for");
+    }
+
+    #[test]
+    fn paths_land_where_run_would_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        assert!(
+            check_audit_path(Path::new("logs/audit.jsonl"), base).is_ok(),
+            "created at run"
+        );
+        assert!(
+            check_state_dir(Path::new("state/deep"), base).is_ok(),
+            "created at run"
+        );
+        std::fs::write(base.join("f"), "").unwrap();
+        assert!(
+            check_audit_path(Path::new("f"), base).is_ok(),
+            "an existing file"
+        );
+        assert!(
+            check_state_dir(Path::new("f"), base)
+                .unwrap_err()
+                .0
+                .contains("not a directory")
+        );
+        assert!(
+            check_audit_path(Path::new("f/x"), base)
+                .unwrap_err()
+                .0
+                .contains("not a directory")
+        );
+        assert!(
+            check_audit_path(Path::new("/dev/full"), base)
+                .unwrap_err()
+                .0
+                .contains("pseudo-filesystem")
+        );
+        assert!(
+            check_state_dir(Path::new("/proc/self"), base)
+                .unwrap_err()
+                .0
+                .contains("pseudo-filesystem")
+        );
+        // The probe leaves nothing behind.
+        check_state_dir(Path::new("."), base).unwrap();
+        let left: Vec<_> = std::fs::read_dir(base)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["f"]);
+    }
+}
