@@ -18,6 +18,17 @@ use wasmscale_tests::fake_kube::{Shared, start_fake};
 use wasmscale_tests::{block_on, host};
 
 fn scaler_for(port: u16, name: &str, queue: u32, dir: &std::path::Path) -> Scaler {
+    scaler_at(&format!("http://127.0.0.1:{port}"), name, queue, 1000, dir)
+}
+
+/// A queue-depth scaler on Deployment `name` at `api_server`.
+fn scaler_at(
+    api_server: &str,
+    name: &str,
+    queue: u32,
+    timeout_ms: u64,
+    dir: &std::path::Path,
+) -> Scaler {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(
         &path,
@@ -29,7 +40,7 @@ params = {{ target_per_replica = 10 }}
 min_replicas = 1
 max_replicas = 20
 metrics = {{ queue_depth = {queue} }}
-target = {{ type = "kubernetes", group = "apps", version = "v1", resource = "deployments", namespace = "default", name = "{name}", api_server = "http://127.0.0.1:{port}", timeout_ms = 1000 }}
+target = {{ type = "kubernetes", group = "apps", version = "v1", resource = "deployments", namespace = "default", name = "{name}", api_server = "{api_server}", timeout_ms = {timeout_ms} }}
 [scaler.guard]
 rate = "none"
 "#
@@ -186,24 +197,13 @@ fn a_hung_api_server_is_a_timeout_not_a_transport_error() {
         std::thread::sleep(std::time::Duration::from_secs(30));
     });
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hung.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[[scaler]]
-name = "web"
-policy = "builtin:queue-depth"
-params = {{ target_per_replica = 10 }}
-min_replicas = 1
-max_replicas = 20
-metrics = {{ queue_depth = 30 }}
-target = {{ type = "kubernetes", name = "web", api_server = "https://127.0.0.1:{port}", timeout_ms = 300 }}
-"#
-        ),
-    )
-    .unwrap();
-    let config = config::load(&path, &host()).unwrap();
-    let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host(), None).unwrap();
+    let mut scaler = scaler_at(
+        &format!("https://127.0.0.1:{port}"),
+        "web",
+        30,
+        300,
+        dir.path(),
+    );
     for i in 0..2 {
         let started = std::time::Instant::now();
         let r = block_on(scaler.tick(1_700_000_000_000 + i * 1000));

@@ -264,7 +264,9 @@ impl std::fmt::Debug for Kubernetes {
 
 const CONFLICT_RETRIES: u32 = 3;
 
-fn classify(e: kube::Error) -> ActuatorError {
+/// A client error as a typed failure; `timeout` is the request's own bound,
+/// named when the client's timer (not ours) fired.
+fn classify(e: kube::Error, timeout: Duration) -> ActuatorError {
     match e {
         kube::Error::Api(status) => match status.code {
             403 => ActuatorError::Forbidden(status.message),
@@ -276,11 +278,10 @@ fn classify(e: kube::Error) -> ActuatorError {
             },
         },
         other => {
-            let text = error_chain(&other);
             if is_timeout(&other) {
-                ActuatorError::Timeout(Duration::ZERO)
+                ActuatorError::Timeout(timeout)
             } else {
-                ActuatorError::Transport(text)
+                ActuatorError::Transport(error_chain(&other))
             }
         }
     }
@@ -365,10 +366,7 @@ impl Kubernetes {
         f: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, ActuatorError> {
         match tokio::time::timeout(self.timeout, f).await {
-            Ok(r) => r.map_err(|e| match classify(e) {
-                ActuatorError::Timeout(_) => ActuatorError::Timeout(self.timeout),
-                other => other,
-            }),
+            Ok(r) => r.map_err(|e| classify(e, self.timeout)),
             Err(_) => Err(ActuatorError::Timeout(self.timeout)),
         }
     }
@@ -495,7 +493,7 @@ mod tests {
             (409, "conflict"),
             (500, "server-error"),
         ] {
-            let e = classify(status(code));
+            let e = classify(status(code), Duration::from_secs(1));
             assert_eq!(e.kind(), kind, "{code}");
             assert!(!e.hint().is_empty());
         }

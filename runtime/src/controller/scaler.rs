@@ -366,12 +366,14 @@ impl Scaler {
                 }
             }
         }
-        if write_failed || observed.is_none() {
-            if decision.is_some() {
-                self.state.failed_ticks = self.state.failed_ticks.saturating_add(1);
-            }
-        } else if decision.is_some() {
-            self.state.failed_ticks = 0;
+        // A tick with a decision fails only if its write does (an unreadable
+        // target leaves no decision, and was counted above).
+        if decision.is_some() {
+            self.state.failed_ticks = if write_failed {
+                self.state.failed_ticks.saturating_add(1)
+            } else {
+                0
+            };
         }
         let saved = self.policy.last_good_state();
         if self.state.policy_state != saved {

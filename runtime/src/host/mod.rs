@@ -638,27 +638,24 @@ fn classify(data: &StoreState, limits: &Limits, e: wasmtime::Error) -> PolicyErr
         Some(Trap::Interrupt) => PolicyError::Deadline {
             limit: limits.deadline,
         },
-        Some(trap) => {
-            let message = match panicked {
-                Some(p) => format!("{p} ({trap})"),
-                None if is_stack_overflow(*trap, recursing) => format!(
+        Some(trap) => match panicked {
+            Some(p) => PolicyError::Trap {
+                code: Some(format!("{trap:?}")),
+                message: format!("{p} ({trap})"),
+            },
+            None if is_stack_overflow(*trap, recursing) => PolicyError::Trap {
+                code: Some("StackOverflow".to_owned()),
+                message: format!(
                     "stack overflow: deep recursion ran out of the guest's stack \
                      ({trap}; Rust guests built by wasmscale have a {} KiB stack)",
                     GUEST_STACK_BYTES >> 10
                 ),
-                None => format!("{trap}"),
-            };
-            PolicyError::Trap {
-                code: Some(
-                    if panicked.is_none() && is_stack_overflow(*trap, recursing) {
-                        "StackOverflow".to_owned()
-                    } else {
-                        format!("{trap:?}")
-                    },
-                ),
-                message,
-            }
-        }
+            },
+            None => PolicyError::Trap {
+                code: Some(format!("{trap:?}")),
+                message: format!("{trap}"),
+            },
+        },
         None => PolicyError::Trap {
             code: None,
             message: match panicked {
@@ -693,12 +690,11 @@ fn is_stack_overflow(trap: Trap, recursing: bool) -> bool {
 const BACKTRACE_FRAMES: usize = 20;
 
 fn is_deep_recursion(backtrace: &wasmtime::WasmBacktrace) -> bool {
-    const CAP: usize = BACKTRACE_FRAMES;
     let frames = backtrace.frames();
     let mut functions: Vec<u32> = frames.iter().map(|f| f.func_index()).collect();
     functions.sort_unstable();
     functions.dedup();
-    frames.len() >= CAP && functions.len() <= 2
+    frames.len() >= BACKTRACE_FRAMES && functions.len() <= 2
 }
 
 impl RawInstance {
