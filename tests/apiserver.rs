@@ -345,8 +345,8 @@ fn after_a_conflict_a_reread_that_already_shows_the_count_is_no_write() {
             server.admin_kubeconfig.display().to_string()
         );
         let config: Config = toml::from_str(&text).unwrap();
-        let mut actuator =
-            wasmscale::actuators::Actuator::from_config(&config.scalers[0], Path::new("."), 1).unwrap();
+        let s = &config.scalers[0];
+        let mut actuator = s.target.build(&s.name, Path::new("."), 1).unwrap();
         assert_eq!(actuator.observe().await.unwrap().current, 2);
         // Someone else sets the very count we are about to write.
         server.scale(&admin, &ns, "web", 6).await;

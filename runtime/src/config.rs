@@ -16,10 +16,12 @@
 //! target = { type = "log" }
 //! ```
 
+pub use crate::actuators::{KubernetesConfig, TargetConfig};
 pub use crate::guard::FallbackConfig;
 use crate::guard::{GuardConfig, GuardRules};
 use crate::host::{Host, Limits, PolicySource};
 use crate::snapshot::{clip, clip_message, strsim};
+pub use crate::sources::{MetricQuery, PrometheusConfig, ReplayConfig, SourceConfig};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -141,88 +143,6 @@ fn default_tenant() -> String {
 
 fn default_interval() -> f64 {
     15.0
-}
-
-/// Where decisions go.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum TargetConfig {
-    /// Print decisions (the default for examples).
-    #[default]
-    Log,
-    /// A Kubernetes workload's `scale` subresource.
-    Kubernetes {
-        #[serde(default = "default_group")]
-        group: String,
-        #[serde(default = "default_version")]
-        version: String,
-        /// Plural resource, e.g. `deployments`, `statefulsets`.
-        #[serde(default = "default_resource")]
-        resource: String,
-        #[serde(default = "default_namespace")]
-        namespace: String,
-        name: String,
-        /// API server URL; absent = kubeconfig or the in-cluster service account.
-        #[serde(default)]
-        api_server: Option<String>,
-        /// A kubeconfig file for this target (relative to the config file);
-        /// absent = `$KUBECONFIG`, `~/.kube/config` or the in-cluster service
-        /// account. Lets one process scale workloads on several clusters.
-        #[serde(default)]
-        kubeconfig: Option<PathBuf>,
-        /// Timeout of each API request.
-        #[serde(default = "default_k8s_timeout_ms")]
-        timeout_ms: u64,
-    },
-}
-
-fn default_group() -> String {
-    "apps".into()
-}
-fn default_version() -> String {
-    "v1".into()
-}
-fn default_resource() -> String {
-    "deployments".into()
-}
-fn default_namespace() -> String {
-    "default".into()
-}
-fn default_k8s_timeout_ms() -> u64 {
-    5_000
-}
-
-/// Where snapshots come from.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// Constant values from `metrics` (for examples and tests).
-    #[default]
-    Static,
-    /// Instant queries against a Prometheus server, one per `metrics` entry.
-    Prometheus {
-        url: String,
-        #[serde(default = "default_timeout_ms")]
-        timeout_ms: u64,
-    },
-    /// A recorded trace (CSV with a header, or JSON lines of snapshots), one row per tick.
-    Replay {
-        path: PathBuf,
-        #[serde(default)]
-        repeat: bool,
-    },
-}
-
-fn default_timeout_ms() -> u64 {
-    2_000
-}
-
-/// A metric's query (Prometheus) or constant value (static source).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum MetricQuery {
-    Value(f64),
-    Query(String),
 }
 
 impl ScalerConfig {
@@ -450,10 +370,8 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
                 Some(format!("did you mean {}?", value / 100.0)),
             );
         });
-        if let TargetConfig::Kubernetes {
-            name, namespace, ..
-        } = &s.target
-            && (name.is_empty() || namespace.is_empty())
+        if let TargetConfig::Kubernetes(k) = &s.target
+            && (k.name.is_empty() || k.namespace.is_empty())
         {
             push(
                 at(&["target"]),
@@ -461,10 +379,10 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
                 None,
             );
         }
-        if let TargetConfig::Kubernetes {
+        if let TargetConfig::Kubernetes(KubernetesConfig {
             kubeconfig: Some(path),
             ..
-        } = &s.target
+        }) = &s.target
             && !base.join(path).is_file()
         {
             push(
@@ -802,11 +720,11 @@ fn check_durations(
             );
         }
     };
-    if let SourceConfig::Prometheus { timeout_ms, .. } = &s.source {
-        timeout(push, &["source", "timeout_ms"], *timeout_ms);
+    if let SourceConfig::Prometheus(p) = &s.source {
+        timeout(push, &["source", "timeout_ms"], p.timeout_ms);
     }
-    if let TargetConfig::Kubernetes { timeout_ms, .. } = &s.target {
-        timeout(push, &["target", "timeout_ms"], *timeout_ms);
+    if let TargetConfig::Kubernetes(k) = &s.target {
+        timeout(push, &["target", "timeout_ms"], k.timeout_ms);
     }
     let bounded = |push: &mut Push<'_>, path: &[&str], value: u64, max: u64, min: u64| {
         if value < min || value > max {
@@ -904,28 +822,7 @@ fn check_durations(
 /// A snapshot with what this scaler's source provides: static values, a
 /// trace's first row, or 1.0 for each Prometheus query.
 fn smoke_snapshot(s: &ScalerConfig, base: &Path) -> Option<crate::host::Snapshot> {
-    let values: Vec<(String, f64)> = match &s.source {
-        SourceConfig::Replay { path, .. } => crate::sources::Replay::open(&base.join(path), false)
-            .ok()?
-            .first_row()
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect(),
-        _ => s
-            .metrics
-            .iter()
-            .map(|(k, q)| {
-                (
-                    k.clone(),
-                    if let MetricQuery::Value(v) = q {
-                        *v
-                    } else {
-                        1.0
-                    },
-                )
-            })
-            .collect(),
-    };
+    let values = s.source.sample(&s.metrics, base)?;
     let current = s.min_replicas.max(1);
     let replicas = crate::host::ReplicaCounts {
         current,
@@ -1115,32 +1012,19 @@ fn check_metrics(
     at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
 ) {
     let needed = referenced_metrics(&s.params);
-    let provided: Vec<String> = match &s.source {
-        SourceConfig::Replay { path, .. } => {
-            let path = base.join(path);
-            match crate::sources::replay_columns(&path) {
-                Ok(cols) => cols,
-                Err(e) => {
-                    push(at(&["source"]), format!("replay trace: {e}"), None);
-                    return;
-                }
-            }
+    let provided = match s.source.provided(&s.metrics, base) {
+        Ok(names) => names,
+        Err(e) => {
+            push(at(&["source"]), format!("replay trace: {e}"), None);
+            return;
         }
-        _ => s.metrics.keys().cloned().collect(),
     };
     for name in &needed {
         if !provided.contains(name) {
-            let hint = match &s.source {
-                SourceConfig::Replay { .. } => format!("add a `{name}` column to the trace"),
-                SourceConfig::Static => format!("add metrics.{name} = <value>"),
-                SourceConfig::Prometheus { .. } => {
-                    format!("add metrics.{name} = \"<PromQL query>\"")
-                }
-            };
             push(
                 at(&["params"]),
                 format!("params need `{name}`, but nothing fills it"),
-                Some(hint),
+                Some(s.source.fill_hint(name)),
             );
         }
     }
@@ -1187,7 +1071,7 @@ fn check_metrics(
                 format!("metrics.{name}: a static source takes numbers, not queries"),
                 None,
             ),
-            (SourceConfig::Prometheus { .. }, MetricQuery::Value(_)) => push(
+            (SourceConfig::Prometheus(_), MetricQuery::Value(_)) => push(
                 span.clone(),
                 format!(
                     "metrics.{name}: a prometheus source takes PromQL queries (strings), not numbers"

@@ -2,11 +2,11 @@
 //! same tick.
 
 use super::scaler::{Scaler, SetupError};
-use crate::actuators::Actuator;
+use crate::actuators::Memory;
 use crate::audit::AuditRecord;
 use crate::config::{Config, ScalerConfig};
 use crate::host::Host;
-use crate::sources::Source;
+use crate::sources::Recorded;
 use std::path::Path;
 
 /// One decision of `replay`, beside the one recorded.
@@ -74,18 +74,16 @@ pub fn replay(
             )
             .map_err(fail)?,
         };
-        let recorded = mine
-            .iter()
-            .filter_map(|r| r.snapshot.clone().map(|s| (s, r.missing.clone())))
-            .collect();
+        let recorded = Recorded::new(
+            mine.iter()
+                .filter_map(|r| r.snapshot.clone().map(|s| (s, r.missing.clone()))),
+        );
         let mut scaler = Scaler::with_io(
             &scaler_config,
             base,
             host,
-            Source::Recorded(recorded),
-            Actuator::Memory {
-                replicas: first.previous_replicas,
-            },
+            Box::new(recorded),
+            Box::new(Memory::new(first.previous_replicas)),
         )?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -40,8 +40,8 @@ pub struct Scaler {
     policy: PolicyInstance,
     /// The safety-net policy, when configured (its state is not persisted).
     safety: Option<PolicyInstance>,
-    source: Source,
-    actuator: Actuator,
+    source: Box<dyn Source>,
+    actuator: Box<dyn Actuator>,
     state_file: Option<PathBuf>,
     /// Who writes each audit record, shared with the records.
     identity: Identity,
@@ -88,8 +88,8 @@ impl Scaler {
         config: &ScalerConfig,
         base: &Path,
         host: &Host,
-        source: Source,
-        actuator: Actuator,
+        source: Box<dyn Source>,
+        actuator: Box<dyn Actuator>,
     ) -> Result<Self, SetupError> {
         let mut config = config.clone();
         config.limits = Some(
@@ -107,8 +107,8 @@ impl Scaler {
         base: &Path,
         host: &Host,
         state_dir: Option<&Path>,
-        source: Option<Source>,
-        actuator: Option<Actuator>,
+        source: Option<Box<dyn Source>>,
+        actuator: Option<Box<dyn Actuator>>,
     ) -> Result<Self, SetupError> {
         let fail = |message: String| SetupError {
             scaler: config.name.clone(),
@@ -128,7 +128,10 @@ impl Scaler {
             .map_err(|e| fail(e.to_string()))?;
         let source = match source {
             Some(s) => s,
-            None => Source::from_config(config, base).map_err(|e| fail(e.to_string()))?,
+            None => config
+                .source
+                .build(&config.metrics, base)
+                .map_err(|e| fail(e.to_string()))?,
         };
         let safety = match &config.safety_net {
             Some(net) => {
@@ -170,9 +173,10 @@ impl Scaler {
         let initial = state.last_replicas.unwrap_or(config.min_replicas);
         let actuator = match actuator {
             Some(a) => a,
-            None => {
-                Actuator::from_config(config, base, initial).map_err(|e| fail(e.to_string()))?
-            }
+            None => config
+                .target
+                .build(&config.name, base, initial)
+                .map_err(|e| fail(e.to_string()))?,
         };
         let identity = Identity {
             scaler: config.name.as_str().into(),
@@ -237,10 +241,8 @@ impl Scaler {
             policy_digest: digest,
             ..old
         };
-        if let Some(n) = self.state.last_replicas
-            && let Actuator::Log { replicas, .. } = &mut self.actuator
-        {
-            *replicas = n;
+        if let Some(n) = self.state.last_replicas {
+            self.actuator.resume_at(n);
         }
     }
 

@@ -3,41 +3,30 @@
 //!
 //! Each policy gets its own [`Cluster`] and a [`Scaler`] built from a
 //! [`ScalerConfig`] exactly as `run` builds one, except that its source and
-//! target are the cluster ([`Source::Simulated`], [`Actuator::Simulated`]).
+//! target are the cluster ([`SimulatedCluster`], which implements both).
 //! The simulator advances the cluster one step at a time and calls
 //! [`Scaler::tick`] every policy interval, with the virtual time: the same
 //! snapshot building, sandbox, missing-metric and fallback rules, guardrails
 //! and audit records as production. There is no second implementation.
 
+mod cluster_io;
 pub mod model;
 pub mod oracle;
 pub mod report;
 pub mod setup;
 pub mod trace;
 
+pub use cluster_io::SimulatedCluster;
 pub use model::{CapacityUnit, Cluster, ServiceModel};
 pub use trace::{Load, TraceSpec};
 
-use crate::actuators::Actuator;
 use crate::audit::AuditRecord;
 use crate::config::ScalerConfig;
 use crate::controller::Scaler;
 use crate::host::Host;
-use crate::sources::Source;
 use serde::Serialize;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-/// The cluster shared by a simulated scaler's source and target.
-pub type ClusterHandle = Arc<Mutex<Cluster>>;
-
-/// Lock a cluster. The simulator is single-threaded per cluster; a poisoned
-/// lock (a panic elsewhere) still holds a consistent cluster, so take it.
-pub fn lock(cluster: &ClusterHandle) -> MutexGuard<'_, Cluster> {
-    cluster
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use std::sync::Arc;
 
 /// A simulation that cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -427,18 +416,18 @@ pub fn run_policy(
         model,
         load,
     } = setting;
-    let cluster: ClusterHandle = Arc::new(Mutex::new(Cluster::new(
+    let cluster = SimulatedCluster::new(Cluster::new(
         model.clone(),
         initial,
         options.seed.wrapping_add(index as u64),
-    )));
+    ));
     let config = &policy.scaler;
     let mut scaler = Scaler::with_io(
         config,
         base,
         host,
-        Source::Simulated(cluster.clone()),
-        Actuator::Simulated(cluster.clone()),
+        Box::new(cluster.clone()),
+        Box::new(cluster.clone()),
     )
     .map_err(|e| SimError::Setup(format!("{}: {}", policy.label, e.message)))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -455,7 +444,7 @@ pub fn run_policy(
     let report_every = (total / 200).max(10_000);
     for step in 0..total {
         let tokens = load.tokens.as_ref().map_or(0.0, |t| t[step]);
-        let mut c = lock(&cluster);
+        let mut c = cluster.lock();
         let outcome = c.advance(load.arrivals[step], tokens);
         let ready = c.ready();
         let (on_demand, spot) = c.billed_now();
@@ -492,7 +481,7 @@ pub fn run_policy(
     } else {
         0.0
     };
-    score.spot_interruptions = lock(&cluster).interruptions;
+    score.spot_interruptions = cluster.lock().interruptions;
     Ok(PolicyRun {
         label: policy.label.clone(),
         policy: Some(policy.scaler.policy.clone()),

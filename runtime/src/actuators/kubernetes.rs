@@ -1,13 +1,10 @@
-//! Actuators: read the target's replica count and apply decisions.
+//! `kubernetes`: the `scale` subresource of a Deployment, StatefulSet or any
+//! custom resource that has one, through `kube`. Writes are JSON merge
+//! patches carrying the `resourceVersion` last read, so a concurrent change
+//! is a 409: the actuator re-reads and retries (up to 3 times). Nothing is
+//! written when the desired count equals the current one.
 //!
-//! - `log`: prints decisions; the default for examples.
-//! - `kubernetes`: the `scale` subresource of a Deployment, StatefulSet or any
-//!   custom resource that has one, through `kube`. Writes are JSON merge
-//!   patches carrying the `resourceVersion` last read, so a concurrent change
-//!   is a 409: the actuator re-reads and retries (up to 3 times). Nothing is
-//!   written when the desired count equals the current one.
-//!
-//! Minimal RBAC for the Kubernetes actuator (per namespace):
+//! Minimal RBAC (per namespace):
 //! ```yaml
 //! apiVersion: rbac.authorization.k8s.io/v1
 //! kind: Role
@@ -18,223 +15,54 @@
 //!     verbs: ["get", "patch", "update"]
 //! ```
 
-use crate::config::{ScalerConfig, TargetConfig};
+use super::{Actuator, ActuatorError, Observed};
+use futures_core::future::BoxFuture;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// What the target reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Observed {
-    /// The count asked for (Kubernetes `scale.spec.replicas`).
-    pub current: u32,
-    /// Replicas that exist, where the target reports it (`scale.status.replicas`;
-    /// absent before the workload's controller first reports).
-    pub observed: Option<u32>,
-    /// Replicas known to be ready; `None` when the target cannot tell (the
-    /// scale subresource counts every pod, ready or not).
-    pub ready: Option<u32>,
-    /// Replicas launched but not yet ready, where the target knows.
-    pub starting: Option<u32>,
+/// `target = { type = "kubernetes", name = "...", ... }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    #[serde(default = "default_group")]
+    pub group: String,
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Plural resource, e.g. `deployments`, `statefulsets`.
+    #[serde(default = "default_resource")]
+    pub resource: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub name: String,
+    /// API server URL; absent = kubeconfig or the in-cluster service account.
+    #[serde(default)]
+    pub api_server: Option<String>,
+    /// A kubeconfig file for this target (relative to the config file);
+    /// absent = `$KUBECONFIG`, `~/.kube/config` or the in-cluster service
+    /// account. Lets one process scale workloads on several clusters.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Timeout of each API request.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
 }
 
-/// Why an actuator could not read or write. Outcome in every case: the tick
-/// holds (nothing else is written), and the failure counts toward the fallback.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ActuatorError {
-    #[error("forbidden (403): {0}; check the RBAC role (see the actuators docs)")]
-    Forbidden(String),
-    #[error("not found (404): {0}")]
-    NotFound(String),
-    #[error("conflict (409) persisted after {0} retries")]
-    Conflict(u32),
-    #[error("API server error ({code}): {message}")]
-    Server { code: u16, message: String },
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("cannot reach the API server: {0}")]
-    Transport(String),
-    #[error("cannot configure the kubernetes client: {0}")]
-    Config(String),
+fn default_group() -> String {
+    "apps".into()
 }
-
-impl ActuatorError {
-    /// What to fix, in words.
-    pub fn hint(&self) -> &'static str {
-        match self {
-            ActuatorError::Forbidden(_) => {
-                "grant get and patch on the workload's scale subresource (the minimal Role is in the README)"
-            }
-            ActuatorError::NotFound(_) => {
-                "check the target's group, version, resource, namespace and name, and that the workload exists"
-            }
-            ActuatorError::Conflict(_) => {
-                "another controller (an HPA?) keeps changing this workload's replicas; let one own it"
-            }
-            ActuatorError::Server { .. } => "the API server failed; see its logs",
-            ActuatorError::Timeout(_) => {
-                "the API server did not answer in time; check it, or raise target.timeout_ms"
-            }
-            ActuatorError::Transport(_) => {
-                "the API server cannot be reached: check api_server (or the kubeconfig's server), the network and TLS"
-            }
-            ActuatorError::Config(_) => {
-                "set KUBECONFIG (or run in a pod with a service account), or give target.api_server"
-            }
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ActuatorError::Forbidden(_) => "forbidden",
-            ActuatorError::NotFound(_) => "not-found",
-            ActuatorError::Conflict(_) => "conflict",
-            ActuatorError::Server { .. } => "server-error",
-            ActuatorError::Timeout(_) => "timeout",
-            ActuatorError::Transport(_) => "transport",
-            ActuatorError::Config(_) => "config",
-        }
-    }
+fn default_version() -> String {
+    "v1".into()
 }
-
-/// A configured actuator.
-#[derive(Debug)]
-pub enum Actuator {
-    /// Prints decisions and remembers the count it was told to set, as if a
-    /// perfect target had applied it at once.
-    Log {
-        scaler: String,
-        replicas: u32,
-    },
-    /// As `Log`, silently: the target of `wasmscale replay`.
-    Memory {
-        replicas: u32,
-    },
-    Kubernetes(Box<Kubernetes>),
-    /// The simulator's cluster (`wasmscale simulate`).
-    Simulated(crate::sim::ClusterHandle),
+fn default_resource() -> String {
+    "deployments".into()
 }
-
-impl Actuator {
-    /// `initial` is the log target's starting count (usually `min_replicas`);
-    /// `base` resolves a relative kubeconfig path.
-    pub fn from_config(
-        s: &ScalerConfig,
-        base: &std::path::Path,
-        initial: u32,
-    ) -> Result<Self, ActuatorError> {
-        match &s.target {
-            TargetConfig::Log => Ok(Actuator::Log {
-                scaler: s.name.clone(),
-                replicas: initial,
-            }),
-            TargetConfig::Kubernetes {
-                group,
-                version,
-                resource,
-                namespace,
-                name,
-                api_server,
-                kubeconfig,
-                timeout_ms,
-            } => Ok(Actuator::Kubernetes(Box::new(Kubernetes {
-                kubeconfig: kubeconfig.as_ref().map(|p| base.join(p)),
-                resource: ApiResource {
-                    group: group.clone(),
-                    version: version.clone(),
-                    api_version: if group.is_empty() {
-                        version.clone()
-                    } else {
-                        format!("{group}/{version}")
-                    },
-                    kind: String::new(),
-                    plural: resource.clone(),
-                },
-                namespace: namespace.clone(),
-                name: name.clone(),
-                api_server: api_server.clone(),
-                timeout: Duration::from_millis((*timeout_ms).max(1)),
-                api: None,
-                last: None,
-                warned: Vec::new(),
-            }))),
-        }
-    }
-
-    pub async fn observe(&mut self) -> Result<Observed, ActuatorError> {
-        match self {
-            Actuator::Log { replicas, .. } => Ok(Observed {
-                current: *replicas,
-                observed: Some(*replicas),
-                ready: Some(*replicas),
-                starting: Some(0),
-            }),
-            Actuator::Memory { replicas } => Ok(Observed {
-                current: *replicas,
-                observed: Some(*replicas),
-                ready: Some(*replicas),
-                starting: Some(0),
-            }),
-            Actuator::Simulated(cluster) => {
-                let c = crate::sim::lock(cluster);
-                Ok(Observed {
-                    current: c.total(),
-                    observed: Some(c.total()),
-                    ready: Some(c.ready()),
-                    starting: Some(c.starting()),
-                })
-            }
-            Actuator::Kubernetes(k) => {
-                let result = k.observe().await;
-                k.after(result.as_ref().err());
-                result
-            }
-        }
-    }
-
-    /// Set the replica count; returns whether anything was written (no write
-    /// when the count is unchanged).
-    pub async fn apply(&mut self, desired: u32, reason: &str) -> Result<bool, ActuatorError> {
-        match self {
-            Actuator::Log { scaler, replicas } => {
-                if *replicas == desired {
-                    return Ok(false);
-                }
-                println!("{scaler}: {} -> {desired} ({reason})", *replicas);
-                *replicas = desired;
-                Ok(true)
-            }
-            Actuator::Kubernetes(k) => {
-                let result = k.apply(desired).await;
-                k.after(result.as_ref().err());
-                result
-            }
-            Actuator::Memory { replicas } => {
-                let changed = *replicas != desired;
-                *replicas = desired;
-                Ok(changed)
-            }
-            Actuator::Simulated(cluster) => {
-                let mut c = crate::sim::lock(cluster);
-                if c.total() == desired {
-                    return Ok(false);
-                }
-                c.set_replicas(desired, None);
-                Ok(true)
-            }
-        }
-    }
-
-    /// Pass on a decision's spot fraction. Only the simulated cluster models
-    /// the capacity mix; the log and Kubernetes targets record it in the audit
-    /// log and set the count alone.
-    pub fn set_spot_fraction(&mut self, fraction: f64) {
-        if let Actuator::Simulated(cluster) = self {
-            let mut c = crate::sim::lock(cluster);
-            let total = c.total();
-            c.set_replicas(total, Some(fraction));
-        }
-    }
+fn default_namespace() -> String {
+    "default".into()
+}
+fn default_timeout_ms() -> u64 {
+    5_000
 }
 
 /// The `scale` subresource of one Kubernetes object.
@@ -243,7 +71,7 @@ pub struct Kubernetes {
     namespace: String,
     name: String,
     api_server: Option<String>,
-    kubeconfig: Option<std::path::PathBuf>,
+    kubeconfig: Option<PathBuf>,
     timeout: Duration,
     api: Option<Api<DynamicObject>>,
     /// (spec.replicas, resourceVersion) last read.
@@ -318,6 +146,32 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 impl Kubernetes {
+    /// `base` resolves a relative kubeconfig path. Nothing is contacted
+    /// until the first call (the client needs the async runtime).
+    pub fn new(c: &KubernetesConfig, base: &Path) -> Self {
+        Kubernetes {
+            kubeconfig: c.kubeconfig.as_ref().map(|p| base.join(p)),
+            resource: ApiResource {
+                group: c.group.clone(),
+                version: c.version.clone(),
+                api_version: if c.group.is_empty() {
+                    c.version.clone()
+                } else {
+                    format!("{}/{}", c.group, c.version)
+                },
+                kind: String::new(),
+                plural: c.resource.clone(),
+            },
+            namespace: c.namespace.clone(),
+            name: c.name.clone(),
+            api_server: c.api_server.clone(),
+            timeout: Duration::from_millis(c.timeout_ms.max(1)),
+            api: None,
+            last: None,
+            warned: Vec::new(),
+        }
+    }
+
     /// The API handle, built on first use (it needs the async runtime).
     async fn api(&mut self) -> Result<Api<DynamicObject>, ActuatorError> {
         if let Some(api) = &self.api {
@@ -400,7 +254,7 @@ impl Kubernetes {
         }
     }
 
-    async fn observe(&mut self) -> Result<Observed, ActuatorError> {
+    async fn read_scale(&mut self) -> Result<Observed, ActuatorError> {
         let api = self.api().await?;
         let scale = self.timed(api.get_scale(&self.name)).await?;
         let current = scale.spec.and_then(|s| s.replicas).unwrap_or(0).max(0) as u32;
@@ -416,13 +270,13 @@ impl Kubernetes {
         })
     }
 
-    async fn apply(&mut self, desired: u32) -> Result<bool, ActuatorError> {
+    async fn write_scale(&mut self, desired: u32) -> Result<bool, ActuatorError> {
         let api = self.api().await?;
         for attempt in 0..=CONFLICT_RETRIES {
             let (current, version) = match self.last.clone() {
                 Some(last) => last,
                 None => {
-                    self.observe().await?;
+                    self.read_scale().await?;
                     self.last.clone().unwrap_or((0, None))
                 }
             };
@@ -459,24 +313,31 @@ impl Kubernetes {
     }
 }
 
+impl Actuator for Kubernetes {
+    fn observe(&mut self) -> BoxFuture<'_, Result<Observed, ActuatorError>> {
+        Box::pin(async move {
+            let result = self.read_scale().await;
+            self.after(result.as_ref().err());
+            result
+        })
+    }
+
+    fn apply<'a>(
+        &'a mut self,
+        desired: u32,
+        _reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, ActuatorError>> {
+        Box::pin(async move {
+            let result = self.write_scale(desired).await;
+            self.after(result.as_ref().err());
+            result
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_memory_target_applies_at_once_and_writes_only_a_change() {
-        let mut a = Actuator::Memory { replicas: 2 };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let o = a.observe().await.unwrap();
-            assert_eq!((o.current, o.observed, o.ready), (2, Some(2), Some(2)));
-            assert!(!a.apply(2, "same").await.unwrap());
-            assert!(a.apply(5, "more").await.unwrap());
-            assert_eq!(a.observe().await.unwrap().current, 5);
-        });
-    }
 
     #[test]
     fn api_errors_get_their_kind_and_a_hint() {
