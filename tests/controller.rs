@@ -46,7 +46,7 @@ max_replicas = 2
 fn validation_reports_every_error_with_position_and_hint() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "bad.toml", BAD);
-    let errors = config::load(&path, &host()).unwrap_err();
+    let errors = controller::load(&path, &host()).unwrap_err();
     let text = errors.to_string();
     // The unknown key is reported first, on its own line, with the nearest name.
     assert!(
@@ -61,7 +61,7 @@ fn validation_reports_every_error_with_position_and_hint() {
         "name = \"docs\"\nmin_replicas = 0\nmax_replicas = 4\nparams = { target_per_replica = 5 }",
     );
     let path = write(dir.path(), "bad2.toml", &fixed);
-    let errors = config::load(&path, &host()).unwrap_err();
+    let errors = controller::load(&path, &host()).unwrap_err();
     let text = errors.to_string();
     for expected in [
         "bad2.toml:6:1: min_replicas (5) is greater than max_replicas (3)",
@@ -137,7 +137,7 @@ fn validation_bounds_every_duration() {
             text = text.replace("metrics = { queue_depth = 35 }\n", "");
         }
         let path = write(dir.path(), "d.toml", &text);
-        let text = config::load(&path, &host).unwrap_err().to_string();
+        let text = controller::load(&path, &host).unwrap_err().to_string();
         assert!(
             text.contains(expected),
             "{scaler}: missing {expected:?} in\n{text}"
@@ -238,7 +238,7 @@ fn validation_catches_what_run_would_fail_on() {
     ] {
         let source = one_scaler(top, scaler);
         let path = write(dir.path(), "v.toml", &source);
-        let errors = config::load(&path, &host).unwrap_err();
+        let errors = controller::load(&path, &host).unwrap_err();
         let text = errors.to_string();
         assert!(
             text.contains(expected),
@@ -270,7 +270,7 @@ fn validation_catches_what_run_would_fail_on() {
         "metrics = { queue_depth = 35, gpu_utilization = 82 }",
     );
     let path = write(dir.path(), "p.toml", &text);
-    let text = config::load(&path, &host).unwrap_err().to_string();
+    let text = controller::load(&path, &host).unwrap_err().to_string();
     assert!(
         text.contains("metrics.gpu_utilization = 82 looks like a percent")
             && text.contains("did you mean 0.82?"),
@@ -285,7 +285,7 @@ fn validation_catches_what_run_would_fail_on() {
             "",
         ),
     );
-    config::load(&path, &host).unwrap();
+    controller::load(&path, &host).unwrap();
 }
 
 #[test]
@@ -298,7 +298,7 @@ fn validation_tells_a_limit_from_a_bad_param() {
         "f.toml",
         &one_scaler("[admin]\nlisten = \"\"", "[scaler.limits]\nfuel = 10"),
     );
-    let errors = config::load(&path, &host).unwrap_err().to_string();
+    let errors = controller::load(&path, &host).unwrap_err().to_string();
     assert!(
         errors.contains("failed while configuring [out-of-fuel]")
             && !errors.contains("rejected its params"),
@@ -312,7 +312,7 @@ fn validation_tells_a_limit_from_a_bad_param() {
         &format!("policy = {:?}", wasmscale_tests::fixtures::INFINITE_LOOP),
     );
     let path = write(dir.path(), "e.toml", &text);
-    let errors = config::load(&path, &host).unwrap_err().to_string();
+    let errors = controller::load(&path, &host).unwrap_err().to_string();
     assert!(
         errors.contains("failed its trial evaluation [out-of-fuel]"),
         "{errors}"
@@ -380,7 +380,7 @@ fn syntax_errors_have_a_position() {
         "syntax.toml",
         "[[scaler]]\nname = \"x\nmin_replicas = 1\n",
     );
-    let errors = config::load(&path, &host()).unwrap_err();
+    let errors = controller::load(&path, &host()).unwrap_err();
     assert_eq!(errors.errors.len(), 1);
     assert_eq!(errors.errors[0].line, 2, "{errors}");
 }
@@ -393,7 +393,7 @@ fn example_configs_validate_and_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "config.toml", &text);
         let host = host();
-        let config: Config = config::load(&path, &host).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let config: Config = controller::load(&path, &host).unwrap_or_else(|e| panic!("{name}: {e}"));
         let scalers = config.scalers.len() as u64;
         let audit_path = dir.path().join(&config.audit.path);
         let summary = controller::run(
@@ -446,7 +446,7 @@ source = {{ type = "replay", path = "trace.csv" }}
 "#
     );
     let path = write(dir, "config.toml", &text);
-    config::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"))
+    controller::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Decisions of scaler `svc` for `ticks` (time offset in seconds, trace row),
@@ -574,7 +574,7 @@ metrics = { queue_depth = 35 }
     );
     let host = host();
     // Validation refuses a device as the audit log...
-    let errors = config::load(&path, &host).unwrap_err().to_string();
+    let errors = controller::load(&path, &host).unwrap_err().to_string();
     assert!(errors.contains("audit.path /dev/full"), "{errors}");
     // ...but a disk that fills up at run time must not stop scaling: run the
     // config as parsed, unvalidated.
@@ -621,7 +621,7 @@ rate = "none"
 "#,
     );
     let host = host();
-    let config = config::load(&path, &host).unwrap_or_else(|e| panic!("{e}"));
+    let config = controller::load(&path, &host).unwrap_or_else(|e| panic!("{e}"));
     let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
     let calm = block_on(scaler.tick(1_700_000_000_000));
     assert_eq!(calm.final_replicas, 2, "{calm:?}");
@@ -640,7 +640,7 @@ rate = "none"
         .unwrap()
         .replace("builtin:step-scaling", "builtin:nope");
     let bad = write(dir.path(), "bad.toml", &bad);
-    let errors = config::load(&bad, &host).unwrap_err();
+    let errors = controller::load(&bad, &host).unwrap_err();
     assert!(
         errors
             .to_string()
@@ -705,7 +705,7 @@ max_replicas = 20
 metrics = { queue_depth = 5 }
 "#,
     );
-    let new_config = config::load(&path, &host).unwrap_or_else(|e| panic!("{e}"));
+    let new_config = controller::load(&path, &host).unwrap_or_else(|e| panic!("{e}"));
     let mut new = Scaler::new(&new_config.scalers[0], dir.path(), &host, None).unwrap();
     new.adopt(old.state().clone());
     let r = block_on(new.tick(t0 + 60_000));

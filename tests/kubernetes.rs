@@ -12,7 +12,7 @@
 
 use serde_json::{Value, json};
 use std::sync::Arc;
-use wasmscale::config;
+use wasmscale::controller;
 use wasmscale::controller::Scaler;
 use wasmscale_tests::fake_kube::{Shared, start_fake};
 use wasmscale_tests::{block_on, host};
@@ -47,7 +47,7 @@ rate = "none"
         ),
     )
     .unwrap();
-    let config = config::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"));
+    let config = controller::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"));
     Scaler::new(&config.scalers[0], dir, &host(), None).unwrap()
 }
 

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use wasmscale::config;
+use wasmscale::controller;
 use wasmscale::controller::Scaler;
 use wasmscale_tests::fake_kube::{Shared, start_fake};
 use wasmscale_tests::host;
@@ -157,7 +157,7 @@ replicas = 3
     )
     .unwrap();
     // `missing_one` is not used by the policy: validation says so.
-    let errors = config::load(&path, &host()).unwrap_err();
+    let errors = controller::load(&path, &host()).unwrap_err();
     assert!(
         errors
             .to_string()
@@ -168,7 +168,7 @@ replicas = 3
         .unwrap()
         .replace("missing_one", "kv_cache_utilization");
     std::fs::write(&path, text).unwrap();
-    let config = config::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"));
+    let config = controller::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"));
     let host = host();
     let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
 

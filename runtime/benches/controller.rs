@@ -77,7 +77,7 @@ fn main() {
     let baseline = proc_status("VmRSS:").unwrap_or(0);
     let audit = dir.path().join("audit.jsonl");
     let measure = |ticks: u64| {
-        let config = wasmscale::config::load(&path, &host).unwrap();
+        let config = wasmscale::controller::load(&path, &host).unwrap();
         let _ = std::fs::remove_file(&audit);
         let wall = Instant::now();
         let running = std::sync::atomic::AtomicBool::new(true);

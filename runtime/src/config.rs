@@ -19,7 +19,7 @@
 pub use crate::actuators::{KubernetesConfig, TargetConfig};
 pub use crate::guard::FallbackConfig;
 use crate::guard::{GuardConfig, GuardRules};
-use crate::host::{Host, Limits, PolicySource};
+use crate::host::{Limits, PolicySource};
 use crate::snapshot::{clip, clip_message, strsim};
 pub use crate::sources::{MetricQuery, PrometheusConfig, ReplayConfig, SourceConfig};
 use serde::Deserialize;
@@ -220,58 +220,127 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Read and validate a config file.
-pub fn load(path: &Path, host: &Host) -> Result<Config, ConfigErrors> {
-    let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-        file: file.clone(),
-        errors: vec![ConfigError {
-            line: 1,
-            column: 1,
-            message: format!("cannot read the config: {e}"),
-            hint: None,
-        }],
-    })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    validate(&file, &src, base, host)
+/// Read and check a config file (the data alone: no policy is loaded).
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    read(path).into_result()
 }
 
-/// Validate config text. `base` resolves relative paths (policies, traces).
-pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Config, ConfigErrors> {
+/// Read a config file and check it, keeping what a later step needs to add
+/// its own findings (see [`Checked`]).
+pub fn read(path: &Path) -> Checked {
+    let file = path.display().to_string();
+    let base = path.parent().unwrap_or(Path::new("."));
+    match std::fs::read_to_string(path) {
+        Ok(src) => check(&file, &src, base),
+        Err(e) => Checked {
+            file,
+            src: String::new(),
+            base: base.to_path_buf(),
+            config: None,
+            errors: vec![ConfigError {
+                line: 1,
+                column: 1,
+                message: format!("cannot read the config: {e}"),
+                hint: None,
+            }],
+            flawed: Vec::new(),
+        },
+    }
+}
+
+/// Check config text. `base` resolves relative paths (traces, kubeconfigs).
+pub fn validate(file: &str, src: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    check(file, src, base).into_result()
+}
+
+/// A config's text, checked: the config when it parsed, every problem found,
+/// and the text, so that a later step (the controller's policy probe) can
+/// place its own findings at a line and column.
+#[derive(Debug)]
+pub struct Checked {
+    file: String,
+    src: String,
+    base: PathBuf,
+    config: Option<Config>,
+    errors: Vec<ConfigError>,
+    /// Scalers (by index) with a problem already.
+    flawed: Vec<bool>,
+}
+
+impl Checked {
+    /// The config, when the text parsed (it may still have problems).
+    pub fn config(&self) -> Option<&Config> {
+        self.config.as_ref()
+    }
+
+    /// The directory relative paths are resolved from.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// Whether the `index`-th scaler has a problem already.
+    pub fn is_flawed(&self, index: usize) -> bool {
+        self.flawed.get(index).copied().unwrap_or(true)
+    }
+
+    /// Report a problem at `path` inside the `index`-th `[[scaler]]` (or the
+    /// nearest enclosing key found).
+    pub fn report(&mut self, index: usize, path: &[&str], message: &str, hint: Option<String>) {
+        let doc = Doc::new(&self.src);
+        let span = DeTable::parse(&self.src)
+            .ok()
+            .and_then(|t| doc.locate(t.get_ref(), index, path));
+        let error = doc.error(span, message, hint);
+        self.errors.push(error);
+        if let Some(f) = self.flawed.get_mut(index) {
+            *f = true;
+        }
+    }
+
+    pub fn into_result(self) -> Result<Config, ConfigErrors> {
+        match self.config {
+            Some(config) if self.errors.is_empty() => Ok(config),
+            _ => Err(ConfigErrors {
+                file: self.file,
+                errors: self.errors,
+            }),
+        }
+    }
+}
+
+/// Check config text, finding every problem at once.
+pub fn check(file: &str, src: &str, base: &Path) -> Checked {
     let doc = Doc::new(src);
-    let fail = |errors: Vec<ConfigError>| ConfigErrors {
+    let fail = |errors: Vec<ConfigError>| Checked {
         file: file.to_owned(),
+        src: src.to_owned(),
+        base: base.to_path_buf(),
+        config: None,
         errors,
+        flawed: Vec::new(),
     };
     let tree = match DeTable::parse(src) {
         Ok(t) => t,
         Err(e) => {
-            return Err(fail(vec![doc.error(
-                e.span(),
-                first_line(e.message()),
-                None,
-            )]));
+            return fail(vec![doc.error(e.span(), first_line(e.message()), None)]);
         }
     };
     let mut errors = Vec::new();
     check_unknown_keys(&doc, tree.get_ref(), &mut errors);
     if !errors.is_empty() {
-        return Err(fail(errors));
+        return fail(errors);
     }
     let config: Config = match toml::from_str(src) {
         Ok(c) => c,
         Err(e) => {
-            return Err(fail(vec![doc.error(
-                e.span(),
-                first_line(e.message()),
-                None,
-            )]));
+            return fail(vec![doc.error(e.span(), first_line(e.message()), None)]);
         }
     };
     check_process_settings(&config, base, &mut |path, message, hint| {
         errors.push(doc.error(doc.locate_top(tree.get_ref(), path), &message, hint));
     });
     let mut names = std::collections::HashSet::new();
+    let mut flawed = vec![false; config.scalers.len()];
     for (i, s) in config.scalers.iter().enumerate() {
         let at = |path: &[&str]| doc.locate(tree.get_ref(), i, path);
         let count = std::cell::Cell::new(0usize);
@@ -392,96 +461,15 @@ pub fn validate(file: &str, src: &str, base: &Path, host: &Host) -> Result<Confi
             );
         }
         check_metrics(s, base, &mut push, &at);
-        // The policy must exist, load, and accept its params.
-        let limits_host;
-        let host = match &s.limits {
-            Some(l) => match Host::new(crate::host::HostConfig {
-                limits: l.clone(),
-                ..Default::default()
-            }) {
-                Ok(h) => {
-                    limits_host = h;
-                    &limits_host
-                }
-                Err(e) => {
-                    push(at(&["limits"]), format!("invalid limits: {e}"), None);
-                    continue;
-                }
-            },
-            None => host,
-        };
-        match host.load(&s.policy_source(base)) {
-            Err(e) => push(
-                at(&["policy"]),
-                format!("policy `{}`: {e}", s.policy),
-                policy_hint(&e),
-            ),
-            Ok(compiled) => match compiled.instantiate(&s.params_json()) {
-                Err(e) => {
-                    let span = at(&["params"]).or_else(|| at(&["policy"]));
-                    let message = match &e {
-                        crate::host::PolicyError::Configure(why) => {
-                            format!("policy `{}` rejected its params: {why}", s.policy)
-                        }
-                        other => format!(
-                            "policy `{}` failed while configuring [{}]: {other}",
-                            s.policy,
-                            other.kind()
-                        ),
-                    };
-                    push(span, message, limit_hint(&e));
-                }
-                // Can the policy decide with what this scaler provides? One
-                // evaluation on the static values (or 1.0 per provided metric)
-                // finds a metric the params need but nothing fills, even when
-                // the params only imply it (a policy's default metric).
-                Ok(mut instance) if count.get() == 0 => {
-                    if let Some(snapshot) = smoke_snapshot(s, base)
-                        && let Err(e) = instance.evaluate(&snapshot)
-                    {
-                        let (message, hint) = match &e {
-                            crate::host::PolicyError::Rejected(m) => (
-                                format!(
-                                    "policy `{}` cannot decide with the metrics this scaler provides: {m}",
-                                    s.policy
-                                ),
-                                Some("fill the metric it names in `metrics` (or the trace)".into()),
-                            ),
-                            other => (
-                                format!(
-                                    "policy `{}` failed its trial evaluation [{}]: {other}",
-                                    s.policy,
-                                    other.kind()
-                                ),
-                                limit_hint(other),
-                            ),
-                        };
-                        push(at(&["params"]).or_else(|| at(&["policy"])), message, hint);
-                    }
-                }
-                Ok(_) => {}
-            },
-        }
+        flawed[i] = count.get() > 0;
     }
-    for (i, s) in config.scalers.iter().enumerate() {
-        let Some(net) = &s.safety_net else { continue };
-        let span = doc.locate(tree.get_ref(), i, &["safety_net"]);
-        let source = PolicySource::resolve(&net.policy, base);
-        if let Err(e) = host
-            .load(&source)
-            .and_then(|c| c.instantiate(&net.params_json()))
-        {
-            errors.push(doc.error(
-                span,
-                &format!("safety_net policy `{}`: {e}", net.policy),
-                None,
-            ));
-        }
-    }
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(fail(errors))
+    Checked {
+        file: file.to_owned(),
+        src: src.to_owned(),
+        base: base.to_path_buf(),
+        config: Some(config),
+        errors,
+        flawed,
     }
 }
 
@@ -816,69 +804,6 @@ fn check_durations(
             ),
             Some("a scaling policy should decide in microseconds; the default is 10".into()),
         );
-    }
-}
-
-/// A snapshot with what this scaler's source provides: static values, a
-/// trace's first row, or 1.0 for each Prometheus query.
-fn smoke_snapshot(s: &ScalerConfig, base: &Path) -> Option<crate::host::Snapshot> {
-    let values = s.source.sample(&s.metrics, base)?;
-    let current = s.min_replicas.max(1);
-    let replicas = crate::host::ReplicaCounts {
-        current,
-        observed: Some(current),
-        ready: Some(current),
-        starting: None,
-        pending: None,
-        min: Some(s.min_replicas),
-        max: Some(s.max_replicas),
-    };
-    let interval_ms = (s.interval_seconds * 1000.0) as u32;
-    let now = crate::controller::wall_clock_ms();
-    crate::snapshot::from_values(
-        values.iter().map(|(k, v)| (k.as_str(), *v)),
-        now,
-        interval_ms,
-        replicas,
-    )
-    .ok()
-}
-
-/// What to do about a policy that blew a limit (or trapped) at validation.
-fn limit_hint(e: &crate::host::PolicyError) -> Option<String> {
-    use crate::host::PolicyError as E;
-    Some(match e {
-        E::OutOfFuel { limit } => format!(
-            "it used all {limit} units of fuel: raise [scaler.limits] fuel, or make the policy cheaper"
-        ),
-        E::Deadline { limit } => format!(
-            "it ran past its {} ms deadline: raise [scaler.limits] deadline (ms)",
-            limit.as_millis()
-        ),
-        E::MemoryLimit { limit } => {
-            format!("it asked for more than {limit} bytes: raise [scaler.limits] max_memory_bytes")
-        }
-        E::LogLimit { .. } => {
-            "it logged too much: raise [scaler.limits] max_log_lines / max_log_bytes, or log less"
-                .into()
-        }
-        E::StateTooLarge { max, .. } => {
-            format!(
-                "its state is over {max} bytes: raise [scaler.limits] max_state_bytes, or keep less state"
-            )
-        }
-        E::Configure(_) | E::Rejected(_) => return None,
-        _ => "run `wasmscale check` on it for details".into(),
-    })
-}
-
-fn policy_hint(e: &crate::host::PolicyError) -> Option<String> {
-    match e {
-        crate::host::PolicyError::UnknownBuiltin { .. } => None,
-        crate::host::PolicyError::Read { .. } => {
-            Some("paths are relative to the config file; built-ins are builtin:NAME".into())
-        }
-        _ => Some("run `wasmscale check` on it for details".into()),
     }
 }
 

@@ -682,7 +682,7 @@ fn build(dir: &Path, out: Option<PathBuf>) -> Result<()> {
 }
 
 fn validate(host: &Host, path: &Path) -> Result<std::process::ExitCode> {
-    match wasmscale::config::load(path, host) {
+    match wasmscale::controller::load(path, host) {
         Ok(config) => {
             println!("{}: ok ({} scalers)", path.display(), config.scalers.len());
             Ok(std::process::ExitCode::SUCCESS)
@@ -696,7 +696,7 @@ fn validate(host: &Host, path: &Path) -> Result<std::process::ExitCode> {
 }
 
 fn run_config(host: &Host, path: &Path, ticks: Option<u64>) -> Result<std::process::ExitCode> {
-    let config = match wasmscale::config::load(path, host) {
+    let config = match wasmscale::controller::load(path, host) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
@@ -783,7 +783,7 @@ fn replay(
         .context("params are not valid JSON")?;
     let (config, base) = match config {
         Some(p) => (
-            Some(wasmscale::config::load(p, host).map_err(|e| anyhow::anyhow!("{e}"))?),
+            Some(wasmscale::controller::load(p, host).map_err(|e| anyhow::anyhow!("{e}"))?),
             p.parent().unwrap_or(Path::new(".")).to_path_buf(),
         ),
         None => (None, PathBuf::from(".")),
@@ -886,7 +886,7 @@ fn sim_policies(
     use wasmscale::sim::{SimPolicy, setup};
     let (mut policies, base) = match &args.config {
         Some(path) => {
-            let config = wasmscale::config::load(path, host).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let config = wasmscale::controller::load(path, host).map_err(|e| anyhow::anyhow!("{e}"))?;
             let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
             let chosen: Vec<SimPolicy> = config
                 .scalers

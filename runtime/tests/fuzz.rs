@@ -183,10 +183,12 @@ fn assert_bounded(what: &str, message: &str) {
     );
 }
 
-/// Validate config text; every error is located and bounded.
+/// Check config text and probe its policies; every error is located and bounded.
 fn config_case(text: &str) {
     let dir = tempfile::tempdir().unwrap();
-    match wasmscale::config::validate("fuzz.toml", text, dir.path(), host()) {
+    let mut checked = wasmscale::config::check("fuzz.toml", text, dir.path());
+    wasmscale::controller::probe(&mut checked, host());
+    match checked.into_result() {
         Ok(_) => {}
         Err(errors) => {
             assert!(!errors.errors.is_empty(), "an Err with no errors");

@@ -333,7 +333,7 @@ pub fn run(
                     }
                     _ = reload, if !stopping && next.is_none() => {
                         let Some(path) = options.reload_from.as_ref() else { continue };
-                        match crate::config::load(path, host) {
+                        match super::probe::load(path, host) {
                             Ok(config) => {
                                 tracing::warn!(path = %path.display(), scalers = config.scalers.len(), "reloading the config");
                                 next = Some(config);

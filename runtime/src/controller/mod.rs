@@ -4,10 +4,12 @@
 //! their own clocks: one code path for all three.
 
 mod daemon;
+mod probe;
 mod replay;
 mod scaler;
 
 pub use daemon::{RunOptions, RunSummary, run};
+pub use probe::{load, probe};
 pub use replay::{ReplayedDecision, replay};
 pub use scaler::{PersistedState, Scaler, SetupError};
 

@@ -32,8 +32,55 @@ pub struct SetupError {
     pub message: String,
 }
 
+/// How to build a [`Scaler`]: its config, plus what `run`, the simulator,
+/// `replay` and `eval` each change.
+pub struct ScalerBuilder<'a> {
+    config: &'a ScalerConfig,
+    base: &'a Path,
+    host: &'a Host,
+    state_dir: Option<&'a Path>,
+    io: Option<(Box<dyn Source>, Box<dyn Actuator>)>,
+    deterministic: bool,
+    guarded: bool,
+}
+
+impl<'a> ScalerBuilder<'a> {
+    /// Keep state in `dir/<scaler>.json` across restarts.
+    pub fn state_dir(mut self, dir: Option<&'a Path>) -> Self {
+        self.state_dir = dir;
+        self
+    }
+
+    /// This source and target instead of the configured ones.
+    pub fn io(mut self, source: Box<dyn Source>, actuator: Box<dyn Actuator>) -> Self {
+        self.io = Some((source, actuator));
+        self
+    }
+
+    /// Decisions that do not depend on how busy this machine is: the
+    /// wall-clock deadline is lifted ([`crate::host::Limits::deterministic`]);
+    /// fuel, memory and log limits stay. For virtual clocks.
+    pub fn deterministic(mut self) -> Self {
+        self.deterministic = true;
+        self
+    }
+
+    /// The policy's proposal is acted on as it is: no guard stage runs (the
+    /// default of `eval`, which shows what a policy decides).
+    pub fn unguarded(mut self) -> Self {
+        self.guarded = false;
+        self
+    }
+
+    pub fn build(self) -> Result<Scaler, SetupError> {
+        Scaler::build(self)
+    }
+}
+
 /// One configured scaler, ready to tick.
 pub struct Scaler {
+    /// Whether the guard runs (always, but in `eval` when not asked).
+    guarded: bool,
     config: ScalerConfig,
     guard: GuardConfig,
     state: PersistedState,
@@ -75,15 +122,12 @@ impl Scaler {
         host: &Host,
         state_dir: Option<&Path>,
     ) -> Result<Self, SetupError> {
-        Self::build(config, base, host, state_dir, None, None)
+        Self::builder(config, base, host).state_dir(state_dir).build()
     }
 
-    /// Build a scaler whose source and target are given rather than configured:
-    /// the simulator's cluster, or an audit log's snapshots. Everything else
-    /// (policy, safety net, guardrails, fallback) comes from `config`, exactly
-    /// as for `run`, except that its decisions must not depend on how busy
-    /// this machine is: the wall-clock deadline is lifted
-    /// ([`crate::host::Limits::deterministic`]); fuel, memory and log limits stay.
+    /// Build a scaler whose source and target are given rather than configured
+    /// (the simulator's cluster, or an audit log's snapshots), on a virtual
+    /// clock: see [`ScalerBuilder::deterministic`].
     pub fn with_io(
         config: &ScalerConfig,
         base: &Path,
@@ -91,25 +135,45 @@ impl Scaler {
         source: Box<dyn Source>,
         actuator: Box<dyn Actuator>,
     ) -> Result<Self, SetupError> {
-        let mut config = config.clone();
-        config.limits = Some(
-            config
-                .limits
-                .as_ref()
-                .unwrap_or(host.limits())
-                .deterministic(),
-        );
-        Self::build(&config, base, host, None, Some(source), Some(actuator))
+        Self::builder(config, base, host)
+            .io(source, actuator)
+            .deterministic()
+            .build()
     }
 
-    fn build(
-        config: &ScalerConfig,
-        base: &Path,
-        host: &Host,
-        state_dir: Option<&Path>,
-        source: Option<Box<dyn Source>>,
-        actuator: Option<Box<dyn Actuator>>,
-    ) -> Result<Self, SetupError> {
+    /// Every way of building a scaler; [`Self::new`] and [`Self::with_io`]
+    /// are the two common ones.
+    pub fn builder<'a>(config: &'a ScalerConfig, base: &'a Path, host: &'a Host) -> ScalerBuilder<'a> {
+        ScalerBuilder {
+            config,
+            base,
+            host,
+            state_dir: None,
+            io: None,
+            deterministic: false,
+            guarded: true,
+        }
+    }
+
+    fn build(b: ScalerBuilder<'_>) -> Result<Self, SetupError> {
+        let ScalerBuilder {
+            config,
+            base,
+            host,
+            state_dir,
+            io,
+            deterministic,
+            guarded,
+        } = b;
+        let (source, actuator) = io.unzip();
+        let mut owned;
+        let config = if deterministic {
+            owned = config.clone();
+            owned.limits = Some(config.limits.as_ref().unwrap_or(host.limits()).deterministic());
+            &owned
+        } else {
+            config
+        };
         let fail = |message: String| SetupError {
             scaler: config.name.clone(),
             message,
@@ -185,6 +249,7 @@ impl Scaler {
             policy_digest: state.policy_digest.as_str().into(),
         };
         Ok(Scaler {
+            guarded,
             identity,
             config: config.clone(),
             guard: config.guard_config(),
@@ -334,7 +399,11 @@ impl Scaler {
         // from a count known before; otherwise the record says what the
         // shaping rules (the fallback) would have done.
         if observed.is_none() {
-            let (shaped, changes) = guard::shape(&self.guard, &tick);
+            let (shaped, changes) = if self.guarded {
+                guard::shape(&self.guard, &tick)
+            } else {
+                (None, Vec::new())
+            };
             if shaped.is_none() || self.state.last_replicas.is_none() {
                 guardrails.extend(changes.iter().map(GuardrailRecord::from));
                 self.persist();
@@ -345,7 +414,11 @@ impl Scaler {
             }
         }
 
-        let verdict = guard::apply(&self.guard, &mut self.state.guard, tick);
+        let verdict = if self.guarded {
+            guard::apply(&self.guard, &mut self.state.guard, tick)
+        } else {
+            guard::Verdict::unguarded(&tick)
+        };
         guardrails.extend(verdict.interventions.iter().map(GuardrailRecord::from));
         let target = verdict.replicas;
 
@@ -427,7 +500,7 @@ impl Scaler {
                 // A recorded snapshot is fed as it was, with the count the
                 // target has now (replay runs closed-loop).
                 recorded.replicas.current = current;
-                recorded.replicas.observed = Some(current);
+                recorded.replicas.observed = observed.observed.or(Some(current));
                 (Some(recorded), missing)
             }
             Ok(r) => {

@@ -240,6 +240,18 @@ pub struct Verdict {
     pub interventions: Vec<Intervention>,
 }
 
+impl Verdict {
+    /// The proposal as it is, with no guard stage run (`eval` without
+    /// guardrails); without a proposal the count holds.
+    pub fn unguarded(tick: &Tick<'_>) -> Self {
+        Verdict {
+            replicas: tick.proposal.unwrap_or(tick.current),
+            act: true,
+            interventions: Vec::new(),
+        }
+    }
+}
+
 /// Inputs of one tick.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tick<'a> {
