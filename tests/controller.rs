@@ -393,7 +393,8 @@ fn example_configs_validate_and_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "config.toml", &text);
         let host = host();
-        let config: Config = controller::load(&path, &host).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let config: Config =
+            controller::load(&path, &host).unwrap_or_else(|e| panic!("{name}: {e}"));
         let scalers = config.scalers.len() as u64;
         let audit_path = dir.path().join(&config.audit.path);
         let summary = controller::run(

@@ -11,6 +11,7 @@
 pub mod actuators;
 pub mod admin;
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod guard;

@@ -408,6 +408,27 @@ pub fn strsim(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// A snapshot with every signal present: `check` evaluates a policy on it.
+pub fn smoke() -> Result<Snapshot, String> {
+    let text = r#"{"time_ms": 1767261600000, "interval_ms": 15000,
+        "replicas": {"current": 3, "observed": 3, "ready": 3, "starting": 0, "pending": 0, "min": 1, "max": 10},
+        "gpu_utilization": 0.72, "gpu_memory_utilization": 0.6, "cpu_utilization": 0.45,
+        "queue_depth": 24, "request_rate": 30, "tokens_per_second": 5200,
+        "latency_p50_ms": 180, "latency_p95_ms": 620, "latency_p99_ms": 910, "batch_seconds": 2.0,
+        "ttft_p95_ms": 340, "itl_p95_ms": 45, "kv_cache_utilization": 0.5, "oldest_queued_seconds": 4,
+        "cost": {"on_demand_per_hour": 2.5, "spot_per_hour": 0.9, "spot_interruption_rate": 0.05},
+        "pods": [
+          {"state": "ready", "metrics": [{"name": "cpu", "value": 0.45}], "request": 1.0},
+          {"state": "ready", "metrics": [{"name": "cpu", "value": 0.5}], "request": 1.0},
+          {"state": "ready", "metrics": [{"name": "cpu", "value": 0.4}], "request": 1.0}]}"#;
+    let defaults = Defaults {
+        time_ms: 0,
+        interval_ms: 15_000,
+        current: 3,
+    };
+    from_json(text, defaults).map(|(s, _)| s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,6 +136,59 @@ fn eval_marks_failed_snapshots_as_held() {
 }
 
 #[test]
+fn eval_runs_the_tick_unguarded_unless_a_config_gives_guardrails() {
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = dir.path().join("s.jsonl");
+    std::fs::write(
+        &snaps,
+        "{\"queue_depth\": 1000, \"replicas\": {\"current\": 2}}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[[scaler]]\nname = \"q\"\npolicy = \"builtin:queue-depth\"\nparams = { target_per_replica = 10 }\nmin_replicas = 1\nmax_replicas = 3\nmetrics = { queue_depth = 5 }\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "builtin:queue-depth",
+            "--params",
+            r#"{"target_per_replica": 10}"#,
+            "--snapshots",
+            snaps.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = wasmscale(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(stdout(&out).trim()).unwrap()
+    };
+    // Without guardrails the policy's decision is the line.
+    let bare = run(&[]);
+    assert_eq!(bare["desired"], 100);
+    assert!(bare.get("replicas").is_none(), "{bare}");
+    // With the config's scaler (its bounds, HPA behavior), the same
+    // decision is capped at max_replicas, and the line says by what.
+    let guarded = run(&["--config", config.to_str().unwrap()]);
+    assert_eq!(guarded["desired"], 100);
+    assert_eq!(guarded["replicas"], 3);
+    assert_eq!(guarded["guardrails"][0]["after"], 3, "{guarded}");
+    let out = wasmscale(&[
+        "eval",
+        "builtin:queue-depth",
+        "--snapshots",
+        snaps.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--scaler",
+        "nope",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no such scaler"), "{}", stderr(&out));
+}
+
+#[test]
 fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_wasmscale"))

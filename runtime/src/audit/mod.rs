@@ -217,6 +217,16 @@ impl AuditLog {
         })
     }
 
+    /// A new log at `path` that is never rotated, for one run's records
+    /// (`simulate --audit`): a file already there is replaced.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        Self::open(path, u64::MAX, 0)
+    }
+
     /// Append one record (buffered: call [`Self::flush`] after a batch).
     pub fn append(&mut self, record: &AuditRecord) -> std::io::Result<()> {
         let mut line = std::mem::take(&mut self.line);

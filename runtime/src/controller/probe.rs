@@ -179,4 +179,3 @@ fn policy_hint(e: &PolicyError) -> Option<String> {
         _ => Some("run `wasmscale check` on it for details".into()),
     }
 }
-

@@ -122,7 +122,9 @@ impl Scaler {
         host: &Host,
         state_dir: Option<&Path>,
     ) -> Result<Self, SetupError> {
-        Self::builder(config, base, host).state_dir(state_dir).build()
+        Self::builder(config, base, host)
+            .state_dir(state_dir)
+            .build()
     }
 
     /// Build a scaler whose source and target are given rather than configured
@@ -143,7 +145,11 @@ impl Scaler {
 
     /// Every way of building a scaler; [`Self::new`] and [`Self::with_io`]
     /// are the two common ones.
-    pub fn builder<'a>(config: &'a ScalerConfig, base: &'a Path, host: &'a Host) -> ScalerBuilder<'a> {
+    pub fn builder<'a>(
+        config: &'a ScalerConfig,
+        base: &'a Path,
+        host: &'a Host,
+    ) -> ScalerBuilder<'a> {
         ScalerBuilder {
             config,
             base,
@@ -169,7 +175,13 @@ impl Scaler {
         let mut owned;
         let config = if deterministic {
             owned = config.clone();
-            owned.limits = Some(config.limits.as_ref().unwrap_or(host.limits()).deterministic());
+            owned.limits = Some(
+                config
+                    .limits
+                    .as_ref()
+                    .unwrap_or(host.limits())
+                    .deterministic(),
+            );
             &owned
         } else {
             config
@@ -497,10 +509,10 @@ impl Scaler {
                 missing,
                 ..
             }) => {
-                // A recorded snapshot is fed as it was, with the count the
-                // target has now (replay runs closed-loop).
+                // A recorded snapshot is fed as it was, with the counts the
+                // target reports now (replay runs closed-loop).
                 recorded.replicas.current = current;
-                recorded.replicas.observed = observed.observed.or(Some(current));
+                recorded.replicas.observed = observed.observed;
                 (Some(recorded), missing)
             }
             Ok(r) => {

@@ -131,6 +131,24 @@ pub fn parse_policy(
     })
 }
 
+/// `--sweep` on the policies given: exactly one, varied by `spec` (`KEY=VALUES`,
+/// or just `VALUES` for a built-in's [`main_parameter`]).
+pub fn sweep_policies(policies: &[SimPolicy], spec: &str) -> Result<Vec<SimPolicy>, SpecError> {
+    let [one] = policies else {
+        return Err(SpecError(format!(
+            "--sweep varies one policy; {} were given",
+            policies.len()
+        )));
+    };
+    if spec.contains('=') {
+        return sweep(one, spec);
+    }
+    let builtin = one.scaler.policy.strip_prefix("builtin:").unwrap_or("");
+    let key = main_parameter(builtin)
+        .ok_or_else(|| SpecError(format!("--sweep {spec}: say which parameter, KEY={spec}")))?;
+    sweep(one, &format!("{key}={spec}"))
+}
+
 /// Expand `KEY=V1,V2,...` or `KEY=START:END:STEP` into one policy per value,
 /// each with `KEY` (a dotted path into the params, e.g.
 /// `metrics.0.target.value`) set to the value.
