@@ -37,7 +37,7 @@ fn main() -> Result<()> {
     // and a shared guest dir lets dev, test and bench builds reuse one another's work.
     let target_dir = root.join("target").join("guests");
     let mut table = String::from(
-        "/// Built-in policies: (name, component bytes, example params).\npub const BUILTINS: &[(&str, &[u8], &str)] = &[\n",
+        "/// Built-in policies: (name, component bytes, example params).\npub(crate) const BUILTINS: &[(&str, &[u8], &str)] = &[\n",
     );
     // The one list of built-ins: the policies crate's features.
     let manifest = std::fs::read_to_string(root.join("policies").join("Cargo.toml"))?;

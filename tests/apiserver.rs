@@ -315,7 +315,7 @@ fn a_missing_deployment_and_a_server_that_is_down_reach_the_fallback_and_keep_th
         // The gauges keep the last count read: a good record, then failures.
         let mut good = last.clone();
         good.failures.clear();
-        let metrics = wasmscale::admin::Metrics::new(1);
+        let metrics = wasmscale::controller::Metrics::new(1);
         metrics.scaler("web").observe(&good);
         metrics.scaler("web").observe(&last);
         let text = metrics.render();

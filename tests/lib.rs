@@ -8,6 +8,8 @@
 )]
 
 use std::path::{Path, PathBuf};
+use wasmscale::config::Config;
+use wasmscale::controller;
 use wasmscale::host::{Host, HostConfig, Limits};
 
 pub mod fake_kube;
@@ -80,4 +82,52 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
         .build()
         .expect("runtime")
         .block_on(f)
+}
+
+/// Write `text` to `dir/name`; the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A one-scaler config around `scaler` (extra keys) and `top` (top-level keys).
+pub fn one_scaler(top: &str, scaler: &str) -> String {
+    format!(
+        r#"{top}
+[[scaler]]
+name = "s"
+policy = "builtin:queue-depth"
+params = {{ target_per_replica = 10 }}
+min_replicas = 1
+max_replicas = 10
+metrics = {{ queue_depth = 35 }}
+{scaler}
+"#
+    )
+}
+
+pub fn replay_config(dir: &Path, trace: &str, extra: &str) -> Config {
+    write_file(dir, "trace.csv", trace);
+    let text = format!(
+        r#"state_dir = "state"
+[audit]
+path = "audit.jsonl"
+
+[[scaler]]
+name = "svc"
+policy = "builtin:target-tracking"
+params = {{ metrics = [
+  {{ type = "external", name = "queue_depth", target = {{ average_value = 10 }} }},
+  {{ type = "object", name = "gpu_utilization", target = {{ value = 0.5 }} }},
+] }}
+min_replicas = 1
+max_replicas = 20
+interval_seconds = 15
+source = {{ type = "replay", path = "trace.csv" }}
+{extra}
+"#
+    );
+    let path = write_file(dir, "config.toml", &text);
+    controller::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -1,312 +1,41 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus exposition), `/healthz`
-//! (the process is up) and `/readyz` (every scaler has completed a tick).
-//! A deliberately small HTTP/1.1 server: GET only, one response per connection.
+//! (the process is up), `/readyz` (every scaler has completed a tick) and the
+//! circuit breaker's `/scalers/NAME/breaker`. A deliberately small HTTP/1.1
+//! server: one response per connection. It serves the controller's
+//! [`Handle`], and runs as a [`Service`] beside the scalers.
 
-use crate::audit::AuditRecord;
+use crate::controller::{Controls, Handle, Metrics, Service};
 use crate::guard::{BreakerMode, BreakerSetting};
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use futures_core::future::BoxFuture;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// Upper bounds of the evaluation-latency histogram, seconds.
-const LATENCY_BUCKETS: [f64; 10] = [1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 1.0];
-
-#[derive(Debug, Default, Clone)]
-struct ScalerMetrics {
-    tenant: String,
-    desired: u32,
-    current: u32,
-    ticks: u64,
-    missed_ticks: u64,
-    fuel: u64,
-    latency_buckets: [u64; LATENCY_BUCKETS.len()],
-    latency_sum: f64,
-    latency_count: u64,
-    errors: BTreeMap<String, u64>,
-    interventions: BTreeMap<String, u64>,
-    /// Its task ended abnormally: the scaler no longer runs.
-    lost: bool,
+/// The admin server on `listen` (`IP:PORT`), started with the scalers.
+#[derive(Debug, Clone)]
+pub struct AdminServer {
+    listen: String,
 }
 
-/// Process-wide metrics, fed by the controller after every tick.
-#[derive(Debug, Clone, Default)]
-pub struct Metrics {
-    inner: Arc<Mutex<BTreeMap<String, ScalerHandle>>>,
-    expected_scalers: Arc<Mutex<usize>>,
+impl AdminServer {
+    pub fn new(listen: &str) -> Self {
+        AdminServer {
+            listen: listen.to_owned(),
+        }
+    }
 }
 
-/// One scaler's metrics. Its task holds this handle and records every tick
-/// through it: no lookup by name and no shared lock on the tick path (a
-/// 10,000-entry map looked up 10,000 times a second was 7 % of the run).
-#[derive(Debug, Clone, Default)]
-pub struct ScalerHandle(Arc<Mutex<ScalerMetrics>>);
-
-impl ScalerHandle {
-    /// Account one tick's record.
-    pub fn observe(&self, r: &AuditRecord) {
-        let Ok(mut m) = self.0.lock() else { return };
-        if *m.tenant != *r.tenant {
-            m.tenant = r.tenant.to_string();
-        }
-        // An unreadable target leaves the gauges at the last count read.
-        if !r
-            .failures
-            .iter()
-            .any(|f| f.stage == crate::audit::Stage::ActuatorRead)
-        {
-            m.desired = r.final_replicas;
-            m.current = r.previous_replicas;
-        }
-        m.ticks += 1;
-        m.fuel += r.fuel.unwrap_or(0);
-        let seconds = r.latency_us as f64 / 1e6;
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                m.latency_buckets[i] += 1;
+impl Service for AdminServer {
+    fn start(self: Box<Self>, handle: Handle) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            match tokio::net::TcpListener::bind(&self.listen).await {
+                Ok(listener) => {
+                    tracing::info!(address = %self.listen, "serving /metrics, /healthz and /readyz");
+                    serve(listener, handle.metrics, handle.controls).await;
+                }
+                Err(e) => {
+                    tracing::error!(address = %self.listen, error = %e, "cannot serve the admin endpoint; scaling continues")
+                }
             }
-        }
-        m.latency_sum += seconds;
-        m.latency_count += 1;
-        for f in &r.failures {
-            *m.errors
-                .entry(format!("{}/{}", f.stage, f.kind))
-                .or_default() += 1;
-        }
-        for g in &r.guardrails {
-            *m.interventions.entry(g.guard.clone()).or_default() += 1;
-        }
-    }
-
-    /// The scaler's task ended abnormally (see `wasmscale_scaler_up`).
-    pub fn lost(&self) {
-        if let Ok(mut m) = self.0.lock() {
-            m.lost = true;
-        }
-    }
-
-    /// Count ticks the scaler could not run on time.
-    pub fn missed(&self, n: u64) {
-        if let Ok(mut m) = self.0.lock() {
-            m.missed_ticks += n;
-        }
-    }
-
-    fn read(&self) -> ScalerMetrics {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-}
-
-impl Metrics {
-    pub fn new(expected_scalers: usize) -> Self {
-        Metrics {
-            inner: Arc::default(),
-            expected_scalers: Arc::new(Mutex::new(expected_scalers)),
-        }
-    }
-
-    /// The handle of the scaler called `name` (the same one after a reload,
-    /// so its counters go on).
-    pub fn scaler(&self, name: &str) -> ScalerHandle {
-        let Ok(mut all) = self.inner.lock() else {
-            return ScalerHandle::default();
-        };
-        all.entry(name.to_owned()).or_default().clone()
-    }
-
-    /// How many scalers must have ticked for `/readyz` (after a reload).
-    pub fn set_expected(&self, n: usize) {
-        if let Ok(mut e) = self.expected_scalers.lock() {
-            *e = n;
-        }
-    }
-
-    /// Every scaler has completed at least one tick.
-    pub fn ready(&self) -> bool {
-        let expected = self.expected_scalers.lock().map_or(usize::MAX, |e| *e);
-        self.inner.lock().is_ok_and(|all| {
-            all.values()
-                .filter(|h| h.0.lock().is_ok_and(|m| m.ticks > 0))
-                .count()
-                >= expected
         })
-    }
-
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let Ok(handles) = self.inner.lock() else {
-            return String::new();
-        };
-        let all: Vec<(String, ScalerMetrics)> = handles
-            .iter()
-            .map(|(name, h)| (name.clone(), h.read()))
-            .collect();
-        drop(handles);
-        let mut out = String::new();
-        let label = |name: &str, m: &ScalerMetrics| {
-            format!(
-                "scaler=\"{}\",tenant=\"{}\"",
-                escape(name),
-                escape(&m.tenant)
-            )
-        };
-        let gauge = |out: &mut String,
-                     metric: &str,
-                     help: &str,
-                     kind: &str,
-                     value: &dyn Fn(&ScalerMetrics) -> String| {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
-            for (name, m) in all.iter() {
-                let _ = writeln!(out, "{metric}{{{}}} {}", label(name, m), value(m));
-            }
-        };
-        gauge(
-            &mut out,
-            "wasmscale_desired_replicas",
-            "Replica count decided on the last tick.",
-            "gauge",
-            &|m| m.desired.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_current_replicas",
-            "Replica count the target reported on the last tick.",
-            "gauge",
-            &|m| m.current.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_scaler_up",
-            "1 while the scaler's task runs, 0 once it ended abnormally (see the error log).",
-            "gauge",
-            &|m| u8::from(!m.lost).to_string(),
-        );
-        let lost = all.iter().filter(|(_, m)| m.lost).count();
-        let _ = writeln!(
-            out,
-            "# HELP wasmscale_scaler_tasks_lost_total Scaler tasks that ended abnormally.\n# TYPE wasmscale_scaler_tasks_lost_total counter\nwasmscale_scaler_tasks_lost_total {lost}"
-        );
-        gauge(
-            &mut out,
-            "wasmscale_ticks_total",
-            "Ticks run.",
-            "counter",
-            &|m| m.ticks.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_missed_ticks_total",
-            "Ticks that could not run on time.",
-            "counter",
-            &|m| m.missed_ticks.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_policy_fuel_total",
-            "Fuel the policy used.",
-            "counter",
-            &|m| m.fuel.to_string(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wasmscale_tick_duration_seconds Time to run one tick (source, policy, guardrails, actuator).\n# TYPE wasmscale_tick_duration_seconds histogram"
-        );
-        for (name, m) in all.iter() {
-            let l = label(name, m);
-            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "wasmscale_tick_duration_seconds_bucket{{{l},le=\"{bound}\"}} {}",
-                    m.latency_buckets[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "wasmscale_tick_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
-                m.latency_count
-            );
-            let _ = writeln!(
-                out,
-                "wasmscale_tick_duration_seconds_sum{{{l}}} {}",
-                m.latency_sum
-            );
-            let _ = writeln!(
-                out,
-                "wasmscale_tick_duration_seconds_count{{{l}}} {}",
-                m.latency_count
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wasmscale_errors_total Failed tick stages, by stage/kind.\n# TYPE wasmscale_errors_total counter"
-        );
-        for (name, m) in all.iter() {
-            for (kind, n) in &m.errors {
-                let _ = writeln!(
-                    out,
-                    "wasmscale_errors_total{{{},kind=\"{}\"}} {n}",
-                    label(name, m),
-                    escape(kind)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wasmscale_guardrail_interventions_total Decisions a guardrail changed, by guardrail.\n# TYPE wasmscale_guardrail_interventions_total counter"
-        );
-        for (name, m) in all.iter() {
-            for (guard, n) in &m.interventions {
-                let _ = writeln!(
-                    out,
-                    "wasmscale_guardrail_interventions_total{{{},guard=\"{guard}\"}} {n}",
-                    label(name, m)
-                );
-            }
-        }
-        out
-    }
-}
-
-/// Operator requests for the circuit breaker, taken by each scaler before its
-/// next tick. `Some(setting)` sets it, `None` clears it.
-#[derive(Debug, Clone, Default)]
-pub struct Controls {
-    scalers: Arc<Mutex<Vec<String>>>,
-    pending: Arc<Mutex<BTreeMap<String, Option<BreakerSetting>>>>,
-}
-
-impl Controls {
-    pub fn new(scalers: Vec<String>) -> Self {
-        Controls {
-            scalers: Arc::new(Mutex::new(scalers)),
-            pending: Arc::default(),
-        }
-    }
-
-    /// The scalers that exist now (after a reload).
-    pub fn set_scalers(&self, scalers: Vec<String>) {
-        if let Ok(mut s) = self.scalers.lock() {
-            *s = scalers;
-        }
-    }
-
-    /// The request waiting for `scaler`, if any (taken: applied once).
-    pub fn take(&self, scaler: &str) -> Option<Option<BreakerSetting>> {
-        self.pending.lock().ok()?.remove(scaler)
-    }
-
-    fn request(&self, scaler: &str, setting: Option<BreakerSetting>) -> bool {
-        if !self
-            .scalers
-            .lock()
-            .is_ok_and(|s| s.iter().any(|s| s == scaler))
-        {
-            return false;
-        }
-        self.pending
-            .lock()
-            .map(|mut p| p.insert(scaler.to_owned(), setting))
-            .is_ok()
     }
 }
 
@@ -384,12 +113,6 @@ fn breaker_request(controls: &Controls, method: &str, path: &str) -> (&'static s
     } else {
         ("404 Not Found", format!("no scaler named {name:?}\n"))
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Serve the admin endpoints on `listener` until the task is dropped.
@@ -503,26 +226,5 @@ mod tests {
             (status, controls.take("llm-chat")),
             ("202 Accepted", Some(None))
         );
-    }
-
-    #[test]
-    fn labels_are_escaped_and_a_lost_scaler_shows() {
-        let metrics = Metrics::new(2);
-        metrics.scaler("a\"b\\c\nd");
-        metrics.scaler("gone").lost();
-        let text = metrics.render();
-        assert!(
-            text.contains(r#"wasmscale_scaler_up{scaler="a\"b\\c\nd",tenant=""} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"wasmscale_scaler_up{scaler="gone",tenant=""} 0"#),
-            "{text}"
-        );
-        assert!(
-            text.contains("wasmscale_scaler_tasks_lost_total 1"),
-            "{text}"
-        );
-        assert!(!metrics.ready(), "no scaler has ticked");
     }
 }

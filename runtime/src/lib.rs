@@ -1,12 +1,19 @@
 //! wasmscale: an autoscaler whose scaling logic is a sandboxed WebAssembly
 //! component.
 //!
-//! - [`host`]: the sandbox (engine, limits, loading, typed errors).
-//! - [`guard`]: guardrails applied outside the sandbox, HPA-exact.
-//! - [`snapshot`]: the JSON form of a metric snapshot.
-//! - [`audit`]: one record per decision that says why; the log, its writer and reader.
-//! - [`sim`]: trace-driven simulation on a virtual clock, through the controller.
-//! - [`guest`]: building a policy crate into a component (`wasmscale build`).
+//! One tick runs the pipeline, in `run`, `simulate` and `replay` alike:
+//! a [`sources`] reading becomes a [`snapshot`], the [`host`] evaluates the
+//! policy in its sandbox, the [`guard`] applies every guardrail in one order,
+//! an [`actuators`] target applies the result, and [`audit`] records why.
+//! The [`controller`] owns the tick ([`Scaler::tick`]) and the daemon;
+//! [`sim`] drives the same tick on a virtual clock; [`config`] is the file's
+//! schema and checks; [`admin`] serves the controller's metrics and breaker;
+//! [`cli`] is the command line. The layers and each module's public surface
+//! are drawn in the README (`cargo test -p wasmscale-tests --test layers`).
+//!
+//! The names most callers need are re-exported here.
+
+#![deny(unreachable_pub)]
 
 pub mod actuators;
 pub mod admin;
@@ -24,3 +31,11 @@ pub mod sources;
 /// policies in this crate's `build.rs`.
 #[path = "../build_guest.rs"]
 pub mod guest;
+
+pub use actuators::{Actuator, ActuatorError, TargetConfig};
+pub use audit::{AuditLog, AuditRecord};
+pub use config::{Config, ConfigErrors, ScalerConfig};
+pub use controller::{RunOptions, RunSummary, Scaler, SetupError};
+pub use guard::{GuardConfig, Verdict};
+pub use host::{CompiledPolicy, Host, HostConfig, Limits, PolicyError, PolicyInstance, Snapshot};
+pub use sources::{Source, SourceConfig, SourceError};

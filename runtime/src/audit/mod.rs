@@ -132,7 +132,7 @@ mod compact_snapshot {
     use crate::host::Snapshot;
     use crate::snapshot::{Compact, Defaults, from_value};
 
-    pub fn serialize<S: serde::Serializer>(
+    pub(super) fn serialize<S: serde::Serializer>(
         snapshot: &Option<Snapshot>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
@@ -142,7 +142,7 @@ mod compact_snapshot {
         }
     }
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<Snapshot>, D::Error> {
         let value: Option<serde_json::Value> = serde::Deserialize::deserialize(deserializer)?;

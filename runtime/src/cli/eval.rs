@@ -47,7 +47,7 @@ pub fn eval(host: &Host, args: &EvalArgs<'_>) -> Result<std::process::ExitCode> 
         builder.unguarded()
     };
     // One policy, one scaler: its error needs no scaler name.
-    let mut scaler = builder.build().map_err(|e| anyhow::anyhow!(e.message))?;
+    let mut scaler = builder.build().map_err(|e| anyhow::anyhow!(e.cause))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .context("cannot start the runtime")?;

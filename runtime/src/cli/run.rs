@@ -38,6 +38,13 @@ pub fn run(host: &Host, path: &Path, ticks: Option<u64>) -> Result<std::process:
         config.scalers.len(),
         audit.display()
     );
+    let admin: Vec<Box<dyn crate::controller::Service>> = if config.admin.listen.is_empty() {
+        Vec::new()
+    } else {
+        vec![Box::new(crate::admin::AdminServer::new(
+            &config.admin.listen,
+        ))]
+    };
     let summary = crate::controller::run(
         config,
         base,
@@ -46,6 +53,7 @@ pub fn run(host: &Host, path: &Path, ticks: Option<u64>) -> Result<std::process:
             ticks,
             metrics: None,
             reload_from: Some(path.to_path_buf()),
+            services: admin,
         },
     )?;
     eprintln!(

@@ -82,14 +82,14 @@ pub struct SimulateArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum CapacityUnitArg {
+pub(crate) enum CapacityUnitArg {
     Requests,
     Tokens,
 }
 
 /// How to read traces that are not in a known format.
 #[derive(clap::Args)]
-pub struct TraceColumns {
+pub(crate) struct TraceColumns {
     /// Per-request traces: the arrival time column [arrival_s].
     #[arg(long, value_name = "COLUMN")]
     arrival_column: Option<String>,

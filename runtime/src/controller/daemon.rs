@@ -1,25 +1,38 @@
 //! The daemon behind `wasmscale run`: one task per scaler on its own
-//! interval, the audit writer, the admin server, signals and reload.
+//! interval, the audit writer, the services beside them (the admin server),
+//! signals and reload.
 
-use super::scaler::{Scaler, SetupError};
+use super::handle::Handle;
+use super::scaler::{Scaler, SetupCause, SetupError};
 use super::wall_clock_ms;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
 use crate::host::Host;
+use futures_core::future::BoxFuture;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Options of `wasmscale run`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct RunOptions {
     /// Stop each scaler after this many ticks (None = until SIGTERM / Ctrl-C).
     pub ticks: Option<u64>,
-    /// Metrics to feed (and serve on the admin address); a fresh set if None.
-    pub metrics: Option<crate::admin::Metrics>,
+    /// Metrics to feed; a fresh set if None.
+    pub metrics: Option<super::Metrics>,
     /// Re-read this config file on SIGHUP.
     pub reload_from: Option<PathBuf>,
+    /// What runs beside the scalers, given their [`Handle`] (the admin server).
+    pub services: Vec<Box<dyn Service>>,
+}
+
+/// Something that runs beside the scalers for as long as `run` does (the
+/// admin server): the controller hands it the metrics and breaker controls,
+/// and knows nothing else of it.
+pub trait Service: Send + std::fmt::Debug {
+    /// The service's work, spawned on the run's runtime once the scalers are built.
+    fn start(self: Box<Self>, handle: Handle) -> BoxFuture<'static, ()>;
 }
 
 /// Counters `run` reports when it stops.
@@ -101,7 +114,7 @@ struct ScalerTasks {
 fn account_task(
     joined: Result<(tokio::task::Id, TaskResult), tokio::task::JoinError>,
     names: &mut TaskNames,
-    metrics: &crate::admin::Metrics,
+    metrics: &super::Metrics,
     summary: &mut RunSummary,
     finished: &mut Vec<Scaler>,
 ) {
@@ -148,8 +161,8 @@ fn spawn_scalers(
     scalers: Vec<Scaler>,
     records: &tokio::sync::mpsc::Sender<AuditRecord>,
     stop: &tokio::sync::watch::Receiver<bool>,
-    metrics: &crate::admin::Metrics,
-    controls: &crate::admin::Controls,
+    metrics: &super::Metrics,
+    controls: &super::Controls,
     ticks: Option<u64>,
 ) {
     // One origin for every scaler's phase, so the slots line up.
@@ -251,39 +264,38 @@ pub fn run(
     config: Config,
     base: &Path,
     host: &Host,
-    options: RunOptions,
+    mut options: RunOptions,
 ) -> Result<RunSummary, SetupError> {
     let scalers = build_scalers(&config, base, host, &mut Vec::new())?;
     let audit_path = base.join(&config.audit.path);
     let audit_log = AuditLog::open(&audit_path, config.audit.max_bytes, config.audit.keep)
-        .map_err(|e| SetupError {
-            scaler: "*".into(),
-            message: format!("cannot open the audit log {}: {e}", audit_path.display()),
+        .map_err(|error| {
+            SetupError::new(
+                "*",
+                SetupCause::AuditLog {
+                    path: audit_path.clone(),
+                    error,
+                },
+            )
         })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| SetupError {
-            scaler: "*".into(),
-            message: format!("cannot start the runtime: {e}"),
-        })?;
+        .map_err(|e| SetupError::new("*", SetupCause::Runtime(e)))?;
     let metrics = options
         .metrics
         .clone()
-        .unwrap_or_else(|| crate::admin::Metrics::new(scalers.len()));
-    let admin_listen = config.admin.listen.clone();
-    let controls =
-        crate::admin::Controls::new(scalers.iter().map(|s| s.name().to_owned()).collect());
+        .unwrap_or_else(|| super::Metrics::new(scalers.len()));
+    let controls = super::Controls::new(scalers.iter().map(|s| s.name().to_owned()).collect());
+    let handle = Handle {
+        metrics: metrics.clone(),
+        controls: controls.clone(),
+    };
+    let services = std::mem::take(&mut options.services);
     runtime.block_on(async move {
-        if !admin_listen.is_empty() {
-            match tokio::net::TcpListener::bind(&admin_listen).await {
-                Ok(listener) => {
-                    tracing::info!(address = %admin_listen, "serving /metrics, /healthz and /readyz");
-                    tokio::spawn(crate::admin::serve(listener, metrics.clone(), controls.clone()));
-                }
-                Err(e) => tracing::error!(address = %admin_listen, error = %e, "cannot serve the admin endpoint; scaling continues"),
-            }
+        for service in services {
+            tokio::spawn(service.start(handle.clone()));
         }
         let (records_tx, records_rx) = tokio::sync::mpsc::channel::<AuditRecord>(crate::audit::writer::CHANNEL);
         let linger = Arc::new(AtomicU64::new(audit_linger(&config)));
@@ -386,7 +398,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let metrics = crate::admin::Metrics::new(1);
+        let metrics = crate::controller::Metrics::new(1);
         let mut summary = super::RunSummary::default();
         let mut names = super::TaskNames::new();
         let mut finished = Vec::new();

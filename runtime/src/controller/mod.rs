@@ -4,14 +4,16 @@
 //! their own clocks: one code path for all three.
 
 mod daemon;
+mod handle;
 mod probe;
 mod replay;
 mod scaler;
 
-pub use daemon::{RunOptions, RunSummary, run};
+pub use daemon::{RunOptions, RunSummary, Service, run};
+pub use handle::{Controls, Handle, Metrics, ScalerHandle};
 pub use probe::{load, probe};
 pub use replay::{ReplayedDecision, replay};
-pub use scaler::{PersistedState, Scaler, SetupError};
+pub use scaler::{PersistedState, Scaler, ScalerBuilder, SetupCause, SetupError};
 
 /// Milliseconds since the Unix epoch, from the wall clock.
 pub fn wall_clock_ms() -> u64 {

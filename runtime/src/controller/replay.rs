@@ -1,7 +1,7 @@
 //! `wasmscale replay`: recorded snapshots through another policy, with the
 //! same tick.
 
-use super::scaler::{Scaler, SetupError};
+use super::scaler::{Scaler, SetupCause, SetupError};
 use crate::actuators::Memory;
 use crate::audit::AuditRecord;
 use crate::config::{Config, ScalerConfig};
@@ -52,16 +52,16 @@ pub fn replay(
         let Some(first_snapshot) = first.snapshot.as_ref() else {
             continue;
         };
-        let fail = |message: String| SetupError {
-            scaler: name.to_owned(),
-            message,
-        };
+        let fail = |cause: SetupCause| SetupError::new(name, cause);
         let scaler_config = match config.and_then(|c| c.scalers.iter().find(|s| s.name == name)) {
             Some(s) => {
                 let mut s = s.clone();
                 s.policy = policy.to_owned();
-                s.params = serde_json::from_value(params.clone())
-                    .map_err(|e| fail(format!("params must be a JSON object: {e}")))?;
+                s.params = serde_json::from_value(params.clone()).map_err(|e| {
+                    fail(SetupCause::Config(format!(
+                        "params must be a JSON object: {e}"
+                    )))
+                })?;
                 s
             }
             None => ScalerConfig::minimal(
@@ -72,7 +72,7 @@ pub fn replay(
                 first_snapshot.replicas.max.unwrap_or(u32::MAX),
                 f64::from(first_snapshot.interval_ms.max(1)) / 1000.0,
             )
-            .map_err(fail)?,
+            .map_err(|e| fail(SetupCause::Config(e)))?,
         };
         let recorded = Recorded::new(
             mine.iter()
@@ -87,7 +87,7 @@ pub fn replay(
         )?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
-            .map_err(|e| fail(format!("cannot start the runtime: {e}")))?;
+            .map_err(|e| fail(SetupCause::Runtime(e)))?;
         for r in mine {
             // The recorded source and the memory target never wait.
             let tick = runtime.block_on(scaler.tick(r.time_ms));

@@ -24,12 +24,46 @@ pub struct PersistedState {
     pub last_replicas: Option<u32>,
 }
 
-/// A scaler could not be built.
+/// A scaler (or the run around it) could not be built: which, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("scaler {scaler}: {message}")]
+#[error("scaler {scaler}: {cause}")]
 pub struct SetupError {
+    /// The scaler's name, or `*` for the run as a whole.
     pub scaler: String,
-    pub message: String,
+    pub cause: SetupCause,
+}
+
+/// Why a scaler could not be built, keeping the typed error underneath.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupCause {
+    #[error("{0}")]
+    Policy(crate::host::PolicyError),
+    #[error("safety net: {0}")]
+    SafetyNet(crate::host::PolicyError),
+    #[error("{0}")]
+    Source(crate::sources::SourceError),
+    #[error("{0}")]
+    Target(crate::actuators::ActuatorError),
+    /// The scaler's config as a caller assembled it (replay's params).
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot open the audit log {path}: {error}")]
+    AuditLog {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl SetupError {
+    pub fn new(scaler: &str, cause: SetupCause) -> Self {
+        SetupError {
+            scaler: scaler.to_owned(),
+            cause,
+        }
+    }
 }
 
 /// How to build a [`Scaler`]: its config, plus what `run`, the simulator,
@@ -186,10 +220,7 @@ impl Scaler {
         } else {
             config
         };
-        let fail = |message: String| SetupError {
-            scaler: config.name.clone(),
-            message,
-        };
+        let fail = |cause: SetupCause| SetupError::new(&config.name, cause);
         // A scaler's own `[scaler.limits]` replace the host's for its policies.
         let with_limits = |c: crate::host::CompiledPolicy| match &config.limits {
             Some(l) => c.with_limits(l.clone()),
@@ -197,29 +228,29 @@ impl Scaler {
         };
         let compiled = with_limits(
             host.load(&config.policy_source(base))
-                .map_err(|e| fail(e.to_string()))?,
+                .map_err(|e| fail(SetupCause::Policy(e)))?,
         );
         let mut policy = compiled
             .instantiate(&config.params_json())
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(SetupCause::Policy(e)))?;
         let source = match source {
             Some(s) => s,
             None => config
                 .source
                 .build(&config.metrics, base)
-                .map_err(|e| fail(e.to_string()))?,
+                .map_err(|e| fail(SetupCause::Source(e)))?,
         };
         let safety = match &config.safety_net {
             Some(net) => {
                 let source = crate::host::PolicySource::resolve(&net.policy, base);
                 let compiled = with_limits(
                     host.load(&source)
-                        .map_err(|e| fail(format!("safety net: {e}")))?,
+                        .map_err(|e| fail(SetupCause::SafetyNet(e)))?,
                 );
                 Some(
                     compiled
                         .instantiate(&net.params_json())
-                        .map_err(|e| fail(format!("safety net: {e}")))?,
+                        .map_err(|e| fail(SetupCause::SafetyNet(e)))?,
                 )
             }
             None => None,
@@ -252,7 +283,7 @@ impl Scaler {
             None => config
                 .target
                 .build(&config.name, base, initial)
-                .map_err(|e| fail(e.to_string()))?,
+                .map_err(|e| fail(SetupCause::Target(e)))?,
         };
         let identity = Identity {
             scaler: config.name.as_str().into(),

@@ -67,17 +67,17 @@ impl Limits {
 }
 
 /// The wall-clock deadline under [`Limits::deterministic`].
-pub const REPLAY_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const REPLAY_DEADLINE: Duration = Duration::from_secs(2);
 
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
     }
 }
@@ -106,7 +106,7 @@ pub(crate) struct StoreState {
 }
 
 impl StoreState {
-    pub fn new(limits: Arc<Limits>, policy: Arc<str>) -> Self {
+    pub(crate) fn new(limits: Arc<Limits>, policy: Arc<str>) -> Self {
         StoreState {
             limits,
             hit: None,
@@ -119,7 +119,7 @@ impl StoreState {
     }
 
     /// Reset per-call budgets before a call.
-    pub fn begin_call(&mut self) {
+    pub(crate) fn begin_call(&mut self) {
         self.hit = None;
         self.log_lines = 0;
         self.log_bytes = 0;

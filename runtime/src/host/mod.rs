@@ -27,7 +27,7 @@ use wasmtime::{Config, Engine, Store, Trap};
     unused_qualifications,
     reason = "generated bindings"
 )]
-pub mod bindings {
+mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "wasmscale:policy/policy",
@@ -944,5 +944,135 @@ impl PolicyInstance {
         self.raw
             .as_mut()
             .ok_or_else(|| host_err("instance missing after rebuild"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(desired: f64, spot: Option<f64>, reason: &str) -> Decision {
+        Decision {
+            desired,
+            spot_fraction: spot,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn decisions_are_checked_before_anything_acts_on_them() {
+        let ok = ValidDecision::check(decision(3.0000000001, Some(0.5), "r"), 100).unwrap();
+        assert_eq!(
+            (ok.desired, ok.spot_fraction),
+            (3, Some(0.5)),
+            "float noise is not a replica"
+        );
+        assert_eq!(
+            ValidDecision::check(decision(2.2, None, ""), 100)
+                .unwrap()
+                .desired,
+            3
+        );
+        for (bad, says) in [
+            (decision(f64::NAN, None, ""), "NaN"),
+            (decision(f64::INFINITY, None, ""), "inf"),
+            (decision(-1.0, None, ""), "negative"),
+            (decision(101.0, None, ""), "hard cap"),
+            (decision(1.0, Some(1.5), ""), "spot fraction"),
+            (decision(1.0, Some(f64::NAN), ""), "spot fraction"),
+        ] {
+            let e = ValidDecision::check(bad, 100).unwrap_err();
+            assert_eq!(e.kind(), "invalid-decision");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        let long = "é".repeat(1000);
+        let cut = ValidDecision::check(decision(1.0, None, &long), 100).unwrap();
+        assert!(cut.reason.len() <= MAX_REASON_BYTES + '…'.len_utf8());
+        assert!(cut.reason.ends_with('…'));
+    }
+
+    #[test]
+    fn policy_sources_name_builtins_or_paths_relative_to_their_config() {
+        let base = std::path::Path::new("/etc/wasmscale");
+        assert_eq!(
+            PolicySource::resolve("builtin:queue-depth", base),
+            PolicySource::Builtin("queue-depth".into())
+        );
+        assert_eq!(
+            PolicySource::resolve("p.wasm", base),
+            PolicySource::File(base.join("p.wasm"))
+        );
+        assert_eq!(
+            PolicySource::resolve("/abs/p.wasm", base),
+            PolicySource::File("/abs/p.wasm".into())
+        );
+        let e = PolicySource::parse("builtin:nope")
+            .read(1 << 20)
+            .unwrap_err();
+        assert_eq!(e.kind(), "unknown-builtin");
+        assert!(
+            e.to_string().contains("queue-depth"),
+            "names what exists: {e}"
+        );
+    }
+
+    #[test]
+    fn every_builtin_has_bytes_and_example_params() {
+        let names: Vec<&str> = builtin_names().collect();
+        assert!(names.contains(&"target-tracking"), "{names:?}");
+        for name in names {
+            assert!(builtin_bytes(name).is_some_and(|b| !b.is_empty()), "{name}");
+            let params = builtin_example_params(name).unwrap();
+            assert!(
+                serde_json::from_str::<serde_json::Value>(params).is_ok(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_files_are_checked_before_a_byte_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.wasm");
+        std::fs::write(&big, vec![0u8; 2048]).unwrap();
+        let e = PolicySource::File(big).read(1024).unwrap_err();
+        assert_eq!(e.kind(), "module-too-large", "{e}");
+        let e = PolicySource::File(dir.path().to_path_buf())
+            .read(1024)
+            .unwrap_err();
+        assert_eq!(e.kind(), "read");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn deterministic_limits_lift_only_the_deadline() {
+        let limits = Limits::default();
+        let d = limits.deterministic();
+        assert_eq!(d.deadline, limits::REPLAY_DEADLINE.max(limits.deadline));
+        assert_eq!(
+            Limits {
+                deadline: limits.deadline,
+                ..d
+            },
+            limits
+        );
+    }
+
+    #[test]
+    fn errors_that_poison_an_instance_say_it_is_rebuilt() {
+        let trap = PolicyError::OutOfFuel { limit: 10 };
+        assert!(trap.poisons_instance());
+        assert!(trap.outcome().contains("rebuilt"));
+        let declined = PolicyError::Rejected("no metric".into());
+        assert!(!declined.poisons_instance());
+        assert!(declined.outcome().contains("held"));
+    }
+
+    #[test]
+    fn digests_are_stable_hex_sha256() {
+        assert_eq!(
+            digest(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

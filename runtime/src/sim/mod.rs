@@ -10,14 +10,14 @@
 //! and audit records as production. There is no second implementation.
 
 mod cluster_io;
-pub mod model;
-pub mod oracle;
+mod model;
+mod oracle;
 pub mod report;
 pub mod setup;
 pub mod trace;
 
 pub use cluster_io::SimulatedCluster;
-pub use model::{CapacityUnit, Cluster, ServiceModel};
+pub use model::{CapacityUnit, Cluster, ModelError, ServiceModel, StepOutcome};
 pub use trace::{Load, TraceSpec};
 
 use crate::audit::AuditRecord;
@@ -33,7 +33,7 @@ use std::sync::Arc;
 #[non_exhaustive]
 pub enum SimError {
     #[error(transparent)]
-    Model(#[from] model::ModelError),
+    Model(#[from] ModelError),
     #[error("{0}")]
     Setup(String),
 }
@@ -240,7 +240,7 @@ impl<'a> Scorer<'a> {
     fn record(
         &mut self,
         step: usize,
-        outcome: &model::StepOutcome,
+        outcome: &StepOutcome,
         ready: u32,
         on_demand: u32,
         spot: u32,
@@ -429,7 +429,7 @@ pub fn run_policy(
         Box::new(cluster.clone()),
         Box::new(cluster.clone()),
     )
-    .map_err(|e| SimError::Setup(format!("{}: {}", policy.label, e.message)))?;
+    .map_err(|e| SimError::Setup(format!("{}: {}", policy.label, e.cause)))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| SimError::Setup(format!("cannot start the runtime: {e}")))?;

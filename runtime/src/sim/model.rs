@@ -215,14 +215,14 @@ pub struct StepOutcome {
 /// SplitMix64: small, fast, and the same on every platform, so a seed gives
 /// the same interruptions everywhere.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(super) fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(super) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -231,12 +231,12 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
+    pub(super) fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// A Poisson draw with mean `lambda` (small lambda: inversion).
-    pub fn poisson(&mut self, lambda: f64) -> u32 {
+    pub(super) fn poisson(&mut self, lambda: f64) -> u32 {
         if lambda <= 0.0 {
             return 0;
         }

@@ -15,7 +15,7 @@ use super::model::ServiceModel;
 
 /// The oracle's schedule.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OracleSchedule {
+pub(super) struct OracleSchedule {
     /// Replicas billed at each step (launched or ready).
     pub billed: Vec<u32>,
     /// Ready replicas needed at each step.
@@ -26,7 +26,7 @@ pub struct OracleSchedule {
 
 /// Compute the oracle's schedule for per-step arrivals. `initial` replicas are
 /// ready at step 0 for free (as they are for every policy).
-pub fn schedule(
+pub(super) fn schedule(
     model: &ServiceModel,
     arrivals: &[f64],
     scored: &[bool],
