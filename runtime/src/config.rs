@@ -439,26 +439,10 @@ pub fn check(file: &str, src: &str, base: &Path) -> Checked {
                 Some(format!("did you mean {}?", value / 100.0)),
             );
         });
-        if let TargetConfig::Kubernetes(k) = &s.target
-            && (k.name.is_empty() || k.namespace.is_empty())
-        {
-            push(
-                at(&["target"]),
-                "a kubernetes target needs a name and a namespace".into(),
-                None,
-            );
-        }
-        if let TargetConfig::Kubernetes(KubernetesConfig {
-            kubeconfig: Some(path),
-            ..
-        }) = &s.target
-            && !base.join(path).is_file()
-        {
-            push(
-                at(&["target", "kubeconfig"]),
-                format!("target.kubeconfig {} is not a file", path.display()),
-                Some("paths are relative to the config file; leave it out to use $KUBECONFIG or the in-cluster account".into()),
-            );
+        // What only the target's kind knows to check.
+        for (path, message, hint) in s.target.problems(base) {
+            let full = [&["target"][..], path].concat();
+            push(at(&full), message, hint);
         }
         check_metrics(s, base, &mut push, &at);
         flawed[i] = count.get() > 0;
@@ -708,11 +692,11 @@ fn check_durations(
             );
         }
     };
-    if let SourceConfig::Prometheus(p) = &s.source {
-        timeout(push, &["source", "timeout_ms"], p.timeout_ms);
+    if let Some(ms) = s.source.timeout_ms() {
+        timeout(push, &["source", "timeout_ms"], ms);
     }
-    if let TargetConfig::Kubernetes(k) = &s.target {
-        timeout(push, &["target", "timeout_ms"], k.timeout_ms);
+    if let Some(ms) = s.target.timeout_ms() {
+        timeout(push, &["target", "timeout_ms"], ms);
     }
     let bounded = |push: &mut Push<'_>, path: &[&str], value: u64, max: u64, min: u64| {
         if value < min || value > max {

@@ -49,6 +49,30 @@ pub struct KubernetesConfig {
     pub timeout_ms: u64,
 }
 
+impl KubernetesConfig {
+    /// What is wrong with these settings, each at its key below `target`.
+    pub(super) fn problems(&self, base: &Path) -> Vec<super::Problem> {
+        let mut out: Vec<super::Problem> = Vec::new();
+        if self.name.is_empty() || self.namespace.is_empty() {
+            out.push((
+                &[],
+                "a kubernetes target needs a name and a namespace".into(),
+                None,
+            ));
+        }
+        if let Some(path) = &self.kubeconfig
+            && !base.join(path).is_file()
+        {
+            out.push((
+                &["kubeconfig"],
+                format!("target.kubeconfig {} is not a file", path.display()),
+                Some("paths are relative to the config file; leave it out to use $KUBECONFIG or the in-cluster account".into()),
+            ));
+        }
+        out
+    }
+}
+
 fn default_group() -> String {
     "apps".into()
 }

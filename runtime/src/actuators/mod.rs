@@ -147,6 +147,28 @@ impl TargetConfig {
     }
 }
 
+impl TargetConfig {
+    /// Its request timeout, for the config's bounds on every duration.
+    pub fn timeout_ms(&self) -> Option<u64> {
+        match self {
+            TargetConfig::Log => None,
+            TargetConfig::Kubernetes(c) => Some(c.timeout_ms),
+        }
+    }
+
+    /// What is wrong with this kind's own settings, each at its key (below
+    /// `target`), with a hint. `base` resolves relative paths.
+    pub fn problems(&self, base: &std::path::Path) -> Vec<Problem> {
+        match self {
+            TargetConfig::Log => Vec::new(),
+            TargetConfig::Kubernetes(c) => c.problems(base),
+        }
+    }
+}
+
+/// A config problem: the key's path, what is wrong, and a hint.
+pub type Problem = (&'static [&'static str], String, Option<String>);
+
 /// A target that answers at once.
 fn ready<'a, T: Send + 'a>(
     result: Result<T, ActuatorError>,

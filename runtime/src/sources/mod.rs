@@ -143,6 +143,14 @@ impl SourceConfig {
         }
     }
 
+    /// Its request timeout, for the config's bounds on every duration.
+    pub fn timeout_ms(&self) -> Option<u64> {
+        match self {
+            SourceConfig::Prometheus(c) => Some(c.timeout_ms),
+            SourceConfig::Static | SourceConfig::Replay(_) => None,
+        }
+    }
+
     /// How to fill metric `name` with this kind of source.
     pub fn fill_hint(&self, name: &str) -> String {
         match self {
