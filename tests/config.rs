@@ -69,6 +69,14 @@ fn validation_reports_every_error_with_position_and_hint() {
     }
     assert!(errors.errors.len() >= 6, "{text}");
     assert!(errors.errors.iter().all(|e| e.line > 1), "{text}");
+    // The config's own problems and the policy probe's, in file order.
+    assert!(
+        errors
+            .errors
+            .windows(2)
+            .all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)),
+        "{text}"
+    );
 }
 
 #[test]

@@ -297,13 +297,18 @@ impl Checked {
         }
     }
 
-    pub fn into_result(self) -> Result<Config, ConfigErrors> {
+    /// The config, or every problem in the order of the file (the probe's
+    /// findings among the config's own, as a reader meets them).
+    pub fn into_result(mut self) -> Result<Config, ConfigErrors> {
         match self.config {
             Some(config) if self.errors.is_empty() => Ok(config),
-            _ => Err(ConfigErrors {
-                file: self.file,
-                errors: self.errors,
-            }),
+            _ => {
+                self.errors.sort_by_key(|e| (e.line, e.column));
+                Err(ConfigErrors {
+                    file: self.file,
+                    errors: self.errors,
+                })
+            }
         }
     }
 }
