@@ -23,6 +23,7 @@ fn main() -> Result<()> {
         "guests/src",
         "guests/Cargo.toml",
         "../wit",
+        "../wit/v0.2",
         "../sdk/src",
         "../runtime/build_guest.rs",
     ] {

@@ -354,12 +354,12 @@ fn wrong_contract_version_and_missing_exports_are_refused() {
         .load(&PolicySource::File(fixtures::wat("wrong_version")))
         .expect_err("refused");
     assert!(
-        matches!(&e, PolicyError::ContractVersion { built_for } if built_for == "0.2.0"),
+        matches!(&e, PolicyError::ContractVersion { built_for } if built_for == "0.9.0"),
         "{e:?}"
     );
     assert_eq!(
         e.to_string(),
-        "policy was built for contract 0.2.0, this host runs 0.1.x (wasmscale:policy@0.1.0)"
+        "policy was built for contract 0.9.0; this host runs wasmscale:policy 0.1.x and 0.2.x"
     );
     assert_eq!(e.kind(), "contract");
     let e = host

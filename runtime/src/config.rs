@@ -244,6 +244,7 @@ pub fn read(path: &Path) -> Checked {
                 hint: None,
             }],
             flawed: Vec::new(),
+            pending: Vec::new(),
         },
     }
 }
@@ -265,6 +266,9 @@ pub struct Checked {
     errors: Vec<ConfigError>,
     /// Scalers (by index) with a problem already.
     flawed: Vec<bool>,
+    /// Metrics nothing seems to read (scaler, metric, the error): problems
+    /// unless the policy probe finds them in a 0.2 manifest.
+    pending: Vec<(usize, String, ConfigError)>,
 }
 
 impl Checked {
@@ -297,9 +301,20 @@ impl Checked {
         }
     }
 
+    /// The `index`-th scaler's policy reads metric `name` (its 0.2 manifest
+    /// says so): it is not an unused metric after all.
+    pub fn read_by_policy(&mut self, index: usize, name: &str) {
+        self.pending.retain(|(i, n, _)| !(*i == index && n == name));
+    }
+
     /// The config, or every problem in the order of the file (the probe's
     /// findings among the config's own, as a reader meets them).
     pub fn into_result(mut self) -> Result<Config, ConfigErrors> {
+        self.errors.extend(
+            std::mem::take(&mut self.pending)
+                .into_iter()
+                .map(|(_, _, e)| e),
+        );
         match self.config {
             Some(config) if self.errors.is_empty() => Ok(config),
             _ => {
@@ -323,6 +338,7 @@ pub fn check(file: &str, src: &str, base: &Path) -> Checked {
         config: None,
         errors,
         flawed: Vec::new(),
+        pending: Vec::new(),
     };
     let tree = match DeTable::parse(src) {
         Ok(t) => t,
@@ -346,6 +362,7 @@ pub fn check(file: &str, src: &str, base: &Path) -> Checked {
     });
     let mut names = std::collections::HashSet::new();
     let mut flawed = vec![false; config.scalers.len()];
+    let mut pending = Vec::new();
     for (i, s) in config.scalers.iter().enumerate() {
         let at = |path: &[&str]| doc.locate(tree.get_ref(), i, path);
         let count = std::cell::Cell::new(0usize);
@@ -449,7 +466,12 @@ pub fn check(file: &str, src: &str, base: &Path) -> Checked {
             let full = [&["target"][..], path].concat();
             push(at(&full), message, hint);
         }
-        check_metrics(s, base, &mut push, &at);
+        let mut unread = Vec::new();
+        check_metrics(s, base, &mut push, &at, &mut unread);
+        for (name, span, message, hint) in unread {
+            count.set(count.get() + 1);
+            pending.push((i, name, doc.error(span, &message, hint)));
+        }
         flawed[i] = count.get() > 0;
     }
     Checked {
@@ -459,6 +481,7 @@ pub fn check(file: &str, src: &str, base: &Path) -> Checked {
         config: Some(config),
         errors,
         flawed,
+        pending,
     }
 }
 
@@ -919,11 +942,16 @@ type Push<'a> = dyn FnMut(Option<Range<usize>>, String, Option<String>) + 'a;
 /// As [`Push`], with the key's path instead of its span.
 type PushAt<'a> = dyn FnMut(&[&str], String, Option<String>) + 'a;
 
+/// A metric that the params do not name: a problem unless the policy's
+/// manifest (0.2) reads it, which only the policy probe can tell.
+type Unread = (String, Option<Range<usize>>, String, Option<String>);
+
 fn check_metrics(
     s: &ScalerConfig,
     base: &Path,
     push: &mut Push<'_>,
     at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
+    unread: &mut Vec<Unread>,
 ) {
     let needed = referenced_metrics(&s.params);
     let provided = match s.source.provided(&s.metrics, base) {
@@ -1002,13 +1030,14 @@ fn check_metrics(
                 .filter(|(d, _)| *d <= 3)
                 .min()
                 .map(|(_, k)| format!("did you mean `{k}`?"));
-            push(
+            unread.push((
+                name.clone(),
                 span,
                 format!(
                     "metrics.{name} is neither a snapshot signal nor used by the policy's params"
                 ),
                 suggestion,
-            );
+            ));
         }
     }
 }

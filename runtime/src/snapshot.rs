@@ -12,6 +12,8 @@
 //! `custom` may be a list of `{"name", "value"}` (the WIT form) or an object.
 
 use crate::host::Snapshot;
+use crate::host::signal_field_mut as field_mut;
+pub use crate::host::{signal_index, signal_table, signal_values};
 use serde_json::{Map, Value};
 
 /// Values used for the parts of a snapshot that JSON leaves out.
@@ -194,46 +196,6 @@ pub fn from_values<'a>(
         }
     }
     Ok(s)
-}
-
-/// The signal fields of the record, once: which name (the WIT record's, or
-/// `cost.FIELD`) fills which field. A test holds this list equal to
-/// [`signal_names`] plus the cost fields.
-macro_rules! signal_fields {
-    ($($name:literal => $($field:ident).+),+ $(,)?) => {
-        /// The field a signal name (or `cost.FIELD`) fills.
-        fn field_mut<'s>(s: &'s mut Snapshot, name: &str) -> Option<&'s mut Option<f64>> {
-            Some(match name {
-                $($name => &mut s.$($field).+,)+
-                _ => return None,
-            })
-        }
-
-        /// Every signal field with its name, in record order.
-        pub fn signal_values(s: &Snapshot) -> impl Iterator<Item = (&'static str, Option<f64>)> {
-            [$(($name, s.$($field).+)),+].into_iter()
-        }
-    };
-}
-
-signal_fields! {
-    "gpu_utilization" => gpu_utilization,
-    "gpu_memory_utilization" => gpu_memory_utilization,
-    "cpu_utilization" => cpu_utilization,
-    "queue_depth" => queue_depth,
-    "request_rate" => request_rate,
-    "tokens_per_second" => tokens_per_second,
-    "latency_p50_ms" => latency_p50_ms,
-    "latency_p95_ms" => latency_p95_ms,
-    "latency_p99_ms" => latency_p99_ms,
-    "batch_seconds" => batch_seconds,
-    "ttft_p95_ms" => ttft_p95_ms,
-    "itl_p95_ms" => itl_p95_ms,
-    "kv_cache_utilization" => kv_cache_utilization,
-    "oldest_queued_seconds" => oldest_queued_seconds,
-    "cost.on_demand_per_hour" => cost.on_demand_per_hour,
-    "cost.spot_per_hour" => cost.spot_per_hour,
-    "cost.spot_interruption_rate" => cost.spot_interruption_rate,
 }
 
 /// A snapshot in its compact JSON form: what [`from_value`] reads, with every

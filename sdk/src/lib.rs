@@ -27,6 +27,10 @@
 pub mod alloc;
 pub mod helpers;
 mod snapshot;
+/// The 0.2 contract (a draft), behind the `v2` feature: its bindings must not
+/// reach 0.1 components, whose imports would then name 0.2 as well.
+#[cfg(feature = "v2")]
+pub mod v2;
 
 /// Guests use the size-class allocator (see [`alloc`]); native builds keep the
 /// system allocator.

@@ -47,6 +47,30 @@ named_signals!(
 );
 
 impl Snapshot {
+    /// Set a signal by name (`cost.FIELD` for prices, else a custom metric);
+    /// `None` leaves it unknown. The 0.2 adapter fills snapshots this way.
+    #[cfg(feature = "v2")]
+    pub(crate) fn set_signal(&mut self, name: &str, value: Option<f64>) {
+        if let Some(slot) = self.signal_slot(name) {
+            *slot = value;
+            return;
+        }
+        let cost = match name {
+            "cost.on_demand_per_hour" => Some(&mut self.cost.on_demand_per_hour),
+            "cost.spot_per_hour" => Some(&mut self.cost.spot_per_hour),
+            "cost.spot_interruption_rate" => Some(&mut self.cost.spot_interruption_rate),
+            _ => None,
+        };
+        match (cost, value) {
+            (Some(slot), v) => *slot = v,
+            (None, Some(v)) => self.custom.push(NamedValue {
+                name: name.strip_prefix("custom:").unwrap_or(name).to_owned(),
+                value: v,
+            }),
+            (None, None) => {}
+        }
+    }
+
     /// A signal a policy cannot decide without: its finite value, or the
     /// error that holds the count (`"{name} is missing"`).
     #[inline]

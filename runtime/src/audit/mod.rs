@@ -165,6 +165,9 @@ pub struct RecordedDecision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spot_fraction: Option<f64>,
     pub reason: String,
+    /// The policy said "hold" (0.2): no opinion, not a recommendation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
 }
 
 impl From<&ValidDecision> for RecordedDecision {
@@ -173,6 +176,7 @@ impl From<&ValidDecision> for RecordedDecision {
             desired: d.desired,
             spot_fraction: d.spot_fraction,
             reason: d.reason.clone(),
+            hold: d.hold,
         }
     }
 }
@@ -393,6 +397,7 @@ mod tests {
                 desired: n,
                 spot_fraction: None,
                 reason: "r".into(),
+                hold: false,
             }),
             failures: vec![],
             guardrails: vec![],

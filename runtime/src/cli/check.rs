@@ -12,7 +12,10 @@ pub fn check(host: &Host, policy: &str, params: Option<&str>) -> Result<std::pro
     println!("policy:        {}", compiled.name());
     println!("digest:        sha256:{}", compiled.digest());
     println!("size:          {} bytes", compiled.size());
-    println!("contract:      wasmscale:policy@0.1.0 (imports and exports ok)");
+    println!(
+        "contract:      {} (imports and exports ok)",
+        compiled.contract().as_str()
+    );
     println!(
         "compile time:  {:.1} ms{}",
         compiled.compile_time().as_secs_f64() * 1e3,
@@ -23,6 +26,12 @@ pub fn check(host: &Host, policy: &str, params: Option<&str>) -> Result<std::pro
         }
     );
     let mut instance = compiled.instantiate(&params)?;
+    let (_, signals) = instance.contract();
+    if compiled.contract() == crate::host::Contract::V2 {
+        println!("signals:       {}", signals.join(", "));
+    } else {
+        println!("signals:       the whole 0.1 snapshot (0.1 policies declare none)");
+    }
     let smoke = crate::snapshot::smoke().map_err(|e| anyhow::anyhow!("smoke snapshot: {e}"))?;
     match instance.evaluate(&smoke) {
         Ok(eval) => {

@@ -88,6 +88,9 @@ pub fn eval(host: &Host, args: &EvalArgs<'_>) -> Result<std::process::ExitCode> 
                 })
             }
         };
+        if record.decision.as_ref().is_some_and(|d| d.hold) {
+            line["hold"] = true.into();
+        }
         if args.config.is_some() {
             line["replicas"] = record.final_replicas.into();
             line["guardrails"] = record

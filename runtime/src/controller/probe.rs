@@ -22,7 +22,11 @@ pub fn probe(checked: &mut Checked, host: &Host) {
     };
     let base = checked.base().to_path_buf();
     for (i, s) in config.scalers.iter().enumerate() {
-        if let Some((path, message, hint)) = probe_policy(s, &base, host, checked.is_flawed(i)) {
+        let (finding, reads) = probe_policy(s, &base, host, checked.is_flawed(i));
+        for signal in &reads {
+            checked.read_by_policy(i, signal.strip_prefix("custom:").unwrap_or(signal));
+        }
+        if let Some((path, message, hint)) = finding {
             checked.report(i, path, &message, hint);
         }
     }
@@ -46,8 +50,26 @@ pub fn probe(checked: &mut Checked, host: &Host) {
 type Finding = (&'static [&'static str], String, Option<String>);
 
 /// The policy must exist, load, and accept its params; a scaler without
-/// other problems also gets a trial evaluation.
-fn probe_policy(s: &ScalerConfig, base: &Path, host: &Host, flawed: bool) -> Option<Finding> {
+/// other problems also gets a trial evaluation. With what a 0.2 policy
+/// declared it reads.
+fn probe_policy(
+    s: &ScalerConfig,
+    base: &Path,
+    host: &Host,
+    flawed: bool,
+) -> (Option<Finding>, Vec<String>) {
+    let mut reads = Vec::new();
+    let finding = probe_inner(s, base, host, flawed, &mut reads);
+    (finding, reads)
+}
+
+fn probe_inner(
+    s: &ScalerConfig,
+    base: &Path,
+    host: &Host,
+    flawed: bool,
+    reads: &mut Vec<String>,
+) -> Option<Finding> {
     let limits_host;
     let host = match &s.limits {
         Some(l) => match Host::new(HostConfig {
@@ -88,6 +110,26 @@ fn probe_policy(s: &ScalerConfig, base: &Path, host: &Host, flawed: bool) -> Opt
             return Some((&["params"], message, limit_hint(&e)));
         }
     };
+    // A 0.2 policy names what it reads: each must be something the source fills.
+    let (_, signals) = instance.contract();
+    reads.extend(signals.iter().cloned());
+    if !signals.is_empty()
+        && let Ok(provided) = s.source.provided(&s.metrics, base)
+        && let Some(name) = signals.iter().find(|signal| {
+            let metric = signal.strip_prefix("custom:").unwrap_or(signal);
+            !provided.iter().any(|p| p == metric)
+        })
+    {
+        let metric = name.strip_prefix("custom:").unwrap_or(name);
+        return Some((
+            &["params"],
+            format!(
+                "policy `{}` reads `{name}` (its manifest), but this scaler's source does not fill it",
+                s.policy
+            ),
+            Some(s.source.fill_hint(metric)),
+        ));
+    }
     // Can the policy decide with what this scaler provides? One evaluation
     // on the static values (or 1.0 per provided metric) finds a metric the
     // params need but nothing fills, even when the params only imply it (a

@@ -436,6 +436,7 @@ impl Scaler {
             missing: &missing,
             no_pods: observed.is_some_and(|o| o.current > 0 && o.observed.is_none_or(|n| n == 0)),
             failed_ticks: self.state.failed_ticks,
+            hold: decision.as_ref().is_some_and(|d| d.hold),
         };
 
         // With the target unreadable only the fallback is acted on, and only

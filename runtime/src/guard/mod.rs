@@ -268,6 +268,9 @@ pub struct Tick<'a> {
     pub no_pods: bool,
     /// Failed ticks in a row, this one included.
     pub failed_ticks: u32,
+    /// The policy said "hold" (no opinion): the count stays, and the rate
+    /// stage records no recommendation for this tick.
+    pub hold: bool,
 }
 
 impl Tick<'_> {
@@ -281,6 +284,7 @@ impl Tick<'_> {
             missing: &[],
             no_pods: false,
             failed_ticks: 0,
+            hold: false,
         }
     }
 }
@@ -392,6 +396,11 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick<'_>) -> Ve
                 config.min_replicas, config.max_replicas
             )
         });
+        return finish(config, state, tick, v);
+    }
+    // A hold is no recommendation: nothing enters the stabilization history
+    // and the count stays (the bounds above still apply to it).
+    if tick.hold && desired == current {
         return finish(config, state, tick, v);
     }
 

@@ -20,15 +20,15 @@ pub enum PolicyError {
     #[error("policy does not compile as a WebAssembly component: {0}")]
     Compile(String),
 
-    #[error("policy imports what the host does not provide: {}; only wasmscale:policy/host@0.1.x is available (no WASI, files, network or clocks)", imports.join(", "))]
+    #[error("policy imports what the host does not provide: {}; only wasmscale:policy/host (0.1.x or 0.2.x) is available (no WASI, files, network or clocks)", imports.join(", "))]
     ForbiddenImports { imports: Vec<String> },
 
     #[error(
-        "policy was built for contract {built_for}, this host runs 0.1.x (wasmscale:policy@0.1.0)"
+        "policy was built for contract {built_for}; this host runs wasmscale:policy 0.1.x and 0.2.x"
     )]
     ContractVersion { built_for: String },
 
-    #[error("policy does not implement wasmscale:policy@0.1.0: {0}")]
+    #[error("policy does not implement the wasmscale:policy contract: {0}")]
     Contract(String),
 
     #[error("cannot instantiate policy: {0}")]
@@ -36,6 +36,9 @@ pub enum PolicyError {
 
     #[error("policy rejected its params: {0}")]
     Configure(String),
+    /// A 0.2 policy's manifest names what the host cannot give it.
+    #[error("policy's manifest is invalid: {0}")]
+    Manifest(String),
 
     #[error("policy rejected its saved state: {0}")]
     LoadState(String),
@@ -86,6 +89,7 @@ impl PolicyError {
             PolicyError::Contract(_) | PolicyError::ContractVersion { .. } => "contract",
             PolicyError::Instantiate(_) => "instantiate",
             PolicyError::Configure(_) => "configure",
+            PolicyError::Manifest(_) => "manifest",
             PolicyError::LoadState(_) => "load-state",
             PolicyError::Trap { .. } => "trap",
             PolicyError::OutOfFuel { .. } => "out-of-fuel",

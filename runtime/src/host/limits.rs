@@ -103,6 +103,8 @@ pub(crate) struct StoreState {
     /// The last error-level line the policy logged in this call: the SDK
     /// logs a panic's message there just before the trap.
     pub last_error: Option<String>,
+    /// Calls into the sandbox so far (instantiation included).
+    pub calls: u64,
 }
 
 impl StoreState {
@@ -115,6 +117,7 @@ impl StoreState {
             policy,
             last_call_fuel: 0,
             last_error: None,
+            calls: 0,
         }
     }
 
@@ -124,6 +127,7 @@ impl StoreState {
         self.log_lines = 0;
         self.log_bytes = 0;
         self.last_error = None;
+        self.calls += 1;
     }
 }
 
@@ -190,3 +194,22 @@ impl host::Host for StoreState {
 }
 
 impl super::bindings::wasmscale::policy::types::Host for StoreState {}
+
+impl super::bindings_v2::wasmscale::policy::host::Host for StoreState {
+    fn log(
+        &mut self,
+        level: super::bindings_v2::wasmscale::policy::types::LogLevel,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        use super::bindings_v2::wasmscale::policy::types::LogLevel as V2;
+        let level = match level {
+            V2::Debug => LogLevel::Debug,
+            V2::Info => LogLevel::Info,
+            V2::Warn => LogLevel::Warn,
+            V2::Error => LogLevel::Error,
+        };
+        host::Host::log(self, level, message)
+    }
+}
+
+impl super::bindings_v2::wasmscale::policy::types::Host for StoreState {}

@@ -9,10 +9,13 @@
 mod cache;
 mod error;
 mod limits;
+mod signals;
 
 pub use cache::{DiskCache, digest};
 pub use error::PolicyError;
 pub use limits::Limits;
+pub(crate) use signals::signal_field_mut;
+pub use signals::{signal_at, signal_index, signal_table, signal_values};
 
 use limits::{LimitHit, StoreState};
 use std::sync::Arc;
@@ -36,6 +39,22 @@ mod bindings {
     });
 }
 
+/// The 0.2 contract (`wit/v0.2`, a draft): declared signals as a dense list,
+/// the state returned with the decision, and `hold`.
+#[allow(
+    missing_docs,
+    clippy::all,
+    unused_qualifications,
+    reason = "generated bindings"
+)]
+mod bindings_v2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2",
+        world: "wasmscale:policy/scaler-policy@0.2.0",
+        imports: { default: trappable },
+    });
+}
+
 pub use bindings::wasmscale::policy::types::{
     Cost, Decision, LogLevel, NamedValue, ReplicaCounts, ReplicaSample, ReplicaState, Snapshot,
 };
@@ -43,7 +62,80 @@ pub use bindings::wasmscale::policy::types::{
 /// The only interface package a policy may import.
 const CONTRACT_PACKAGE: &str = "wasmscale:policy/";
 const CONTRACT_VERSION_PREFIX: &str = "@0.1.";
+const CONTRACT_V2_PREFIX: &str = "@0.2.";
 const REQUIRED_EXPORTS: &[&str] = &["configure", "evaluate", "save-state", "load-state"];
+const REQUIRED_EXPORTS_V2: &[&str] = &["configure", "evaluate", "load-state"];
+/// The most signals a 0.2 policy may declare.
+pub const MAX_SIGNALS: usize = 256;
+
+/// Which version of the contract a component implements, told from its
+/// imports (or, for one that imports nothing, its exports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    V1,
+    V2,
+}
+
+impl Contract {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Contract::V1 => "wasmscale:policy@0.1.0",
+            Contract::V2 => "wasmscale:policy@0.2.0",
+        }
+    }
+}
+
+/// Where a declared signal's value comes from in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SignalRef {
+    /// A well-known signal, by its place in the snapshot's signal table.
+    Field(usize),
+    /// `custom:NAME`: a custom metric by name.
+    Custom(String),
+}
+
+/// A name from a manifest, cut to a length fit for an error message.
+fn short(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &name[..cut]),
+        None => name.to_owned(),
+    }
+}
+
+/// The declared signals as the host reads them each tick. Unknown names,
+/// duplicates and more than [`MAX_SIGNALS`] are refused.
+fn resolve_manifest(signals: &[String]) -> Result<Vec<SignalRef>, PolicyError> {
+    if signals.len() > MAX_SIGNALS {
+        return Err(PolicyError::Manifest(format!(
+            "{} signals declared; at most {MAX_SIGNALS}",
+            signals.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(signals.len());
+    for (i, name) in signals.iter().enumerate() {
+        if signals[..i].contains(name) {
+            return Err(PolicyError::Manifest(format!(
+                "signal `{}` is declared twice",
+                short(name)
+            )));
+        }
+        let r = match name.strip_prefix("custom:") {
+            Some(custom) if !custom.is_empty() => SignalRef::Custom(custom.to_owned()),
+            _ => match signal_index(name) {
+                Some(i) => SignalRef::Field(i),
+                None => {
+                    return Err(PolicyError::Manifest(format!(
+                        "unknown signal `{}`; known: {}, or custom:NAME",
+                        short(name),
+                        signal_table().join(", ")
+                    )));
+                }
+            },
+        };
+        out.push(r);
+    }
+    Ok(out)
+}
 
 mod builtin_table {
     include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
@@ -269,6 +361,11 @@ impl Host {
         let mut linker = Linker::new(&engine);
         bindings::Policy::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(host_err)?;
+        bindings_v2::ScalerPolicy::add_to_linker::<StoreState, HasSelf<StoreState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(host_err)?;
         Ok(Host {
             engine,
             linker,
@@ -356,13 +453,16 @@ impl Host {
             }
         };
         let compile_time = started.elapsed();
-        self.check_contract(&component)?;
+        let contract = self.check_contract(&component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| PolicyError::Contract(format!("{e:#}")))?;
-        let pre =
-            bindings::PolicyPre::new(pre).map_err(|e| PolicyError::Contract(format!("{e:#}")))?;
+        let contract_err = |e: wasmtime::Error| PolicyError::Contract(format!("{e:#}"));
+        let pre = match contract {
+            Contract::V1 => Pre::V1(bindings::PolicyPre::new(pre).map_err(contract_err)?),
+            Contract::V2 => Pre::V2(bindings_v2::ScalerPolicyPre::new(pre).map_err(contract_err)?),
+        };
         let compiled = CompiledPolicy {
             inner: Arc::new(CompiledInner {
                 name: Arc::from(name),
@@ -383,23 +483,35 @@ impl Host {
 
     /// Refuse any import outside the contract, listing every one, and require
     /// the contract's exports.
-    fn check_contract(&self, component: &Component) -> Result<(), PolicyError> {
+    fn check_contract(&self, component: &Component) -> Result<Contract, PolicyError> {
         let ty = component.component_type();
         let imports: Vec<&str> = ty.imports(&self.engine).map(|(name, _)| name).collect();
         // The contract's package at another version: a version mismatch, not
         // a forbidden import.
-        if let Some(version) = imports.iter().find_map(|name| {
-            let version = name.strip_prefix(CONTRACT_PACKAGE)?.split_once('@')?.1;
-            (!version.starts_with(&CONTRACT_VERSION_PREFIX[1..])).then_some(version)
+        let versions: Vec<&str> = imports
+            .iter()
+            .filter_map(|name| Some(name.strip_prefix(CONTRACT_PACKAGE)?.split_once('@')?.1))
+            .collect();
+        if let Some(version) = versions.iter().find(|v| {
+            !v.starts_with(&CONTRACT_VERSION_PREFIX[1..])
+                && !v.starts_with(&CONTRACT_V2_PREFIX[1..])
         }) {
             return Err(PolicyError::ContractVersion {
-                built_for: version.to_owned(),
+                built_for: (*version).to_owned(),
             });
         }
+        // The host provides both versions' `host` interface (only `log`), so
+        // a component may import either: the SDK links 0.1's for its panic
+        // hook. The exports tell the version.
+        let v2_import = versions
+            .iter()
+            .any(|v| v.starts_with(&CONTRACT_V2_PREFIX[1..]));
         let forbidden: Vec<String> = imports
             .into_iter()
             .filter(|name| {
-                !(name.starts_with(CONTRACT_PACKAGE) && name.contains(CONTRACT_VERSION_PREFIX))
+                !(name.starts_with(CONTRACT_PACKAGE)
+                    && (name.contains(CONTRACT_VERSION_PREFIX)
+                        || name.contains(CONTRACT_V2_PREFIX)))
             })
             .map(str::to_owned)
             .collect();
@@ -415,7 +527,24 @@ impl Host {
                 )
             })
             .collect();
-        let missing: Vec<&str> = REQUIRED_EXPORTS
+        let exports_save_state = exports.iter().any(|(n, _)| n == "save-state");
+        let exports_manifest_world =
+            !exports_save_state && exports.iter().any(|(n, _)| n == "evaluate");
+        let contract = if exports_manifest_world || (v2_import && !exports_save_state) {
+            Contract::V2
+        } else {
+            Contract::V1
+        };
+        if v2_import && exports_save_state {
+            return Err(PolicyError::Contract(
+                "a 0.2 policy exports save-state, a 0.1 function: 0.2 returns its state with each decision; build it for one version".into(),
+            ));
+        }
+        let required = match contract {
+            Contract::V1 => REQUIRED_EXPORTS,
+            Contract::V2 => REQUIRED_EXPORTS_V2,
+        };
+        let missing: Vec<&str> = required
             .iter()
             .copied()
             .filter(|r| !exports.iter().any(|(n, is_func)| n == r && *is_func))
@@ -423,16 +552,17 @@ impl Host {
         if !missing.is_empty() {
             let found: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
             return Err(PolicyError::Contract(format!(
-                "missing export(s) {} (found: {}); build with the wasmscale SDK for wasmscale:policy@0.1.0",
+                "missing export(s) {} (found: {}); build with the wasmscale SDK for {}",
                 missing.join(", "),
                 if found.is_empty() {
                     "none".into()
                 } else {
                     found.join(", ")
-                }
+                },
+                contract.as_str()
             )));
         }
-        Ok(())
+        Ok(contract)
     }
 }
 
@@ -460,9 +590,23 @@ struct CompiledInner {
     size: usize,
     compile_time: Duration,
     from_cache: bool,
-    pre: bindings::PolicyPre<StoreState>,
+    pre: Pre,
     engine: Engine,
     limits: Arc<Limits>,
+}
+
+/// A compiled policy ready to instantiate, for the contract it implements.
+#[derive(Clone)]
+enum Pre {
+    V1(bindings::PolicyPre<StoreState>),
+    V2(bindings_v2::ScalerPolicyPre<StoreState>),
+}
+
+/// A live instance, for the contract it implements; a 0.2 one with the
+/// signals its manifest declared.
+enum Guest {
+    V1(bindings::Policy),
+    V2(bindings_v2::ScalerPolicy, Vec<SignalRef>),
 }
 
 /// A validated, compiled policy: cheap to clone, fast to instantiate.
@@ -523,6 +667,14 @@ impl CompiledPolicy {
         &self.inner.limits
     }
 
+    /// The contract the component implements.
+    pub fn contract(&self) -> Contract {
+        match self.inner.pre {
+            Pre::V1(_) => Contract::V1,
+            Pre::V2(_) => Contract::V2,
+        }
+    }
+
     /// The very same compilation (not just the same bytes)?
     pub fn same_compilation(&self, other: &CompiledPolicy) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -538,14 +690,17 @@ impl CompiledPolicy {
         let limits = Arc::clone(&self.inner.limits);
         // A trap in a start function is a trap; anything else (e.g. a full
         // instance pool) is an instantiation failure.
-        let (policy, _) = call_metered(&mut store, &limits, |s| self.inner.pre.instantiate(s))
-            .map_err(|e| match e {
-                PolicyError::Trap {
-                    code: None,
-                    message,
-                } => PolicyError::Instantiate(message),
-                e => e,
-            })?;
+        let (policy, _) = call_metered(&mut store, &limits, |s| match &self.inner.pre {
+            Pre::V1(pre) => pre.instantiate(s).map(Guest::V1),
+            Pre::V2(pre) => pre.instantiate(s).map(|p| Guest::V2(p, Vec::new())),
+        })
+        .map_err(|e| match e {
+            PolicyError::Trap {
+                code: None,
+                message,
+            } => PolicyError::Instantiate(message),
+            e => e,
+        })?;
         Ok(RawInstance {
             store,
             policy: Some(policy),
@@ -572,7 +727,7 @@ impl CompiledPolicy {
 /// instance unusable ([`PolicyInstance`] handles that).
 pub struct RawInstance {
     store: Store<StoreState>,
-    policy: Option<bindings::Policy>,
+    policy: Option<Guest>,
     limits: Arc<Limits>,
 }
 
@@ -698,49 +853,161 @@ fn is_deep_recursion(backtrace: &wasmtime::WasmBacktrace) -> bool {
 }
 
 impl RawInstance {
-    fn parts(
-        &mut self,
-    ) -> Result<(&bindings::Policy, &mut Store<StoreState>, &Limits), PolicyError> {
+    fn parts(&mut self) -> Result<(&mut Guest, &mut Store<StoreState>, &Limits), PolicyError> {
         let policy = self
             .policy
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| host_err("instance was not created"))?;
         Ok((policy, &mut self.store, &self.limits))
     }
 
+    /// The contract this instance implements.
+    pub fn contract(&self) -> Option<Contract> {
+        self.policy.as_ref().map(|g| match g {
+            Guest::V1(_) => Contract::V1,
+            Guest::V2(..) => Contract::V2,
+        })
+    }
+
+    /// The signals a 0.2 instance declared (empty for 0.1).
+    pub fn signals(&self) -> Vec<String> {
+        let Some(Guest::V2(_, signals)) = &self.policy else {
+            return Vec::new();
+        };
+        let table = signal_table();
+        signals
+            .iter()
+            .map(|s| match s {
+                SignalRef::Field(i) => table.get(*i).map_or("?", |n| n).to_owned(),
+                SignalRef::Custom(n) => format!("custom:{n}"),
+            })
+            .collect()
+    }
+
     pub fn configure(&mut self, params: &str) -> Result<(), PolicyError> {
-        let (policy, store, limits) = self.parts()?;
-        call_metered(store, limits, |s| policy.call_configure(s, params))?
-            .0
-            .map_err(PolicyError::Configure)
+        let (guest, store, limits) = self.parts()?;
+        match guest {
+            Guest::V1(policy) => call_metered(store, limits, |s| policy.call_configure(s, params))?
+                .0
+                .map_err(PolicyError::Configure),
+            Guest::V2(policy, signals) => {
+                let manifest = call_metered(store, limits, |s| policy.call_configure(s, params))?
+                    .0
+                    .map_err(PolicyError::Configure)?;
+                *signals = resolve_manifest(&manifest.signals)?;
+                Ok(())
+            }
+        }
     }
 
     /// Evaluate one snapshot; the decision is validated against the hard cap.
-    pub fn evaluate(&mut self, snapshot: &Snapshot) -> Result<Evaluation, PolicyError> {
-        let (policy, store, limits) = self.parts()?;
-        let (result, cost) = call_metered(store, limits, |s| policy.call_evaluate(s, snapshot))?;
-        let decision = result.map_err(PolicyError::Rejected)?;
-        let decision = ValidDecision::check(decision, limits.hard_cap_replicas)?;
-        Ok(Evaluation { decision, cost })
+    /// A 0.2 policy's new state, when it returned one, comes back beside it
+    /// (checked against the state cap); a 0.1 policy's needs [`Self::save_state`].
+    pub fn evaluate(
+        &mut self,
+        snapshot: &Snapshot,
+    ) -> Result<(Evaluation, Option<Vec<u8>>), PolicyError> {
+        let (guest, store, limits) = self.parts()?;
+        match guest {
+            Guest::V1(policy) => {
+                let (result, cost) =
+                    call_metered(store, limits, |s| policy.call_evaluate(s, snapshot))?;
+                let decision = result.map_err(PolicyError::Rejected)?;
+                let decision = ValidDecision::check(decision, limits.hard_cap_replicas)?;
+                Ok((Evaluation { decision, cost }, None))
+            }
+            Guest::V2(policy, signals) => {
+                let tick = v2_tick(snapshot, signals);
+                let (result, cost) =
+                    call_metered(store, limits, |s| policy.call_evaluate(s, &tick))?;
+                let outcome = result.map_err(PolicyError::Rejected)?;
+                let decision = outcome.decision;
+                let decision = match decision.proposal {
+                    bindings_v2::wasmscale::policy::types::Proposal::Scale(desired) => {
+                        ValidDecision::check(
+                            Decision {
+                                desired,
+                                spot_fraction: decision.spot_fraction,
+                                reason: decision.reason,
+                            },
+                            limits.hard_cap_replicas,
+                        )?
+                    }
+                    bindings_v2::wasmscale::policy::types::Proposal::Hold => {
+                        let mut held = ValidDecision::check(
+                            Decision {
+                                desired: f64::from(snapshot.replicas.current),
+                                spot_fraction: decision.spot_fraction,
+                                reason: decision.reason,
+                            },
+                            u32::MAX,
+                        )?;
+                        held.hold = true;
+                        held
+                    }
+                };
+                if let Some(state) = &outcome.state {
+                    check_state_size(state.len(), limits)?;
+                }
+                Ok((Evaluation { decision, cost }, outcome.state))
+            }
+        }
     }
 
-    /// The policy's state, refused past `max_state_bytes`.
+    /// The policy's state, refused past `max_state_bytes`. A 0.2 policy has
+    /// no such call: its state comes with each decision.
     pub fn save_state(&mut self) -> Result<Vec<u8>, PolicyError> {
-        let (policy, store, limits) = self.parts()?;
+        let (guest, store, limits) = self.parts()?;
+        let Guest::V1(policy) = guest else {
+            return Err(host_err("a 0.2 policy returns its state with its decision"));
+        };
         let (state, _) = call_metered(store, limits, |s| policy.call_save_state(s))?;
         check_state_size(state.len(), limits)?;
         Ok(state)
     }
 
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), PolicyError> {
-        let (policy, store, limits) = self.parts()?;
+        let (guest, store, limits) = self.parts()?;
         if let Err(e) = check_state_size(state.len(), limits) {
             return Err(PolicyError::LoadState(e.to_string()));
         }
-        match call_metered(store, limits, |s| policy.call_load_state(s, state)) {
+        let called = match guest {
+            Guest::V1(policy) => call_metered(store, limits, |s| policy.call_load_state(s, state)),
+            Guest::V2(policy, _) => {
+                call_metered(store, limits, |s| policy.call_load_state(s, state))
+            }
+        };
+        match called {
             Ok((r, _)) => r.map_err(PolicyError::LoadState),
             Err(e) => Err(PolicyError::LoadState(e.to_string())),
         }
+    }
+}
+
+/// A snapshot as a 0.2 tick: the declared signals' values, in order.
+fn v2_tick(s: &Snapshot, signals: &[SignalRef]) -> bindings_v2::wasmscale::policy::types::Tick {
+    let r = &s.replicas;
+    bindings_v2::wasmscale::policy::types::Tick {
+        time_ms: s.time_ms,
+        interval_ms: s.interval_ms,
+        replicas: bindings_v2::wasmscale::policy::types::ReplicaCounts {
+            current: r.current,
+            observed: r.observed,
+            ready: r.ready,
+            starting: r.starting,
+            pending: r.pending,
+            min: r.min,
+            max: r.max,
+        },
+        values: signals
+            .iter()
+            .map(|signal| match signal {
+                SignalRef::Field(i) => signal_at(s, *i),
+                SignalRef::Custom(name) => {
+                    s.custom.iter().find(|v| v.name == *name).map(|v| v.value)
+                }
+            })
+            .collect(),
     }
 }
 
@@ -761,6 +1028,9 @@ pub struct ValidDecision {
     pub desired: u32,
     pub spot_fraction: Option<f64>,
     pub reason: String,
+    /// No opinion (a 0.2 `hold`): `desired` is the current count, and the
+    /// guardrails record no recommendation for it.
+    pub hold: bool,
 }
 
 /// Longest reason string kept; longer ones are cut (they end up in audit logs).
@@ -802,6 +1072,7 @@ impl ValidDecision {
             desired: desired as u32,
             spot_fraction: d.spot_fraction,
             reason,
+            hold: false,
         })
     }
 }
@@ -846,6 +1117,19 @@ impl PolicyInstance {
         self.failed_fuel
     }
 
+    /// Calls into the live instance's sandbox so far, instantiation and
+    /// `configure` included (a 0.1 tick is two, a 0.2 tick one).
+    pub fn sandbox_calls(&self) -> u64 {
+        self.raw.as_ref().map_or(0, |r| r.store.data().calls)
+    }
+
+    /// The contract the policy implements, and the signals a 0.2 one declared.
+    pub fn contract(&self) -> (Option<Contract>, Vec<String>) {
+        self.raw
+            .as_ref()
+            .map_or((None, Vec::new()), |r| (r.contract(), r.signals()))
+    }
+
     /// How many times the instance was thrown away and rebuilt.
     pub fn rebuilds(&self) -> u64 {
         self.rebuilds
@@ -863,13 +1147,19 @@ impl PolicyInstance {
         let raw = self.ready()?;
         let result = raw
             .evaluate(snapshot)
-            .and_then(|eval| match raw.save_state() {
-                Ok(state) => Ok((eval, state)),
-                Err(e) => {
-                    // The evaluation before the failed checkpoint burned fuel too.
-                    raw.store.data_mut().last_call_fuel += eval.cost.fuel;
-                    Err(e)
-                }
+            .and_then(|(eval, state)| match state {
+                // 0.2: one call; the state came with the decision, if it changed.
+                Some(state) => Ok((eval, Some(state))),
+                None if raw.contract() == Some(Contract::V2) => Ok((eval, None)),
+                // 0.1: a second call for the checkpoint.
+                None => match raw.save_state() {
+                    Ok(state) => Ok((eval, Some(state))),
+                    Err(e) => {
+                        // The evaluation before the failed checkpoint burned fuel too.
+                        raw.store.data_mut().last_call_fuel += eval.cost.fuel;
+                        Err(e)
+                    }
+                },
             });
         self.failed_fuel = match &result {
             Ok(_) => 0,
@@ -877,7 +1167,9 @@ impl PolicyInstance {
         };
         match result {
             Ok((eval, state)) => {
-                self.last_good_state = state;
+                if let Some(state) = state {
+                    self.last_good_state = state;
+                }
                 Ok(eval)
             }
             Err(e) => {
@@ -905,9 +1197,12 @@ impl PolicyInstance {
         }
     }
 
-    /// Ask the policy for its state now.
+    /// Ask the policy for its state now (a 0.2 policy's is the last it returned).
     pub fn save_state(&mut self) -> Result<Vec<u8>, PolicyError> {
         let raw = self.ready()?;
+        if raw.contract() == Some(Contract::V2) {
+            return Ok(self.last_good_state.clone());
+        }
         let state = raw.save_state();
         if state.is_err() {
             self.discard();

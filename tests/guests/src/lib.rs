@@ -18,6 +18,10 @@ pub mod load_state_panic;
 pub mod log_spam;
 pub mod memory_bomb;
 pub mod unreachable;
+#[cfg(feature = "v2-queue")]
+pub mod v2_queue;
+#[cfg(feature = "v2-step-scaling")]
+pub mod v2_step_scaling;
 
 #[cfg(feature = "infinite-loop")]
 wasmscale_sdk::export_policy!(infinite_loop::InfiniteLoop);
@@ -37,6 +41,10 @@ wasmscale_sdk::export_policy!(load_state_panic::LoadStatePanic);
 wasmscale_sdk::export_policy!(flaky_counter::FlakyCounter);
 #[cfg(feature = "huge-state")]
 wasmscale_sdk::export_policy!(huge_state::HugeState);
+#[cfg(feature = "v2-queue")]
+wasmscale_sdk::export_policy_v2!(v2_queue::V2Queue);
+#[cfg(feature = "v2-step-scaling")]
+wasmscale_sdk::export_policy_as_v2!(v2_step_scaling::V2StepScaling);
 
 /// Hold the current count: what the fixtures return when they behave.
 pub(crate) fn hold(s: &Snapshot) -> Result<Decision, String> {

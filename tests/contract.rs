@@ -1,0 +1,233 @@
+//! The 0.2 contract draft (`wit/v0.2`), with a real 0.2 component (the
+//! `v2-queue` fixture) beside the 0.1 built-ins: the version is told from the
+//! component, declared signals arrive in order with unknown as unknown, a
+//! tick is one sandbox call, state comes back only when it changed and is
+//! capped, bad manifests are typed errors, and `hold` is no recommendation.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use wasmscale::guard::{self, GuardConfig, GuardRules, GuardState, Tick};
+use wasmscale::host::{Contract, PolicyError, PolicySource, Snapshot};
+use wasmscale::snapshot::{Defaults, from_json};
+use wasmscale_tests::{fixtures, host};
+
+fn snapshot(json: &str, current: u32) -> Snapshot {
+    from_json(
+        json,
+        Defaults {
+            time_ms: 0,
+            interval_ms: 1000,
+            current,
+        },
+    )
+    .unwrap()
+    .0
+}
+
+fn v2(params: &str) -> Result<wasmscale::host::PolicyInstance, PolicyError> {
+    host()
+        .load(&PolicySource::parse(fixtures::V2_QUEUE))
+        .unwrap()
+        .instantiate(params)
+}
+
+#[test]
+fn the_contract_version_is_told_from_the_component() {
+    let v2 = host()
+        .load(&PolicySource::parse(fixtures::V2_QUEUE))
+        .unwrap();
+    assert_eq!(v2.contract(), Contract::V2);
+    let v1 = host()
+        .load(&PolicySource::parse("builtin:queue-depth"))
+        .unwrap();
+    assert_eq!(v1.contract(), Contract::V1);
+    let instance = v2.instantiate(r#"{"target_per_replica": 10}"#).unwrap();
+    assert_eq!(
+        instance.contract(),
+        (
+            Some(Contract::V2),
+            vec!["queue_depth".to_owned(), "custom:backlog".to_owned()]
+        )
+    );
+}
+
+#[test]
+fn declared_signals_arrive_in_order_and_unknown_stays_unknown() {
+    let mut p = v2(r#"{"target_per_replica": 10}"#).unwrap();
+    let both = snapshot(
+        r#"{"queue_depth": 30, "custom": [{"name": "backlog", "value": 20}]}"#,
+        1,
+    );
+    let d = p.evaluate(&both).unwrap().decision;
+    assert_eq!((d.desired, d.hold), (5, false), "{}", d.reason);
+    // The custom metric unknown: the policy sees none, not 0 from the host.
+    let queue_only = snapshot(r#"{"queue_depth": 30}"#, 5);
+    assert_eq!(p.evaluate(&queue_only).unwrap().decision.desired, 3);
+    // Its first signal unknown: it holds, at the current count.
+    let none = snapshot(r#"{"request_rate": 5}"#, 4);
+    let held = p.evaluate(&none).unwrap().decision;
+    assert!(held.hold, "{}", held.reason);
+    assert_eq!(held.desired, 4);
+}
+
+#[test]
+fn a_tick_is_one_sandbox_call_and_state_comes_back_only_when_it_changed() {
+    let mut p = v2(r#"{"target_per_replica": 10}"#).unwrap();
+    let s = snapshot(r#"{"queue_depth": 30}"#, 1);
+    let before = p.sandbox_calls();
+    p.evaluate(&s).unwrap();
+    assert_eq!(
+        p.sandbox_calls() - before,
+        1,
+        "0.2: evaluate and state in one call"
+    );
+    assert_eq!(p.last_good_state(), 1u32.to_le_bytes());
+    // The same decision: no new state, the last one is kept.
+    p.evaluate(&s).unwrap();
+    assert_eq!(p.last_good_state(), 1u32.to_le_bytes());
+    p.evaluate(&snapshot(r#"{"queue_depth": 90}"#, 3)).unwrap();
+    assert_eq!(p.last_good_state(), 2u32.to_le_bytes());
+    assert_eq!(
+        p.save_state().unwrap(),
+        2u32.to_le_bytes(),
+        "no call needed"
+    );
+
+    // A 0.1 policy takes two calls a tick: evaluate, then save-state.
+    let mut old = host()
+        .load(&PolicySource::parse("builtin:queue-depth"))
+        .unwrap()
+        .instantiate(r#"{"target_per_replica": 10}"#)
+        .unwrap();
+    let before = old.sandbox_calls();
+    old.evaluate(&s).unwrap();
+    assert_eq!(old.sandbox_calls() - before, 2);
+}
+
+#[test]
+fn state_past_the_cap_is_a_typed_error_and_the_last_good_state_stays() {
+    let mut p = v2(r#"{"target_per_replica": 10, "state_bytes": 100000}"#).unwrap();
+    let e = p
+        .evaluate(&snapshot(r#"{"queue_depth": 30}"#, 1))
+        .unwrap_err();
+    assert_eq!(e.kind(), "state-limit", "{e}");
+    assert!(p.last_good_state().is_empty());
+}
+
+#[test]
+fn bad_manifests_are_refused_at_configure() {
+    for (params, says) in [
+        (
+            r#"{"signals": ["gpu_utilisation"]}"#,
+            "unknown signal `gpu_utilisation`",
+        ),
+        (r#"{"signals": ["queue_depth"]}"#, "declared twice"),
+        (r#"{"signals": ["custom:"]}"#, "unknown signal"),
+        (r#"{"many": 1000}"#, "at most 256"),
+    ] {
+        let e = v2(params).unwrap_err();
+        assert_eq!(e.kind(), "manifest", "{params}: {e}");
+        assert!(e.to_string().contains(says), "{params}: {e}");
+        assert!(e.to_string().len() < 1000, "bounded: {e}");
+    }
+}
+
+#[test]
+fn a_hold_enters_no_recommendation() {
+    // Scale-down stabilization over 300 s: a recommendation of 10 at t=0 keeps
+    // the count at 10 for 300 s. Holds in between add nothing, so once the
+    // window has passed a low proposal goes through.
+    let config = GuardConfig::new(1, 20, GuardRules::default());
+    let mut state = GuardState::default();
+    let v = guard::apply(&config, &mut state, Tick::new(0, 10, Some(10)));
+    assert_eq!(v.replicas, 10);
+    let history = |s: &GuardState| s.recommendations.as_ref().map_or(0, Vec::len);
+    let recorded = history(&state);
+    for t in [60_000, 120_000, 240_000] {
+        let hold = Tick {
+            hold: true,
+            ..Tick::new(t, 10, Some(10))
+        };
+        let v = guard::apply(&config, &mut state, hold);
+        assert_eq!((v.replicas, v.act), (10, true));
+        assert_eq!(
+            history(&state),
+            recorded,
+            "a hold at {t} ms is not recorded"
+        );
+    }
+    // The same proposals as plain decisions are recorded.
+    let mut plain = GuardState::default();
+    guard::apply(&config, &mut plain, Tick::new(0, 10, Some(10)));
+    guard::apply(&config, &mut plain, Tick::new(60_000, 10, Some(10)));
+    assert!(history(&plain) > recorded);
+}
+
+#[test]
+fn validate_checks_that_the_source_fills_every_declared_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |metrics: &str| {
+        format!(
+            "[admin]\nlisten = \"\"\n[[scaler]]\nname = \"q\"\npolicy = {:?}\nparams = {{ target_per_replica = 10 }}\nmin_replicas = 1\nmax_replicas = 9\nmetrics = {{ {metrics} }}\n",
+            fixtures::V2_QUEUE
+        )
+    };
+    let path = wasmscale_tests::write_file(dir.path(), "c.toml", &config("queue_depth = 5"));
+    let errors = wasmscale::controller::load(&path, &host())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains(
+            "reads `custom:backlog` (its manifest), but this scaler's source does not fill it"
+        ),
+        "{errors}"
+    );
+    assert!(errors.contains("add metrics.backlog"), "{errors}");
+    let path = wasmscale_tests::write_file(
+        dir.path(),
+        "ok.toml",
+        &config("queue_depth = 5, backlog = 2"),
+    );
+    wasmscale::controller::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_0_1_policy_exported_under_0_2_by_the_sdk_decides_the_same() {
+    let params = std::fs::read_to_string(wasmscale_tests::from_root(
+        "examples/seed-thresholds/params.json",
+    ))
+    .unwrap();
+    let load = |p: &str| {
+        host()
+            .load(&PolicySource::parse(p))
+            .unwrap()
+            .instantiate(&params)
+            .unwrap()
+    };
+    let (mut v1, mut v2) = (
+        load("builtin:step-scaling"),
+        load(fixtures::V2_STEP_SCALING),
+    );
+    assert_eq!(
+        v2.contract().1,
+        ["request_rate"],
+        "it reads what its params name"
+    );
+    let text = std::fs::read_to_string(wasmscale_tests::from_root(
+        "examples/seed-thresholds/snapshots.jsonl",
+    ))
+    .unwrap();
+    let mut current = 1;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let s = snapshot(line, current);
+        let (a, b) = (v1.evaluate(&s).unwrap(), v2.evaluate(&s).unwrap());
+        assert_eq!(a.decision, b.decision, "{line}");
+        current = a.decision.desired;
+    }
+    // Its (empty) state never changes, so it is never sent.
+    assert!(v2.last_good_state().is_empty());
+}
