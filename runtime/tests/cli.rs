@@ -189,6 +189,44 @@ fn eval_runs_the_tick_unguarded_unless_a_config_gives_guardrails() {
 }
 
 #[test]
+fn new_refuses_names_cargo_would_and_vendors_the_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, says) in [
+        ("9lives", "must start with a letter"),
+        ("test", "reserved"),
+        ("a b", "has ' '"),
+        ("", "needs a name"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
+            .args(["new", name])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name:?} accepted");
+        assert!(stderr(&out).contains(says), "{name:?}: {}", stderr(&out));
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
+        .args(["new", "anywhere"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest = std::fs::read_to_string(dir.path().join("anywhere/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"wasmscale-sdk = { path = "vendor/wasmscale-sdk" }"#),
+        "no path into the checkout the binary came from:\n{manifest}"
+    );
+    for file in ["vendor/wasmscale-sdk/src/lib.rs", "vendor/wit/policy.wit"] {
+        assert!(dir.path().join("anywhere").join(file).is_file(), "{file}");
+    }
+}
+
+#[test]
 fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_wasmscale"))

@@ -196,7 +196,8 @@ pub enum Command {
     New {
         /// Crate name (also the directory created).
         name: String,
-        /// Path to the wasmscale SDK [default: the SDK this binary was built from].
+        /// Use the wasmscale SDK at this path [default: the SDK built into this binary, copied
+        /// into the new crate as vendor/, so it builds anywhere].
         #[arg(long, value_name = "DIR")]
         sdk: Option<PathBuf>,
     },

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PersistedState {
     pub guard: GuardState,
+    /// The policy's own bytes, as base64 (a JSON array of numbers, as older
+    /// files have it, still reads).
+    #[serde(with = "base64_bytes")]
     pub policy_state: Vec<u8>,
     pub failed_ticks: u32,
     /// The policy's digest when the state was saved.
@@ -22,6 +25,94 @@ pub struct PersistedState {
     /// The count last set, so the log target resumes where it was.
     #[serde(default)]
     pub last_replicas: Option<u32>,
+}
+
+/// Policy state in the state file: base64, not a JSON array of numbers
+/// (3.5 bytes a byte), and an array still reads.
+mod base64_bytes {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub(super) fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+            for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+                if i <= chunk.len() {
+                    out.push(char::from(ALPHABET[(n >> shift & 63) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn decode(text: &str) -> Result<Vec<u8>, String> {
+        let text = text.trim_end_matches('=');
+        let mut out = Vec::with_capacity(text.len() * 3 / 4);
+        let (mut acc, mut bits) = (0u32, 0u32);
+        for c in text.bytes() {
+            let v = ALPHABET
+                .iter()
+                .position(|a| *a == c)
+                .ok_or_else(|| format!("{:?} is not base64", char::from(c)))?;
+            acc = (acc << 6) | v as u32;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits & 0xff) as u8);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Numbers(Vec<u8>),
+        }
+        match <Form as serde::Deserialize>::deserialize(d)? {
+            Form::Text(t) => decode(&t).map_err(serde::de::Error::custom),
+            Form::Numbers(n) => Ok(n),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn round_trips_and_older_arrays_still_read() {
+            for bytes in [
+                &b""[..],
+                b"a",
+                b"ab",
+                b"abc",
+                b"abcd",
+                &[0, 255, 7, 128, 64],
+            ] {
+                let text = super::encode(bytes);
+                assert_eq!(super::decode(&text).unwrap(), bytes, "{text}");
+            }
+            assert_eq!(super::encode(b"abcd"), "YWJjZA==");
+            assert!(super::decode("@@").is_err());
+            let mut old = serde_json::to_value(super::super::PersistedState::default()).unwrap();
+            old["policy_state"] = serde_json::json!([1, 2, 3]);
+            let state: super::super::PersistedState = serde_json::from_value(old).unwrap();
+            assert_eq!(state.policy_state, [1, 2, 3]);
+            let written = serde_json::to_string(&state).unwrap();
+            assert!(written.contains(r#""policy_state":"AQID""#), "{written}");
+        }
+    }
 }
 
 /// A scaler (or the run around it) could not be built: which, and why.
