@@ -5,7 +5,8 @@
 //! memory per scaler.
 //!
 //! `env -u RUST_BACKTRACE cargo bench -p wasmscale --bench controller`
-//! (`WASMSCALE_SCALERS`, `WASMSCALE_SECONDS` to change the size).
+//! (`WASMSCALE_SCALERS`, `WASMSCALE_SECONDS` to change the size;
+//! `WASMSCALE_POLICY` for another component than `builtin:queue-depth`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -56,6 +57,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
+    // Another component in place of the 0.1 built-in, e.g. the 0.2 build of
+    // the same queue-depth code (the tests crate's `v2-queue-depth` fixture).
+    let policy = std::env::var("WASMSCALE_POLICY").unwrap_or_else(|_| "builtin:queue-depth".into());
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from(
         "[admin]\nlisten = \"\"\n[audit]\npath = \"audit.jsonl\"\nmax_bytes = 67108864\nkeep = 1\n",
@@ -63,7 +67,7 @@ fn main() {
     for i in 0..n {
         let _ = write!(
             text,
-            "[[scaler]]\nname = \"s{i}\"\npolicy = \"builtin:queue-depth\"\nparams = {{ target_per_replica = 10 }}\nmin_replicas = 1\nmax_replicas = 10\ninterval_seconds = 1\nmetrics = {{ queue_depth = {} }}\n[scaler.guard]\nrate = \"none\"\n",
+            "[[scaler]]\nname = \"s{i}\"\npolicy = {policy:?}\nparams = {{ target_per_replica = 10 }}\nmin_replicas = 1\nmax_replicas = 10\ninterval_seconds = 1\nmetrics = {{ queue_depth = {} }}\n[scaler.guard]\nrate = \"none\"\n",
             30 + i % 50
         );
     }

@@ -20,7 +20,7 @@ pub mod memory_bomb;
 pub mod unreachable;
 #[cfg(feature = "v2-queue")]
 pub mod v2_queue;
-#[cfg(feature = "v2-step-scaling")]
+#[cfg(any(feature = "v2-step-scaling", feature = "v2-queue-depth"))]
 pub mod v2_step_scaling;
 
 #[cfg(feature = "infinite-loop")]
@@ -45,6 +45,8 @@ wasmscale_sdk::export_policy!(huge_state::HugeState);
 wasmscale_sdk::export_policy_v2!(v2_queue::V2Queue);
 #[cfg(feature = "v2-step-scaling")]
 wasmscale_sdk::export_policy_as_v2!(v2_step_scaling::V2StepScaling);
+#[cfg(feature = "v2-queue-depth")]
+wasmscale_sdk::export_policy_as_v2!(v2_step_scaling::V2QueueDepth);
 
 /// Hold the current count: what the fixtures return when they behave.
 pub(crate) fn hold(s: &Snapshot) -> Result<Decision, String> {
