@@ -55,6 +55,8 @@ fn free_port() -> u16 {
 struct Prometheus {
     child: Child,
     port: u16,
+    /// Every query Prometheus answered, one JSON line each (its query log).
+    query_log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -72,7 +74,8 @@ fn start_prometheus(target_port: u16) -> Prometheus {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  query_log_file: {}\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n",
+            dir.path().join("queries.jsonl").display()
         ),
     )
     .unwrap();
@@ -92,6 +95,7 @@ fn start_prometheus(target_port: u16) -> Prometheus {
     Prometheus {
         child,
         port,
+        query_log: dir.path().join("queries.jsonl"),
         _dir: dir,
     }
 }
@@ -225,4 +229,43 @@ replicas = 3
     let fallback = runtime.block_on(scaler.tick(t0 + 2_000));
     assert_eq!(fallback.final_replicas, 3, "{fallback:?}");
     assert_eq!(cluster.lock().unwrap().objects["queue"].0, 3);
+}
+
+/// A 0.2 policy names what it reads, so its Prometheus source sends only
+/// those queries; a 0.1 policy reads the whole snapshot and gets them all.
+#[test]
+fn a_0_2_policy_gets_only_the_queries_it_reads() {
+    let target = serve_metrics(Arc::new(AtomicU64::new(42)));
+    let prometheus = start_prometheus(target);
+    wait_for_scrape(prometheus.port, 42);
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let host = host();
+    for (policy, unread) in [
+        (wasmscale_tests::fixtures::V2_QUEUE_DEPTH, "vector(0.25)"),
+        ("builtin:queue-depth", "vector(0.5)"),
+    ] {
+        let text = format!(
+            "[admin]\nlisten = \"\"\n[[scaler]]\nname = \"q\"\npolicy = {policy:?}\nparams = {{ target_per_replica = 10 }}\nmin_replicas = 1\nmax_replicas = 20\nsource = {{ type = \"prometheus\", url = \"http://127.0.0.1:{}\" }}\nmetrics = {{ queue_depth = \"sum(test_queue_depth)\", gpu_utilization = \"{unread}\" }}\n",
+            prometheus.port
+        );
+        let path = wasmscale_tests::write_file(dir.path(), "c.toml", &text);
+        let config = controller::load(&path, &host).unwrap_or_else(|e| panic!("{e}"));
+        let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, None).unwrap();
+        let record = runtime.block_on(scaler.tick(1_700_000_000_000));
+        assert!(record.failures.is_empty(), "{:?}", record.failures);
+        assert_eq!(record.decision.map(|d| d.desired), Some(5), "{policy}");
+    }
+    let log = std::fs::read_to_string(&prometheus.query_log).unwrap();
+    assert!(
+        !log.contains("vector(0.25)"),
+        "the 0.2 policy does not read gpu_utilization: not queried\n{log}"
+    );
+    assert!(
+        log.contains("vector(0.5)"),
+        "the 0.1 policy gets every query\n{log}"
+    );
 }

@@ -324,13 +324,6 @@ impl Scaler {
         let mut policy = compiled
             .instantiate(&config.params_json())
             .map_err(|e| fail(SetupCause::Policy(e)))?;
-        let source = match source {
-            Some(s) => s,
-            None => config
-                .source
-                .build(&config.metrics, base)
-                .map_err(|e| fail(SetupCause::Source(e)))?,
-        };
         let safety = match &config.safety_net {
             Some(net) => {
                 let source = crate::host::PolicySource::resolve(&net.policy, base);
@@ -345,6 +338,24 @@ impl Scaler {
                 )
             }
             None => None,
+        };
+        // A source asks only for what the policies read, when they say (0.2
+        // manifests): a Prometheus scaler then sends no query nobody reads.
+        let metrics = match read_by_policies(&policy, safety.as_ref()) {
+            Some(read) => config
+                .metrics
+                .iter()
+                .filter(|(name, _)| read.contains(name) || guard_reads(config, name))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            None => config.metrics.clone(),
+        };
+        let source = match source {
+            Some(s) => s,
+            None => config
+                .source
+                .build(&metrics, base)
+                .map_err(|e| fail(SetupCause::Source(e)))?,
         };
         let state_file = state_dir.map(|d| d.join(format!("{}.json", sanitize(&config.name))));
         let mut state = PersistedState::default();
@@ -734,6 +745,34 @@ impl AuditRecord {
         self.fuel = fuel;
         self
     }
+}
+
+/// The metrics the policies read, when every one of them declares it (0.2);
+/// `None` when one reads the whole snapshot (0.1).
+fn read_by_policies(main: &PolicyInstance, safety: Option<&PolicyInstance>) -> Option<Vec<String>> {
+    let mut read = Vec::new();
+    for policy in std::iter::once(main).chain(safety) {
+        let (contract, signals) = policy.contract();
+        if contract != Some(crate::host::Contract::V2) {
+            return None;
+        }
+        read.extend(
+            signals
+                .into_iter()
+                .map(|s| s.strip_prefix("custom:").map_or(s.clone(), str::to_owned)),
+        );
+    }
+    Some(read)
+}
+
+/// A metric the guard itself reads: the on-demand price, for a cost ceiling
+/// that takes its price from the snapshot.
+fn guard_reads(config: &ScalerConfig, metric: &str) -> bool {
+    metric == "cost.on_demand_per_hour"
+        && config
+            .guard
+            .cost_ceiling
+            .is_some_and(|c| c.price_per_replica_hour.is_none())
 }
 
 /// The record of a policy that rejected the state it was handed.
