@@ -756,3 +756,109 @@ target = { type = "kubernetes", name = "web" }
     assert!(err.contains("set KUBECONFIG"), "{err}");
     assert!(err.contains("stopped: 3 ticks, 3 with failures"), "{err}");
 }
+
+/// Compiled 0.1 policies keep running unchanged: the checked-in 0.1 builds of
+/// two built-ins (`tests/fixtures/v0.1/`) decide exactly as the built-ins do,
+/// through `eval`, `run` and `simulate`.
+#[test]
+fn the_checked_in_0_1_builds_decide_as_the_builtins() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("s.jsonl");
+    let lines: String = [
+        (40, 300),
+        (400, 900),
+        (900, 1500),
+        (120, 700),
+        (0, 200),
+        (0, 100),
+    ]
+    .iter()
+    .map(|(q, p95)| format!("{{\"queue_depth\": {q}, \"latency_p95_ms\": {p95}}}\n"))
+    .collect();
+    std::fs::write(&snapshots, lines).unwrap();
+    for name in ["step-scaling", "queue-depth"] {
+        let fixture = format!("tests/fixtures/v0.1/{name}.wasm");
+        let builtin = format!("builtin:{name}");
+        let params = format!("policies/params/{name}.json");
+        let check = wasmscale(&["check", &fixture, "--params", &params]);
+        assert!(
+            stdout(&check).contains("contract:      wasmscale:policy@0.1.0"),
+            "{}",
+            stdout(&check)
+        );
+
+        // eval: the same lines, fuel included.
+        let eval = |policy: &str| {
+            let out = wasmscale(&[
+                "eval",
+                policy,
+                "--params",
+                &params,
+                "--snapshots",
+                snapshots.to_str().unwrap(),
+            ]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            stdout(&out)
+        };
+        let lines = eval(&builtin);
+        assert_eq!(lines.lines().count(), 6);
+        assert_eq!(eval(&fixture), lines, "{name}: eval");
+
+        // simulate: the same score.
+        let simulate = |policy: &str| {
+            let out = wasmscale(&[
+                "simulate",
+                "--trace",
+                "examples/traces/alibaba_servegen_m_small_10min.csv",
+                "--policy",
+                &format!("{policy}@{params}"),
+                "--json",
+            ]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+            report["policies"][0]["score"].clone()
+        };
+        assert_eq!(simulate(&fixture), simulate(&builtin), "{name}: simulate");
+    }
+
+    // run: two scalers, one on each build, the same decisions every tick.
+    let config = dir.path().join("both.toml");
+    let scaler = |label: &str, policy: &str| {
+        format!(
+            "[[scaler]]\nname = \"{label}\"\npolicy = {policy:?}\nparams = {{ target_per_replica = 10 }}\nmin_replicas = 1\nmax_replicas = 20\ninterval_seconds = 0.05\nmetrics = {{ queue_depth = 75 }}\n"
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"\"\n[audit]\npath = \"audit.jsonl\"\n{}{}",
+            scaler(
+                "fixture",
+                &root()
+                    .join("tests/fixtures/v0.1/queue-depth.wasm")
+                    .display()
+                    .to_string()
+            ),
+            scaler("builtin", "builtin:queue-depth")
+        ),
+    )
+    .unwrap();
+    let out = wasmscale(&["run", config.to_str().unwrap(), "--ticks", "4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let decisions = |scaler: &str| -> Vec<(u64, String)> {
+        log.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["scaler"] == scaler)
+            .map(|r| {
+                (
+                    r["final_replicas"].as_u64().unwrap(),
+                    r["decision"]["reason"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let fixture = decisions("fixture");
+    assert_eq!(fixture.len(), 4, "{log}");
+    assert_eq!(fixture, decisions("builtin"));
+}
