@@ -231,3 +231,17 @@ fn a_0_1_policy_exported_under_0_2_by_the_sdk_decides_the_same() {
     // Its (empty) state never changes, so it is never sent.
     assert!(v2.last_good_state().is_empty());
 }
+
+#[test]
+fn a_0_2_component_that_also_exports_save_state_is_refused() {
+    let e = host()
+        .load(&PolicySource::parse(fixtures::V2_EXPORTS_SAVE_STATE))
+        .unwrap_err();
+    assert_eq!(e.kind(), "contract", "{e}");
+    assert!(
+        e.to_string().contains("a 0.2 policy exports save-state"),
+        "{e}"
+    );
+    // The host stays healthy.
+    assert!(v2(r#"{"target_per_replica": 10}"#).is_ok());
+}

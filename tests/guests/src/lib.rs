@@ -18,6 +18,8 @@ pub mod load_state_panic;
 pub mod log_spam;
 pub mod memory_bomb;
 pub mod unreachable;
+#[cfg(feature = "v2-exports-save-state")]
+mod v2_exports_save_state;
 #[cfg(feature = "v2-queue")]
 pub mod v2_queue;
 #[cfg(any(feature = "v2-step-scaling", feature = "v2-queue-depth"))]
