@@ -245,3 +245,37 @@ fn a_0_2_component_that_also_exports_save_state_is_refused() {
     // The host stays healthy.
     assert!(v2(r#"{"target_per_replica": 10}"#).is_ok());
 }
+
+#[test]
+fn a_hold_goes_through_the_tick_as_a_decision_not_a_failure() {
+    use wasmscale::actuators::Memory;
+    use wasmscale::config::{MetricQuery, ScalerConfig};
+    use wasmscale::controller::Scaler;
+    use wasmscale::sources::Fixed;
+    let params = serde_json::json!({ "target_per_replica": 10 });
+    let config = ScalerConfig::minimal("q", fixtures::V2_QUEUE, &params, 1, 20, 15.0).unwrap();
+    let host = host();
+    // The source fills no queue depth: the policy holds, every tick.
+    let metrics = [("request_rate".to_owned(), MetricQuery::Value(3.0))].into();
+    let mut scaler = Scaler::with_io(
+        &config,
+        std::path::Path::new("."),
+        &host,
+        Box::new(Fixed::new(&metrics)),
+        Box::new(Memory::new(4)),
+    )
+    .unwrap();
+    for tick in 0..3 {
+        let record = wasmscale_tests::block_on(scaler.tick(1_000_000 + tick * 15_000));
+        assert!(record.failures.is_empty(), "{:?}", record.failures);
+        let decision = record.decision.unwrap();
+        assert!(decision.hold, "{}", decision.reason);
+        assert_eq!((record.previous_replicas, record.final_replicas), (4, 4));
+        assert!(record.guardrails.is_empty(), "{:?}", record.guardrails);
+    }
+    assert_eq!(
+        scaler.state().failed_ticks,
+        0,
+        "a hold is not a failed tick"
+    );
+}
