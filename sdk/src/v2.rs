@@ -233,3 +233,86 @@ macro_rules! export_policy_as_v2 {
         };
     };
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+
+    use super::*;
+
+    /// Replicas for a queue (and a price read from `cost.`), with a state
+    /// that changes only when the count does.
+    #[derive(Default)]
+    struct Queue {
+        last: u32,
+    }
+
+    impl crate::Policy for Queue {
+        fn configure(&mut self, _params: &str) -> Result<(), String> {
+            Ok(())
+        }
+
+        fn evaluate(&mut self, s: &crate::Snapshot) -> Result<crate::Decision, String> {
+            let q = s.require("queue_depth")? + s.custom("backlog").unwrap_or(0.0);
+            let desired = (q / 10.0).ceil();
+            self.last = desired as u32;
+            Ok(crate::Decision {
+                desired,
+                spot_fraction: None,
+                reason: format!("price {:?}", s.cost.spot_per_hour),
+            })
+        }
+
+        fn save_state(&self) -> Vec<u8> {
+            self.last.to_le_bytes().to_vec()
+        }
+    }
+
+    impl Reads for Queue {
+        fn reads(&self) -> Vec<String> {
+            ["queue_depth", "custom:backlog", "cost.spot_per_hour"]
+                .map(str::to_owned)
+                .to_vec()
+        }
+    }
+
+    fn tick(values: Vec<Option<f64>>) -> Tick {
+        Tick {
+            time_ms: 0,
+            interval_ms: 1000,
+            replicas: ReplicaCounts {
+                current: 1,
+                observed: None,
+                ready: None,
+                starting: None,
+                pending: None,
+                min: None,
+                max: None,
+            },
+            values,
+        }
+    }
+
+    #[test]
+    fn the_adapter_fills_the_snapshot_in_manifest_order_and_sends_state_only_on_change() {
+        let mut a = Adapter::<Queue>::default();
+        let manifest = a.configure("{}").unwrap();
+        assert_eq!(
+            manifest.signals,
+            ["queue_depth", "custom:backlog", "cost.spot_per_hour"]
+        );
+        let out = a
+            .evaluate(&tick(vec![Some(30.0), Some(20.0), Some(0.9)]))
+            .unwrap();
+        assert!(matches!(out.decision.proposal, Proposal::Scale(d) if d == 5.0));
+        assert_eq!(out.decision.reason, "price Some(0.9)");
+        assert_eq!(out.state, Some(5u32.to_le_bytes().to_vec()));
+        // The same count: the same state, not sent again.
+        let again = a
+            .evaluate(&tick(vec![Some(45.0), Some(5.0), None]))
+            .unwrap();
+        assert_eq!(again.state, None);
+        // An unknown first signal is the policy's own error (it holds the count).
+        assert!(a.evaluate(&tick(vec![None, None, None])).is_err());
+    }
+}
