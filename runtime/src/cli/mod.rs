@@ -27,7 +27,8 @@ use std::path::PathBuf;
     version,
     about = "An autoscaler whose scaling logic is a sandboxed WebAssembly component.",
     long_about = "An autoscaler whose scaling logic is a sandboxed WebAssembly component.\n\n\
-        A policy is a .wasm component that implements wasmscale:policy@0.1.0 (see wit/). \
+        A policy is a .wasm component that implements wasmscale:policy@0.1.0, or the 0.2 draft \
+        (see wit/ and wit/v0.2/). \
         It runs under fuel, deadline, memory and log limits; the host checks every decision \
         before anything acts on it. Policies are named by path or as builtin:NAME.",
     after_help = "Examples:\n  \
