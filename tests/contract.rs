@@ -11,22 +11,8 @@
 )]
 
 use wasmscale::guard::{self, GuardConfig, GuardRules, GuardState, Tick};
-use wasmscale::host::{Contract, PolicyError, PolicySource, Snapshot};
-use wasmscale::snapshot::{Defaults, from_json};
-use wasmscale_tests::{fixtures, host};
-
-fn snapshot(json: &str, current: u32) -> Snapshot {
-    from_json(
-        json,
-        Defaults {
-            time_ms: 0,
-            interval_ms: 1000,
-            current,
-        },
-    )
-    .unwrap()
-    .0
-}
+use wasmscale::host::{Contract, PolicyError, PolicySource};
+use wasmscale_tests::{fixtures, host, snapshot};
 
 fn v2(params: &str) -> Result<wasmscale::host::PolicyInstance, PolicyError> {
     host()

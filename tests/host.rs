@@ -9,20 +9,7 @@
 
 use wasmscale::host::{DiskCache, Host, HostConfig, Limits, PolicySource};
 use wasmscale::snapshot::{Defaults, from_json};
-use wasmscale_tests::host;
-
-fn snapshot(json: &str, current: u32) -> wasmscale::host::Snapshot {
-    from_json(
-        json,
-        Defaults {
-            time_ms: 0,
-            interval_ms: 1000,
-            current,
-        },
-    )
-    .unwrap()
-    .0
-}
+use wasmscale_tests::{host, snapshot};
 
 #[test]
 fn cache_is_keyed_by_digest_and_survives_a_corrupt_entry() {

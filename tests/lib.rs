@@ -84,6 +84,21 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// A snapshot from JSON, at time 0 with a 1 s interval, and `current`
+/// replicas where the JSON gives none.
+pub fn snapshot(json: &str, current: u32) -> wasmscale::host::Snapshot {
+    wasmscale::snapshot::from_json(
+        json,
+        wasmscale::snapshot::Defaults {
+            time_ms: 0,
+            interval_ms: 1000,
+            current,
+        },
+    )
+    .unwrap()
+    .0
+}
+
 /// Write `text` to `dir/name`; the path.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

@@ -232,20 +232,17 @@ pub fn read(path: &Path) -> Checked {
     let base = path.parent().unwrap_or(Path::new("."));
     match std::fs::read_to_string(path) {
         Ok(src) => check(&file, &src, base),
-        Err(e) => Checked {
-            file,
-            src: String::new(),
-            base: base.to_path_buf(),
-            config: None,
-            errors: vec![ConfigError {
+        Err(e) => Checked::failed(
+            &file,
+            "",
+            base,
+            vec![ConfigError {
                 line: 1,
                 column: 1,
                 message: format!("cannot read the config: {e}"),
                 hint: None,
             }],
-            flawed: Vec::new(),
-            pending: Vec::new(),
-        },
+        ),
     }
 }
 
@@ -272,6 +269,19 @@ pub struct Checked {
 }
 
 impl Checked {
+    /// Text that did not parse (or could not be read): only its errors.
+    fn failed(file: &str, src: &str, base: &Path, errors: Vec<ConfigError>) -> Self {
+        Checked {
+            file: file.to_owned(),
+            src: src.to_owned(),
+            base: base.to_path_buf(),
+            config: None,
+            errors,
+            flawed: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
     /// The config, when the text parsed (it may still have problems).
     pub fn config(&self) -> Option<&Config> {
         self.config.as_ref()
@@ -331,15 +341,7 @@ impl Checked {
 /// Check config text, finding every problem at once.
 pub fn check(file: &str, src: &str, base: &Path) -> Checked {
     let doc = Doc::new(src);
-    let fail = |errors: Vec<ConfigError>| Checked {
-        file: file.to_owned(),
-        src: src.to_owned(),
-        base: base.to_path_buf(),
-        config: None,
-        errors,
-        flawed: Vec::new(),
-        pending: Vec::new(),
-    };
+    let fail = |errors: Vec<ConfigError>| Checked::failed(file, src, base, errors);
     let tree = match DeTable::parse(src) {
         Ok(t) => t,
         Err(e) => {

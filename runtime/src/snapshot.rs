@@ -13,7 +13,7 @@
 
 use crate::host::Snapshot;
 use crate::host::signal_field_mut as field_mut;
-pub use crate::host::{signal_index, signal_table, signal_values};
+use crate::host::signal_values;
 use serde_json::{Map, Value};
 
 /// Values used for the parts of a snapshot that JSON leaves out.

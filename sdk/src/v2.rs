@@ -109,6 +109,7 @@ macro_rules! export_policy_v2 {
                 fn configure(
                     params: ::std::string::String,
                 ) -> ::core::result::Result<$crate::v2::Manifest, ::std::string::String> {
+                    $crate::__install_panic_hook();
                     POLICY.with(|p| {
                         $crate::v2::Policy::configure(&mut *p.borrow_mut(), &params)
                             .map(|signals| $crate::v2::Manifest { signals })
@@ -149,17 +150,14 @@ pub struct Adapter<P> {
     sent: Vec<u8>,
 }
 
-impl<P: Reads> Adapter<P> {
-    pub fn configure(&mut self, params: &str) -> Result<Manifest, String> {
-        crate::__install_panic_hook();
+impl<P: Reads> Policy for Adapter<P> {
+    fn configure(&mut self, params: &str) -> Result<Vec<String>, String> {
         self.policy.configure(params)?;
         self.reads = self.policy.reads();
-        Ok(Manifest {
-            signals: self.reads.clone(),
-        })
+        Ok(self.reads.clone())
     }
 
-    pub fn evaluate(&mut self, tick: &Tick) -> Result<Outcome, String> {
+    fn evaluate(&mut self, tick: &Tick) -> Result<Outcome, String> {
         let r = &tick.replicas;
         let mut s = crate::Snapshot::new(tick.time_ms, r.current);
         s.interval_ms = tick.interval_ms;
@@ -191,46 +189,19 @@ impl<P: Reads> Adapter<P> {
         })
     }
 
-    pub fn load_state(&mut self, state: &[u8]) -> Result<(), String> {
+    fn load_state(&mut self, state: &[u8]) -> Result<(), String> {
         self.policy.load_state(state)?;
         self.sent = state.to_vec();
         Ok(())
     }
 }
 
-/// Export a 0.1-style [`crate::Policy`] that implements [`Reads`] as a 0.2 component.
+/// Export a 0.1-style [`crate::Policy`] that implements [`Reads`] as a 0.2
+/// component: [`crate::export_policy_v2!`] of its [`Adapter`].
 #[macro_export]
 macro_rules! export_policy_as_v2 {
     ($policy:ty) => {
-        #[allow(
-            unsafe_code,
-            reason = "the component exports that wit-bindgen generates"
-        )]
-        const _: () = {
-            ::std::thread_local! {
-                static ADAPTER: ::core::cell::RefCell<$crate::v2::Adapter<$policy>> =
-                    ::core::cell::RefCell::new(::core::default::Default::default());
-            }
-            struct WasmscaleExport;
-            impl $crate::v2::bindings::Guest for WasmscaleExport {
-                fn configure(
-                    params: ::std::string::String,
-                ) -> ::core::result::Result<$crate::v2::Manifest, ::std::string::String> {
-                    ADAPTER.with(|a| a.borrow_mut().configure(&params))
-                }
-                fn evaluate(
-                    tick: $crate::v2::Tick,
-                ) -> ::core::result::Result<$crate::v2::Outcome, ::std::string::String> {
-                    ADAPTER.with(|a| a.borrow_mut().evaluate(&tick))
-                }
-                fn load_state(
-                    state: ::std::vec::Vec<u8>,
-                ) -> ::core::result::Result<(), ::std::string::String> {
-                    ADAPTER.with(|a| a.borrow_mut().load_state(&state))
-                }
-            }
-            $crate::v2::bindings::export_policy_v2_world!(WasmscaleExport with_types_in $crate::v2::bindings);
-        };
+        $crate::export_policy_v2!($crate::v2::Adapter<$policy>);
     };
 }
 

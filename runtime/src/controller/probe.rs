@@ -4,7 +4,7 @@
 //! swaps anything. `validate`, `run`, reload and `simulate --config` call it.
 
 use crate::config::{Checked, Config, ConfigErrors, ScalerConfig};
-use crate::host::{Host, HostConfig, PolicyError, PolicySource};
+use crate::host::{Host, HostConfig, PolicyError, PolicySource, metric_of};
 use std::path::Path;
 
 /// Read a config file, check it and probe its policies: every problem at once.
@@ -22,9 +22,10 @@ pub fn probe(checked: &mut Checked, host: &Host) {
     };
     let base = checked.base().to_path_buf();
     for (i, s) in config.scalers.iter().enumerate() {
-        let (finding, reads) = probe_policy(s, &base, host, checked.is_flawed(i));
-        for signal in &reads {
-            checked.read_by_policy(i, signal.strip_prefix("custom:").unwrap_or(signal));
+        let mut reads = Vec::new();
+        let finding = probe_policy(s, &base, host, checked.is_flawed(i), &mut reads);
+        for metric in &reads {
+            checked.read_by_policy(i, metric);
         }
         if let Some((path, message, hint)) = finding {
             checked.report(i, path, &message, hint);
@@ -50,20 +51,9 @@ pub fn probe(checked: &mut Checked, host: &Host) {
 type Finding = (&'static [&'static str], String, Option<String>);
 
 /// The policy must exist, load, and accept its params; a scaler without
-/// other problems also gets a trial evaluation. With what a 0.2 policy
-/// declared it reads.
+/// other problems also gets a trial evaluation. The metrics a 0.2 policy
+/// declared it reads go into `reads`.
 fn probe_policy(
-    s: &ScalerConfig,
-    base: &Path,
-    host: &Host,
-    flawed: bool,
-) -> (Option<Finding>, Vec<String>) {
-    let mut reads = Vec::new();
-    let finding = probe_inner(s, base, host, flawed, &mut reads);
-    (finding, reads)
-}
-
-fn probe_inner(
     s: &ScalerConfig,
     base: &Path,
     host: &Host,
@@ -112,15 +102,14 @@ fn probe_inner(
     };
     // A 0.2 policy names what it reads: each must be something the source fills.
     let (_, signals) = instance.contract();
-    reads.extend(signals.iter().cloned());
+    reads.extend(signals.iter().map(|s| metric_of(s).to_owned()));
     if !signals.is_empty()
         && let Ok(provided) = s.source.provided(&s.metrics, base)
-        && let Some(name) = signals.iter().find(|signal| {
-            let metric = signal.strip_prefix("custom:").unwrap_or(signal);
-            !provided.iter().any(|p| p == metric)
-        })
+        && let Some(name) = signals
+            .iter()
+            .find(|signal| !provided.iter().any(|p| p == metric_of(signal)))
     {
-        let metric = name.strip_prefix("custom:").unwrap_or(name);
+        let metric = metric_of(name);
         return Some((
             &["params"],
             format!(

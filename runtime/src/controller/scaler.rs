@@ -756,11 +756,7 @@ fn read_by_policies(main: &PolicyInstance, safety: Option<&PolicyInstance>) -> O
         if contract != Some(crate::host::Contract::V2) {
             return None;
         }
-        read.extend(
-            signals
-                .into_iter()
-                .map(|s| s.strip_prefix("custom:").map_or(s.clone(), str::to_owned)),
-        );
+        read.extend(signals.iter().map(|s| crate::host::metric_of(s).to_owned()));
     }
     Some(read)
 }

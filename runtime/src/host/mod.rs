@@ -15,7 +15,7 @@ pub use cache::{DiskCache, digest};
 pub use error::PolicyError;
 pub use limits::Limits;
 pub(crate) use signals::signal_field_mut;
-pub use signals::{signal_at, signal_index, signal_table, signal_values};
+pub use signals::{metric_of, signal_at, signal_index, signal_table, signal_values};
 
 use limits::{LimitHit, StoreState};
 use std::sync::Arc;

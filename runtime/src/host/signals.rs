@@ -59,3 +59,9 @@ signal_fields! {
     "cost.spot_per_hour" => cost.spot_per_hour,
     "cost.spot_interruption_rate" => cost.spot_interruption_rate,
 }
+
+/// The config metric that fills a declared signal: `custom:NAME` is metric
+/// `NAME`, a well-known signal its own name.
+pub fn metric_of(signal: &str) -> &str {
+    signal.strip_prefix("custom:").unwrap_or(signal)
+}
