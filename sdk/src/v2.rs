@@ -267,9 +267,9 @@ mod tests {
     #[test]
     fn the_adapter_fills_the_snapshot_in_manifest_order_and_sends_state_only_on_change() {
         let mut a = Adapter::<Queue>::default();
-        let manifest = a.configure("{}").unwrap();
+        let signals = a.configure("{}").unwrap();
         assert_eq!(
-            manifest.signals,
+            signals,
             ["queue_depth", "custom:backlog", "cost.spot_per_hour"]
         );
         let out = a
