@@ -104,6 +104,15 @@ fn parse_value(value: Value, defaults: Defaults) -> Result<(Snapshot, bool), Str
             if let Value::Object(p) = pod {
                 p.entry("metrics")
                     .or_insert_with(|| Value::Array(Vec::new()));
+                // An explicit `null` is "unknown", as a key left out is.
+                p.retain(|k, v| !v.is_null() || k == "request");
+            }
+        }
+    }
+    if let Some(Value::Array(pools)) = obj.get_mut("pools") {
+        for pool in pools.iter_mut() {
+            if let Value::Object(p) = pool {
+                p.retain(|_, v| !v.is_null());
             }
         }
     }
@@ -182,6 +191,7 @@ pub fn from_values<'a>(
         },
         pods: Vec::new(),
         custom: Vec::new(),
+        pools: Vec::new(),
     };
     for (name, value) in values {
         if !value.is_finite() {
@@ -237,6 +247,9 @@ impl serde::Serialize for Compact<'_> {
         }
         if !s.custom.is_empty() {
             map.serialize_entry("custom", &s.custom)?;
+        }
+        if !s.pools.is_empty() {
+            map.serialize_entry("pools", &s.pools)?;
         }
         map.end()
     }
@@ -330,7 +343,7 @@ fn suggest(path: &str) -> String {
 }
 
 /// Field names of the snapshot record other than the signals, for suggestions.
-fn record_field_names() -> [&'static str; 19] {
+fn record_field_names() -> [&'static str; 28] {
     [
         "time_ms",
         "interval_ms",
@@ -351,6 +364,15 @@ fn record_field_names() -> [&'static str; 19] {
         "state",
         "metrics",
         "request",
+        "id",
+        "pool",
+        "age_s",
+        "requests",
+        "pools",
+        "name",
+        "capacity",
+        "price_per_hour",
+        "interruptions_per_hour",
     ]
 }
 

@@ -1,19 +1,22 @@
-//! The 0.2 contract (`wit/v0.2`, a draft): a policy declares the signals it
-//! reads in `configure`, gets their values as a dense list each tick, and
-//! returns its state with its decision, only when it changed.
+//! The 0.2 contract (`wit/v0.2`, a draft): a policy declares what it reads in
+//! `configure`, gets the values as dense lists each tick, and returns its
+//! state with its decision, only when it changed.
+//!
+//! The SDK keeps the declared names, so a policy reads by name and never
+//! indexes the lists itself:
 //!
 //! ```ignore
+//! use wasmscale_sdk::v2::{Outcome, Policy, Reads, View};
 //! #[derive(Default)]
-//! struct Queue { target: f64 }
-//! impl wasmscale_sdk::v2::Policy for Queue {
-//!     fn configure(&mut self, _params: &str) -> Result<Vec<String>, String> {
-//!         Ok(vec!["queue_depth".into()])
+//! struct Queue;
+//! impl Policy for Queue {
+//!     fn configure(&mut self, _params: &str) -> Result<Reads, String> {
+//!         Ok(Reads::new().signal("queue_depth").replicas(["kv_cache_utilization"]))
 //!     }
-//!     fn evaluate(&mut self, tick: &Tick) -> Result<Outcome, String> {
-//!         Ok(match tick.values[0] {
-//!             Some(q) => Outcome::scale((q / self.target).ceil(), "queue"),
-//!             None => Outcome::hold("queue depth unknown"),
-//!         })
+//!     fn evaluate(&mut self, t: &View<'_>) -> Result<Outcome, String> {
+//!         let Some(q) = t.queue_depth() else { return Ok(Outcome::hold("queue unknown")) };
+//!         let idle = t.replicas().filter(|r| r.value("kv_cache_utilization") == Some(0.0));
+//!         Ok(Outcome::scale((q / 10.0).ceil(), "queue").remove_first(idle.map(|r| r.id())))
 //!     }
 //! }
 //! wasmscale_sdk::export_policy_v2!(Queue);
@@ -40,17 +43,77 @@ pub mod bindings {
 }
 
 pub use bindings::wasmscale::policy::types::{
-    Decision, LogLevel, Manifest, Outcome, Proposal, ReplicaCounts, Tick,
+    Capacity, Decision, LogLevel, Manifest, Outcome, Pool, PoolTarget, Proposal, Replica,
+    ReplicaCounts, ReplicaState, Tick,
 };
+
+/// What a policy reads, returned from `configure`: the signals (well-known
+/// names or `custom:NAME`) and, if it looks at replicas, their per-replica
+/// signals. The SDK keeps it, so [`View`] finds each value by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    signals: Vec<String>,
+    replica_signals: Option<Vec<String>>,
+}
+
+impl Reads {
+    pub fn new() -> Self {
+        Reads::default()
+    }
+
+    /// Read a well-known signal (`gpu_utilization`, `cost.spot_per_hour`, ...).
+    pub fn signal(mut self, name: impl Into<String>) -> Self {
+        self.signals.push(name.into());
+        self
+    }
+
+    /// Read several signals.
+    pub fn signals<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.signals.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Read a custom metric the scaler's config names.
+    pub fn custom(self, name: &str) -> Self {
+        self.signal(format!("custom:{name}"))
+    }
+
+    /// Look at replicas, with these per-replica signals (none: only their ids,
+    /// pools, states and ages).
+    pub fn replicas<S: Into<String>>(mut self, per_replica: impl IntoIterator<Item = S>) -> Self {
+        self.replica_signals
+            .get_or_insert_with(Vec::new)
+            .extend(per_replica.into_iter().map(Into::into));
+        self
+    }
+
+    /// The manifest the host receives.
+    pub fn manifest(&self) -> Manifest {
+        Manifest {
+            signals: self.signals.clone(),
+            replica_signals: self.replica_signals.clone(),
+        }
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.signals.iter().position(|n| n == name)
+    }
+
+    fn replica_index(&self, name: &str) -> Option<usize> {
+        self.replica_signals
+            .as_ref()?
+            .iter()
+            .position(|n| n == name)
+    }
+}
 
 /// A 0.2 scaling policy. Export it with [`crate::export_policy_v2!`].
 pub trait Policy: Default + 'static {
-    /// Accept parameters (JSON) and name the signals to read, in the order
-    /// their values arrive in [`Tick::values`].
-    fn configure(&mut self, params: &str) -> Result<Vec<String>, String>;
+    /// Accept parameters (JSON) and say what to read.
+    fn configure(&mut self, params: &str) -> Result<Reads, String>;
 
-    /// Decide from one tick; set [`Outcome::state`] only when the state changed.
-    fn evaluate(&mut self, tick: &Tick) -> Result<Outcome, String>;
+    /// Decide from one tick; set [`Outcome::with_state`] only when the state changed.
+    fn evaluate(&mut self, tick: &View<'_>) -> Result<Outcome, String>;
 
     /// Restore state an earlier `evaluate` returned. Stateless policies keep the default.
     fn load_state(&mut self, _state: &[u8]) -> Result<(), String> {
@@ -58,30 +121,227 @@ pub trait Policy: Default + 'static {
     }
 }
 
+/// One tick, read by the names the policy declared.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    tick: &'a Tick,
+    reads: &'a Reads,
+}
+
+/// Typed accessors for the well-known signals: `None` when unknown this
+/// tick, or not declared.
+macro_rules! accessors {
+    ($($name:ident),* $(,)?) => {
+        impl View<'_> {
+            $(
+                #[doc = concat!("`", stringify!($name), "`, if declared and known.")]
+                pub fn $name(&self) -> Option<f64> {
+                    self.signal(stringify!($name))
+                }
+            )*
+        }
+    };
+}
+
+accessors!(
+    gpu_utilization,
+    gpu_memory_utilization,
+    cpu_utilization,
+    queue_depth,
+    request_rate,
+    tokens_per_second,
+    latency_p50_ms,
+    latency_p95_ms,
+    latency_p99_ms,
+    batch_seconds,
+    ttft_p95_ms,
+    itl_p95_ms,
+    kv_cache_utilization,
+    oldest_queued_seconds,
+);
+
+impl<'a> View<'a> {
+    /// A view of `tick` as read by `reads` (what the export macro builds; for tests).
+    pub fn new(tick: &'a Tick, reads: &'a Reads) -> Self {
+        View { tick, reads }
+    }
+
+    /// The raw tick.
+    pub fn tick(&self) -> &'a Tick {
+        self.tick
+    }
+
+    pub fn time_ms(&self) -> u64 {
+        self.tick.time_ms
+    }
+
+    pub fn interval_ms(&self) -> u32 {
+        self.tick.interval_ms
+    }
+
+    pub fn counts(&self) -> &'a ReplicaCounts {
+        &self.tick.counts
+    }
+
+    /// The current (desired) replica count.
+    pub fn current(&self) -> u32 {
+        self.tick.counts.current
+    }
+
+    /// Replicas ready to serve: `ready` when reported, else the current count.
+    pub fn ready(&self) -> u32 {
+        self.tick.counts.ready.unwrap_or(self.tick.counts.current)
+    }
+
+    /// A declared signal by the name it was declared with (`custom:` included).
+    pub fn signal(&self, name: &str) -> Option<f64> {
+        let i = self.reads.index(name)?;
+        self.tick
+            .values
+            .get(i)
+            .copied()
+            .flatten()
+            .filter(|v| v.is_finite())
+    }
+
+    /// A declared custom metric.
+    pub fn custom(&self, name: &str) -> Option<f64> {
+        self.reads
+            .signals
+            .iter()
+            .position(|n| n.strip_prefix("custom:") == Some(name))
+            .and_then(|i| self.tick.values.get(i).copied().flatten())
+    }
+
+    /// A signal the policy cannot decide without: its value, or the error
+    /// that holds the count.
+    pub fn require(&self, name: &str) -> Result<f64, String> {
+        self.signal(name)
+            .ok_or_else(|| format!("{name} is missing"))
+    }
+
+    /// The capacity pools (empty: one homogeneous pool).
+    pub fn pools(&self) -> &'a [Pool] {
+        &self.tick.pools
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&'a Pool> {
+        self.tick.pools.iter().find(|p| p.name == name)
+    }
+
+    /// Replicas on pools of this kind, asked for now.
+    pub fn current_on(&self, capacity: Capacity) -> u32 {
+        self.tick
+            .pools
+            .iter()
+            .filter(|p| p.capacity == capacity)
+            .map(|p| p.current)
+            .sum()
+    }
+
+    /// The replicas (empty unless `configure` asked for them).
+    pub fn replicas(&self) -> impl Iterator<Item = ReplicaView<'a>> + 'a {
+        let (tick, reads) = (self.tick, self.reads);
+        tick.replicas.iter().map(move |replica| ReplicaView {
+            replica,
+            tick,
+            reads,
+        })
+    }
+}
+
+/// One replica, read by the per-replica signals the policy declared.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaView<'a> {
+    replica: &'a Replica,
+    tick: &'a Tick,
+    reads: &'a Reads,
+}
+
+impl<'a> ReplicaView<'a> {
+    pub fn id(&self) -> &'a str {
+        &self.replica.id
+    }
+
+    pub fn state(&self) -> ReplicaState {
+        self.replica.state
+    }
+
+    pub fn age_ms(&self) -> Option<u64> {
+        self.replica.age_ms
+    }
+
+    /// Its pool, where the target runs pools.
+    pub fn pool(&self) -> Option<&'a Pool> {
+        self.tick.pools.get(self.replica.pool? as usize)
+    }
+
+    /// Its value of a declared per-replica signal.
+    pub fn value(&self, name: &str) -> Option<f64> {
+        let i = self.reads.replica_index(name)?;
+        self.replica.values.get(i).copied().flatten()
+    }
+
+    /// Its request of the resource behind a declared per-replica signal.
+    pub fn request(&self, name: &str) -> Option<f64> {
+        let i = self.reads.replica_index(name)?;
+        self.replica.requests.get(i).copied().flatten()
+    }
+
+    /// The raw record.
+    pub fn raw(&self) -> &'a Replica {
+        self.replica
+    }
+}
+
 impl Outcome {
-    /// Scale to `desired` replicas, with no state change.
-    pub fn scale(desired: f64, reason: impl Into<String>) -> Self {
+    fn of(proposal: Proposal, reason: String) -> Self {
         Outcome {
             decision: Decision {
-                proposal: Proposal::Scale(desired),
+                proposal,
                 spot_fraction: None,
-                reason: reason.into(),
+                reason,
+                pools: Vec::new(),
+                remove_first: Vec::new(),
             },
             state: None,
         }
     }
 
+    /// Scale to `desired` replicas, with no state change.
+    pub fn scale(desired: f64, reason: impl Into<String>) -> Self {
+        Outcome::of(Proposal::Scale(desired), reason.into())
+    }
+
     /// No opinion this tick: the count holds, and nothing enters the
     /// guardrails' recommendation history.
     pub fn hold(reason: impl Into<String>) -> Self {
-        Outcome {
-            decision: Decision {
-                proposal: Proposal::Hold,
-                spot_fraction: None,
-                reason: reason.into(),
-            },
-            state: None,
-        }
+        Outcome::of(Proposal::Hold, reason.into())
+    }
+
+    /// Ask for `replicas` on pool `pool`. The pools' counts must sum to the
+    /// decision's (the host refuses it otherwise).
+    pub fn pool(mut self, pool: impl Into<String>, replicas: u32) -> Self {
+        self.decision.pools.push(PoolTarget {
+            pool: pool.into(),
+            replicas,
+        });
+        self
+    }
+
+    /// On scale-in, remove these replicas first (by id, most preferred first).
+    pub fn remove_first<S: Into<String>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
+        self.decision
+            .remove_first
+            .extend(ids.into_iter().map(Into::into));
+        self
+    }
+
+    /// The fraction of replicas to run on spot capacity, for targets that
+    /// take only a fraction.
+    pub fn spot_fraction(mut self, fraction: f64) -> Self {
+        self.decision.spot_fraction = Some(fraction);
+        self
     }
 
     /// This outcome with the policy's new state.
@@ -101,8 +361,11 @@ macro_rules! export_policy_v2 {
         )]
         const _: () = {
             ::std::thread_local! {
-                static POLICY: ::core::cell::RefCell<$policy> =
-                    ::core::cell::RefCell::new(<$policy as ::core::default::Default>::default());
+                static POLICY: ::core::cell::RefCell<($policy, $crate::v2::Reads)> =
+                    ::core::cell::RefCell::new((
+                        <$policy as ::core::default::Default>::default(),
+                        $crate::v2::Reads::new(),
+                    ));
             }
             struct WasmscaleExport;
             impl $crate::v2::bindings::Guest for WasmscaleExport {
@@ -111,19 +374,23 @@ macro_rules! export_policy_v2 {
                 ) -> ::core::result::Result<$crate::v2::Manifest, ::std::string::String> {
                     $crate::__install_panic_hook();
                     POLICY.with(|p| {
-                        $crate::v2::Policy::configure(&mut *p.borrow_mut(), &params)
-                            .map(|signals| $crate::v2::Manifest { signals })
+                        let (policy, reads) = &mut *p.borrow_mut();
+                        *reads = $crate::v2::Policy::configure(policy, &params)?;
+                        Ok(reads.manifest())
                     })
                 }
                 fn evaluate(
                     tick: $crate::v2::Tick,
                 ) -> ::core::result::Result<$crate::v2::Outcome, ::std::string::String> {
-                    POLICY.with(|p| $crate::v2::Policy::evaluate(&mut *p.borrow_mut(), &tick))
+                    POLICY.with(|p| {
+                        let (policy, reads) = &mut *p.borrow_mut();
+                        $crate::v2::Policy::evaluate(policy, &$crate::v2::View::new(&tick, reads))
+                    })
                 }
                 fn load_state(
                     state: ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<(), ::std::string::String> {
-                    POLICY.with(|p| $crate::v2::Policy::load_state(&mut *p.borrow_mut(), &state))
+                    POLICY.with(|p| $crate::v2::Policy::load_state(&mut p.borrow_mut().0, &state))
                 }
             }
             $crate::v2::bindings::export_policy_v2_world!(WasmscaleExport with_types_in $crate::v2::bindings);
@@ -135,10 +402,10 @@ macro_rules! export_policy_v2 {
 /// [`crate::export_policy_as_v2!`]: it names what it reads, the SDK fills a
 /// [`crate::Snapshot`] from those values each tick, and sends its state only
 /// when it changed. The way an existing policy moves to 0.2 unchanged.
-pub trait Reads: crate::Policy {
+pub trait Declares: crate::Policy {
     /// The signals it reads (names from the host's table, or `custom:NAME`),
     /// known once it is configured.
-    fn reads(&self) -> Vec<String>;
+    fn declares(&self) -> Vec<String>;
 }
 
 #[doc(hidden)]
@@ -150,15 +417,16 @@ pub struct Adapter<P> {
     sent: Vec<u8>,
 }
 
-impl<P: Reads> Policy for Adapter<P> {
-    fn configure(&mut self, params: &str) -> Result<Vec<String>, String> {
+impl<P: Declares> Policy for Adapter<P> {
+    fn configure(&mut self, params: &str) -> Result<Reads, String> {
         self.policy.configure(params)?;
-        self.reads = self.policy.reads();
-        Ok(self.reads.clone())
+        self.reads = self.policy.declares();
+        Ok(Reads::new().signals(self.reads.iter().cloned()))
     }
 
-    fn evaluate(&mut self, tick: &Tick) -> Result<Outcome, String> {
-        let r = &tick.replicas;
+    fn evaluate(&mut self, view: &View<'_>) -> Result<Outcome, String> {
+        let tick = view.tick();
+        let r = &tick.counts;
         let mut s = crate::Snapshot::new(tick.time_ms, r.current);
         s.interval_ms = tick.interval_ms;
         s.replicas = crate::ReplicaCounts {
@@ -179,14 +447,10 @@ impl<P: Reads> Policy for Adapter<P> {
             self.sent.clone_from(&state);
             state
         });
-        Ok(Outcome {
-            decision: Decision {
-                proposal: Proposal::Scale(d.desired),
-                spot_fraction: d.spot_fraction,
-                reason: d.reason,
-            },
-            state,
-        })
+        let mut out = Outcome::scale(d.desired, d.reason);
+        out.decision.spot_fraction = d.spot_fraction;
+        out.state = state;
+        Ok(out)
     }
 
     fn load_state(&mut self, state: &[u8]) -> Result<(), String> {
@@ -196,7 +460,7 @@ impl<P: Reads> Policy for Adapter<P> {
     }
 }
 
-/// Export a 0.1-style [`crate::Policy`] that implements [`Reads`] as a 0.2
+/// Export a 0.1-style [`crate::Policy`] that implements [`Declares`] as a 0.2
 /// component: [`crate::export_policy_v2!`] of its [`Adapter`].
 #[macro_export]
 macro_rules! export_policy_as_v2 {
@@ -239,8 +503,8 @@ mod tests {
         }
     }
 
-    impl Reads for Queue {
-        fn reads(&self) -> Vec<String> {
+    impl Declares for Queue {
+        fn declares(&self) -> Vec<String> {
             ["queue_depth", "custom:backlog", "cost.spot_per_hour"]
                 .map(str::to_owned)
                 .to_vec()
@@ -251,7 +515,7 @@ mod tests {
         Tick {
             time_ms: 0,
             interval_ms: 1000,
-            replicas: ReplicaCounts {
+            counts: ReplicaCounts {
                 current: 1,
                 observed: None,
                 ready: None,
@@ -261,29 +525,91 @@ mod tests {
                 max: None,
             },
             values,
+            pools: Vec::new(),
+            replicas: Vec::new(),
         }
     }
 
     #[test]
     fn the_adapter_fills_the_snapshot_in_manifest_order_and_sends_state_only_on_change() {
         let mut a = Adapter::<Queue>::default();
-        let signals = a.configure("{}").unwrap();
+        let reads = a.configure("{}").unwrap();
         assert_eq!(
-            signals,
+            reads.manifest().signals,
             ["queue_depth", "custom:backlog", "cost.spot_per_hour"]
         );
-        let out = a
-            .evaluate(&tick(vec![Some(30.0), Some(20.0), Some(0.9)]))
-            .unwrap();
+        assert_eq!(reads.manifest().replica_signals, None);
+        let eval = |a: &mut Adapter<Queue>, values| {
+            let t = tick(values);
+            a.evaluate(&View::new(&t, &reads))
+        };
+        let out = eval(&mut a, vec![Some(30.0), Some(20.0), Some(0.9)]).unwrap();
         assert!(matches!(out.decision.proposal, Proposal::Scale(d) if d == 5.0));
         assert_eq!(out.decision.reason, "price Some(0.9)");
         assert_eq!(out.state, Some(5u32.to_le_bytes().to_vec()));
         // The same count: the same state, not sent again.
-        let again = a
-            .evaluate(&tick(vec![Some(45.0), Some(5.0), None]))
-            .unwrap();
+        let again = eval(&mut a, vec![Some(45.0), Some(5.0), None]).unwrap();
         assert_eq!(again.state, None);
         // An unknown first signal is the policy's own error (it holds the count).
-        assert!(a.evaluate(&tick(vec![None, None, None])).is_err());
+        assert!(eval(&mut a, vec![None, None, None]).is_err());
+    }
+
+    #[test]
+    fn a_view_reads_signals_pools_and_replicas_by_their_declared_names() {
+        let reads = Reads::new()
+            .signal("gpu_utilization")
+            .custom("backlog")
+            .replicas(["kv", "cpu"]);
+        let mut t = tick(vec![Some(0.7), Some(f64::NAN)]);
+        t.pools = vec![
+            pool("od", Capacity::OnDemand, 2),
+            pool("spot", Capacity::Spot, 3),
+        ];
+        t.replicas = vec![Replica {
+            id: "p-1".into(),
+            pool: Some(1),
+            state: ReplicaState::Ready,
+            age_ms: Some(5000),
+            values: vec![Some(0.0), None],
+            requests: vec![None, Some(2.0)],
+        }];
+        let v = View::new(&t, &reads);
+        assert_eq!(v.gpu_utilization(), Some(0.7));
+        assert_eq!(v.queue_depth(), None, "not declared");
+        assert_eq!(v.signal("custom:backlog"), None, "NaN is unknown");
+        assert!(v.require("gpu_utilization").is_ok() && v.require("queue_depth").is_err());
+        assert_eq!(v.current_on(Capacity::Spot), 3);
+        assert_eq!(v.pool("od").map(|p| p.current), Some(2));
+        let r = v.replicas().next().unwrap();
+        assert_eq!(
+            (r.id(), r.value("kv"), r.request("cpu")),
+            ("p-1", Some(0.0), Some(2.0))
+        );
+        assert_eq!(r.pool().map(|p| p.name.as_str()), Some("spot"));
+        let out = Outcome::scale(4.0, "mix")
+            .pool("od", 1)
+            .pool("spot", 3)
+            .remove_first(["p-1"]);
+        assert_eq!(out.decision.pools.len(), 2);
+        assert_eq!(out.decision.remove_first, ["p-1"]);
+        assert_eq!(
+            reads.manifest().replica_signals.as_deref(),
+            Some(&["kv".to_owned(), "cpu".to_owned()][..])
+        );
+    }
+
+    fn pool(name: &str, capacity: Capacity, current: u32) -> Pool {
+        Pool {
+            name: name.into(),
+            capacity,
+            current,
+            ready: None,
+            starting: None,
+            pending: None,
+            price_per_hour: None,
+            interruptions_per_hour: None,
+            min: None,
+            max: None,
+        }
     }
 }

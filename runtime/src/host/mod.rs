@@ -9,7 +9,9 @@
 mod cache;
 mod error;
 mod limits;
+mod model;
 mod signals;
+mod v2;
 
 pub use cache::{DiskCache, digest};
 pub use error::PolicyError;
@@ -55,8 +57,10 @@ mod bindings_v2 {
     });
 }
 
-pub use bindings::wasmscale::policy::types::{
-    Cost, Decision, LogLevel, NamedValue, ReplicaCounts, ReplicaSample, ReplicaState, Snapshot,
+pub use bindings::wasmscale::policy::types::{Decision, LogLevel};
+pub use model::{
+    Capacity, Cost, NamedValue, Pool, PoolTarget, ReplicaCounts, ReplicaSample, ReplicaState,
+    Snapshot,
 };
 
 /// The only interface package a policy may import.
@@ -83,58 +87,6 @@ impl Contract {
             Contract::V2 => "wasmscale:policy@0.2.0",
         }
     }
-}
-
-/// Where a declared signal's value comes from in a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum SignalRef {
-    /// A well-known signal, by its place in the snapshot's signal table.
-    Field(usize),
-    /// `custom:NAME`: a custom metric by name.
-    Custom(String),
-}
-
-/// A name from a manifest, cut to a length fit for an error message.
-fn short(name: &str) -> String {
-    match name.char_indices().nth(64) {
-        Some((cut, _)) => format!("{}…", &name[..cut]),
-        None => name.to_owned(),
-    }
-}
-
-/// The declared signals as the host reads them each tick. Unknown names,
-/// duplicates and more than [`MAX_SIGNALS`] are refused.
-fn resolve_manifest(signals: &[String]) -> Result<Vec<SignalRef>, PolicyError> {
-    if signals.len() > MAX_SIGNALS {
-        return Err(PolicyError::Manifest(format!(
-            "{} signals declared; at most {MAX_SIGNALS}",
-            signals.len()
-        )));
-    }
-    let mut out = Vec::with_capacity(signals.len());
-    for (i, name) in signals.iter().enumerate() {
-        if signals[..i].contains(name) {
-            return Err(PolicyError::Manifest(format!(
-                "signal `{}` is declared twice",
-                short(name)
-            )));
-        }
-        let r = match name.strip_prefix("custom:") {
-            Some(custom) if !custom.is_empty() => SignalRef::Custom(custom.to_owned()),
-            _ => match signal_index(name) {
-                Some(i) => SignalRef::Field(i),
-                None => {
-                    return Err(PolicyError::Manifest(format!(
-                        "unknown signal `{}`; known: {}, or custom:NAME",
-                        short(name),
-                        signal_table().join(", ")
-                    )));
-                }
-            },
-        };
-        out.push(r);
-    }
-    Ok(out)
 }
 
 mod builtin_table {
@@ -606,7 +558,7 @@ enum Pre {
 /// signals its manifest declared.
 enum Guest {
     V1(bindings::Policy),
-    V2(bindings_v2::ScalerPolicy, Vec<SignalRef>),
+    V2(bindings_v2::ScalerPolicy, v2::Manifest),
 }
 
 /// A validated, compiled policy: cheap to clone, fast to instantiate.
@@ -692,7 +644,9 @@ impl CompiledPolicy {
         // instance pool) is an instantiation failure.
         let (policy, _) = call_metered(&mut store, &limits, |s| match &self.inner.pre {
             Pre::V1(pre) => pre.instantiate(s).map(Guest::V1),
-            Pre::V2(pre) => pre.instantiate(s).map(|p| Guest::V2(p, Vec::new())),
+            Pre::V2(pre) => pre
+                .instantiate(s)
+                .map(|p| Guest::V2(p, v2::Manifest::default())),
         })
         .map_err(|e| match e {
             PolicyError::Trap {
@@ -871,17 +825,19 @@ impl RawInstance {
 
     /// The signals a 0.2 instance declared (empty for 0.1).
     pub fn signals(&self) -> Vec<String> {
-        let Some(Guest::V2(_, signals)) = &self.policy else {
-            return Vec::new();
-        };
-        let table = signal_table();
-        signals
-            .iter()
-            .map(|s| match s {
-                SignalRef::Field(i) => table.get(*i).map_or("?", |n| n).to_owned(),
-                SignalRef::Custom(n) => format!("custom:{n}"),
-            })
-            .collect()
+        match &self.policy {
+            Some(Guest::V2(_, manifest)) => manifest.names(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The per-replica signals a 0.2 instance declared (`None`: it reads no
+    /// replicas, or it is 0.1).
+    pub fn replica_signals(&self) -> Option<Vec<String>> {
+        match &self.policy {
+            Some(Guest::V2(_, manifest)) => manifest.replica_signals().map(<[String]>::to_vec),
+            _ => None,
+        }
     }
 
     pub fn configure(&mut self, params: &str) -> Result<(), PolicyError> {
@@ -894,7 +850,7 @@ impl RawInstance {
                 let manifest = call_metered(store, limits, |s| policy.call_configure(s, params))?
                     .0
                     .map_err(PolicyError::Configure)?;
-                *signals = resolve_manifest(&manifest.signals)?;
+                *signals = v2::Manifest::resolve(&manifest)?;
                 Ok(())
             }
         }
@@ -910,42 +866,19 @@ impl RawInstance {
         let (guest, store, limits) = self.parts()?;
         match guest {
             Guest::V1(policy) => {
-                let (result, cost) =
-                    call_metered(store, limits, |s| policy.call_evaluate(s, snapshot))?;
+                let (result, cost) = call_metered(store, limits, |s| {
+                    policy.call_evaluate(s, &snapshot.to_v1())
+                })?;
                 let decision = result.map_err(PolicyError::Rejected)?;
                 let decision = ValidDecision::check(decision, limits.hard_cap_replicas)?;
                 Ok((Evaluation { decision, cost }, None))
             }
-            Guest::V2(policy, signals) => {
-                let tick = v2_tick(snapshot, signals);
+            Guest::V2(policy, manifest) => {
+                let tick = manifest.tick(snapshot);
                 let (result, cost) =
                     call_metered(store, limits, |s| policy.call_evaluate(s, &tick))?;
                 let outcome = result.map_err(PolicyError::Rejected)?;
-                let decision = outcome.decision;
-                let decision = match decision.proposal {
-                    bindings_v2::wasmscale::policy::types::Proposal::Scale(desired) => {
-                        ValidDecision::check(
-                            Decision {
-                                desired,
-                                spot_fraction: decision.spot_fraction,
-                                reason: decision.reason,
-                            },
-                            limits.hard_cap_replicas,
-                        )?
-                    }
-                    bindings_v2::wasmscale::policy::types::Proposal::Hold => {
-                        let mut held = ValidDecision::check(
-                            Decision {
-                                desired: f64::from(snapshot.replicas.current),
-                                spot_fraction: decision.spot_fraction,
-                                reason: decision.reason,
-                            },
-                            u32::MAX,
-                        )?;
-                        held.hold = true;
-                        held
-                    }
-                };
+                let decision = v2::decision(outcome.decision, snapshot, limits.hard_cap_replicas)?;
                 if let Some(state) = &outcome.state {
                     check_state_size(state.len(), limits)?;
                 }
@@ -984,33 +917,6 @@ impl RawInstance {
     }
 }
 
-/// A snapshot as a 0.2 tick: the declared signals' values, in order.
-fn v2_tick(s: &Snapshot, signals: &[SignalRef]) -> bindings_v2::wasmscale::policy::types::Tick {
-    let r = &s.replicas;
-    bindings_v2::wasmscale::policy::types::Tick {
-        time_ms: s.time_ms,
-        interval_ms: s.interval_ms,
-        replicas: bindings_v2::wasmscale::policy::types::ReplicaCounts {
-            current: r.current,
-            observed: r.observed,
-            ready: r.ready,
-            starting: r.starting,
-            pending: r.pending,
-            min: r.min,
-            max: r.max,
-        },
-        values: signals
-            .iter()
-            .map(|signal| match signal {
-                SignalRef::Field(i) => signal_at(s, *i),
-                SignalRef::Custom(name) => {
-                    s.custom.iter().find(|v| v.name == *name).map(|v| v.value)
-                }
-            })
-            .collect(),
-    }
-}
-
 fn check_state_size(size: usize, limits: &Limits) -> Result<(), PolicyError> {
     if size > limits.max_state_bytes {
         return Err(PolicyError::StateTooLarge {
@@ -1031,6 +937,13 @@ pub struct ValidDecision {
     /// No opinion (a 0.2 `hold`): `desired` is the current count, and the
     /// guardrails record no recommendation for it.
     pub hold: bool,
+    /// A count per capacity pool (0.2), summing to `desired`; empty: no
+    /// opinion on the mix.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolTarget>,
+    /// Replica ids to remove first on scale-in (0.2), each one of the tick's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove_first: Vec<String>,
 }
 
 /// Longest reason string kept; longer ones are cut (they end up in audit logs).
@@ -1073,6 +986,8 @@ impl ValidDecision {
             spot_fraction: d.spot_fraction,
             reason,
             hold: false,
+            pools: Vec::new(),
+            remove_first: Vec::new(),
         })
     }
 }

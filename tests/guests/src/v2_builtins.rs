@@ -2,7 +2,7 @@
 //! through the SDK's adapter, for the contract's tests and the 0.1-against-0.2
 //! benches. Each reads the one metric its params name.
 
-use wasmscale_sdk::{Decision, Policy, Snapshot, v2::Reads};
+use wasmscale_sdk::{Decision, Policy, Snapshot, v2::Declares};
 
 /// A built-in wrapped to name what it reads: `params.metric`, else `default`.
 macro_rules! reads_its_metric {
@@ -34,8 +34,8 @@ macro_rules! reads_its_metric {
             }
         }
 
-        impl Reads for $name {
-            fn reads(&self) -> Vec<String> {
+        impl Declares for $name {
+            fn declares(&self) -> Vec<String> {
                 vec![self.metric.clone()]
             }
         }

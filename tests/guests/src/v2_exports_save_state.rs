@@ -27,6 +27,7 @@ impl bindings::Guest for Both {
         bindings::wasmscale::policy::host::log(LogLevel::Info, "configured");
         Ok(Manifest {
             signals: vec!["queue_depth".into()],
+            replica_signals: None,
         })
     }
 
@@ -36,6 +37,8 @@ impl bindings::Guest for Both {
                 proposal: Proposal::Hold,
                 spot_fraction: None,
                 reason: String::new(),
+                pools: Vec::new(),
+                remove_first: Vec::new(),
             },
             state: None,
         })
