@@ -9,7 +9,8 @@
 )]
 
 use std::time::Duration;
-use wasmscale::host::{Host, Limits, PolicyError, PolicySource, Snapshot};
+use wasmscale::host::{Host, Limits, PolicyError, PolicySource};
+use wasmscale::model::Snapshot;
 use wasmscale::snapshot::{Defaults, from_json};
 use wasmscale_tests::{fixtures, host, host_with};
 

@@ -19,7 +19,8 @@ use serde_json::json;
 use std::collections::HashMap;
 use wasmscale::guard::hpa::{self, Behavior, Recommendation, ScaleEvent, ScalingRules};
 use wasmscale::guard::{self, GuardConfig, GuardRules, GuardState, Rate, Tick};
-use wasmscale::host::{CompiledPolicy, PolicySource, Snapshot};
+use wasmscale::host::{CompiledPolicy, PolicySource};
+use wasmscale::model::Snapshot;
 use wasmscale::snapshot::{self, Defaults};
 use wasmscale_tests::{from_root, host, shared};
 

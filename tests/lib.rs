@@ -86,7 +86,7 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 
 /// A snapshot from JSON, at time 0 with a 1 s interval, and `current`
 /// replicas where the JSON gives none.
-pub fn snapshot(json: &str, current: u32) -> wasmscale::host::Snapshot {
+pub fn snapshot(json: &str, current: u32) -> wasmscale::model::Snapshot {
     wasmscale::snapshot::from_json(
         json,
         wasmscale::snapshot::Defaults {

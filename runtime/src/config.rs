@@ -120,6 +120,10 @@ pub struct ScalerConfig {
     /// target-tracking policy).
     #[serde(default)]
     pub safety_net: Option<SafetyNet>,
+    /// Bounds of each capacity pool (`[scaler.pools.spot] max = 4`), for
+    /// decisions that set a count per pool. A pool not named is unbounded.
+    #[serde(default)]
+    pub pools: crate::guard::PoolLimits,
 }
 
 /// A safety-net policy and its params.
@@ -179,6 +183,7 @@ impl ScalerConfig {
     pub fn guard_config(&self) -> GuardConfig {
         GuardConfig::new(self.min_replicas, self.max_replicas, self.guard.clone())
             .with_fallback(self.fallback.clone())
+            .with_pools(self.pools.clone())
     }
 
     /// The policy source, with a relative path taken from the config's directory.
@@ -405,6 +410,28 @@ pub fn check(file: &str, src: &str, base: &Path) -> Checked {
             );
         }
         check_durations(s, &mut push, &at);
+        for (name, b) in &s.pools {
+            if let Some(max) = b.max
+                && b.min > max
+            {
+                push(
+                    at(&["pools"]),
+                    format!("pool `{name}`: min ({}) is greater than max ({max})", b.min),
+                    Some("swap them, or raise max".into()),
+                );
+            }
+        }
+        let pool_floor: u64 = s.pools.values().map(|b| u64::from(b.min)).sum();
+        if pool_floor > u64::from(s.max_replicas) {
+            push(
+                at(&["pools"]),
+                format!(
+                    "the pools' minimums sum to {pool_floor}, above max_replicas ({})",
+                    s.max_replicas
+                ),
+                Some("no split could hold both; lower a pool's min or raise max_replicas".into()),
+            );
+        }
         if let Some(r) = s.fallback.replicas
             && (r < s.min_replicas || r > s.max_replicas)
         {

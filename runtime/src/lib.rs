@@ -2,7 +2,8 @@
 //! component.
 //!
 //! One tick runs the pipeline, in `run`, `simulate` and `replay` alike:
-//! a [`sources`] reading becomes a [`snapshot`], the [`host`] evaluates the
+//! a [`sources`] reading becomes a [`model::Snapshot`] (its JSON form is
+//! [`snapshot`]), the [`host`] evaluates the
 //! policy in its sandbox, the [`guard`] applies every guardrail in one order,
 //! an [`actuators`] target applies the result, and [`audit`] records why.
 //! The [`controller`] owns the tick ([`Scaler::tick`]) and the daemon;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod controller;
 pub mod guard;
 pub mod host;
+pub mod model;
 pub mod sim;
 pub mod snapshot;
 pub mod sources;
@@ -37,5 +39,6 @@ pub use audit::{AuditLog, AuditRecord};
 pub use config::{Config, ConfigErrors, ScalerConfig};
 pub use controller::{RunOptions, RunSummary, Scaler, SetupError};
 pub use guard::{GuardConfig, Verdict};
-pub use host::{CompiledPolicy, Host, HostConfig, Limits, PolicyError, PolicyInstance, Snapshot};
+pub use host::{CompiledPolicy, Host, HostConfig, Limits, PolicyError, PolicyInstance};
+pub use model::Snapshot;
 pub use sources::{Source, SourceConfig, SourceError};

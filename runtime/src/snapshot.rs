@@ -11,9 +11,9 @@
 //! ```
 //! `custom` may be a list of `{"name", "value"}` (the WIT form) or an object.
 
-use crate::host::Snapshot;
 use crate::host::signal_field_mut as field_mut;
 use crate::host::signal_values;
+use crate::model::Snapshot;
 use serde_json::{Map, Value};
 
 /// Values used for the parts of a snapshot that JSON leaves out.
@@ -164,7 +164,7 @@ pub fn from_values<'a>(
     values: impl IntoIterator<Item = (&'a str, f64)>,
     time_ms: u64,
     interval_ms: u32,
-    replicas: crate::host::ReplicaCounts,
+    replicas: crate::model::ReplicaCounts,
 ) -> Result<Snapshot, String> {
     let mut s = Snapshot {
         time_ms,
@@ -184,7 +184,7 @@ pub fn from_values<'a>(
         itl_p95_ms: None,
         kv_cache_utilization: None,
         oldest_queued_seconds: None,
-        cost: crate::host::Cost {
+        cost: crate::model::Cost {
             on_demand_per_hour: None,
             spot_per_hour: None,
             spot_interruption_rate: None,
@@ -199,7 +199,7 @@ pub fn from_values<'a>(
         }
         match field_mut(&mut s, name) {
             Some(slot) => *slot = Some(value),
-            None => s.custom.push(crate::host::NamedValue {
+            None => s.custom.push(crate::model::NamedValue {
                 name: name.to_owned(),
                 value,
             }),
@@ -452,7 +452,7 @@ mod tests {
         assert!(names.iter().any(|n| n == "oldest_queued_seconds"));
         assert!(!names.iter().any(|n| n == "replicas" || n == "time_ms"));
         assert_eq!(names.len(), 14);
-        let replicas = crate::host::ReplicaCounts {
+        let replicas = crate::model::ReplicaCounts {
             current: 3,
             observed: None,
             ready: Some(3),
@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn from_values_fills_exactly_the_records_fields() {
-        let replicas = crate::host::ReplicaCounts {
+        let replicas = crate::model::ReplicaCounts {
             current: 2,
             observed: Some(2),
             ready: Some(1),

@@ -16,7 +16,8 @@
 use criterion::Criterion;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use wasmscale::host::{Host, HostConfig, PolicySource, Snapshot};
+use wasmscale::host::{Host, HostConfig, PolicySource};
+use wasmscale::model::Snapshot;
 use wasmscale::snapshot::{Defaults, from_json};
 use wasmscale_tests::fixtures;
 

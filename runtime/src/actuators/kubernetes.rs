@@ -291,6 +291,7 @@ impl Kubernetes {
             observed,
             ready: None,
             starting: None,
+            ..Observed::default()
         })
     }
 

@@ -17,12 +17,13 @@ pub use kubernetes::{Kubernetes, KubernetesConfig};
 pub use log::Log;
 pub use memory::Memory;
 
+use crate::model::{Pool, PoolTarget, ReplicaSample};
 use futures_core::future::BoxFuture;
 use serde::Deserialize;
 use std::time::Duration;
 
 /// What the target reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// The count asked for (Kubernetes `scale.spec.replicas`).
     pub current: u32,
@@ -34,6 +35,10 @@ pub struct Observed {
     pub ready: Option<u32>,
     /// Replicas launched but not yet ready, where the target knows.
     pub starting: Option<u32>,
+    /// Its capacity pools, where it runs several (empty: one pool).
+    pub pools: Vec<Pool>,
+    /// Its replicas with their ids, where it can list them (Kubernetes pods).
+    pub replicas: Vec<ReplicaSample>,
 }
 
 /// Why an actuator could not read or write. Outcome in every case: the tick
@@ -114,6 +119,23 @@ pub trait Actuator: Send + std::fmt::Debug {
     /// mix uses it; the others record it in the audit log and set the count alone.
     fn set_spot_fraction(&mut self, _fraction: f64) {}
 
+    /// A count per capacity pool, summing to the count `apply` sets next.
+    /// Returns whether the target took it; one without pools keeps the
+    /// default, and the audit record says the split was ignored.
+    fn set_pools(&mut self, _pools: &[PoolTarget]) -> bool {
+        false
+    }
+
+    /// Before a scale-down: mark these replicas (by id) to go first. Resolves
+    /// to whether the target took the list (the default does not, and the
+    /// audit record says so).
+    fn remove_first<'a>(
+        &'a mut self,
+        _ids: &'a [String],
+    ) -> BoxFuture<'a, Result<bool, ActuatorError>> {
+        ready(Ok(false))
+    }
+
     /// The count a replaced scaler left (a reload), for a target that only
     /// remembers what it was told; one that reads its count ignores it.
     fn resume_at(&mut self, _replicas: u32) {}
@@ -183,5 +205,6 @@ fn settled(replicas: u32) -> Observed {
         observed: Some(replicas),
         ready: Some(replicas),
         starting: Some(0),
+        ..Observed::default()
     }
 }

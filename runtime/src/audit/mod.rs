@@ -5,7 +5,8 @@
 pub mod writer;
 
 use crate::guard::Intervention;
-use crate::host::{Snapshot, ValidDecision};
+use crate::host::ValidDecision;
+use crate::model::{PoolTarget, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -123,13 +124,20 @@ pub struct AuditRecord {
     pub wrote: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// The count split over capacity pools, as the guard left it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolTarget>,
+    /// Parts of the decision the target could not apply (`pools`,
+    /// `remove-first`): it set the count alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
     pub latency_us: u64,
 }
 
 /// The record's snapshot: written compact, read through the same parser as
 /// `wasmscale eval` (so records written before the compact form still read).
 mod compact_snapshot {
-    use crate::host::Snapshot;
+    use crate::model::Snapshot;
     use crate::snapshot::{Compact, Defaults, from_value};
 
     pub(super) fn serialize<S: serde::Serializer>(
@@ -168,6 +176,12 @@ pub struct RecordedDecision {
     /// The policy said "hold" (0.2): no opinion, not a recommendation.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hold: bool,
+    /// Its count per capacity pool (0.2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolTarget>,
+    /// Replicas it asked to remove first (0.2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_first: Vec<String>,
 }
 
 impl From<&ValidDecision> for RecordedDecision {
@@ -177,6 +191,8 @@ impl From<&ValidDecision> for RecordedDecision {
             spot_fraction: d.spot_fraction,
             reason: d.reason.clone(),
             hold: d.hold,
+            pools: d.pools.clone(),
+            remove_first: d.remove_first.clone(),
         }
     }
 }
@@ -398,6 +414,8 @@ mod tests {
                 spot_fraction: None,
                 reason: "r".into(),
                 hold: false,
+                pools: vec![],
+                remove_first: vec![],
             }),
             failures: vec![],
             guardrails: vec![],
@@ -406,6 +424,8 @@ mod tests {
             count_unknown: false,
             wrote: true,
             fuel: Some(10),
+            pools: vec![],
+            ignored: vec![],
             latency_us: 3,
         }
     }
@@ -472,7 +492,7 @@ mod tests {
 
     #[test]
     fn a_record_is_compact_and_reads_back_whole() {
-        let replicas = crate::host::ReplicaCounts {
+        let replicas = crate::model::ReplicaCounts {
             current: 2,
             observed: Some(2),
             ready: Some(2),

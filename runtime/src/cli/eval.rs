@@ -8,7 +8,8 @@ use super::load_params;
 use crate::actuators::{Actuator, ActuatorError, Observed};
 use crate::config::ScalerConfig;
 use crate::controller::Scaler;
-use crate::host::{Host, PolicySource, Snapshot};
+use crate::host::{Host, PolicySource};
+use crate::model::Snapshot;
 use crate::snapshot;
 use crate::sources::{Reading, Source, SourceError};
 use anyhow::{Context as _, Result};
@@ -224,12 +225,14 @@ impl Actuator for Script {
                 observed: s.replicas.observed,
                 ready: s.replicas.ready,
                 starting: s.replicas.starting,
+                ..Observed::default()
             },
             None => Observed {
                 current: staged.current,
                 observed: None,
                 ready: None,
                 starting: None,
+                ..Observed::default()
             },
         };
         drop(staged);

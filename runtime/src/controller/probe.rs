@@ -150,10 +150,10 @@ fn probe_policy(
 
 /// A snapshot with what this scaler's source provides: static values, a
 /// trace's first row, or 1.0 for each Prometheus query.
-fn trial_snapshot(s: &ScalerConfig, base: &Path) -> Option<crate::host::Snapshot> {
+fn trial_snapshot(s: &ScalerConfig, base: &Path) -> Option<crate::model::Snapshot> {
     let values = s.source.sample(&s.metrics, base)?;
     let current = s.min_replicas.max(1);
-    let replicas = crate::host::ReplicaCounts {
+    let replicas = crate::model::ReplicaCounts {
         current,
         observed: Some(current),
         ready: Some(current),

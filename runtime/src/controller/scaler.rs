@@ -4,7 +4,8 @@ use crate::actuators::{Actuator, Observed};
 use crate::audit::{AuditRecord, Failure, GuardrailRecord, RecordedDecision, Stage};
 use crate::config::ScalerConfig;
 use crate::guard::{self, BreakerSetting, GuardConfig, GuardState, Tick};
-use crate::host::{Host, PolicyInstance, ReplicaCounts};
+use crate::host::{Host, PolicyInstance};
+use crate::model::ReplicaCounts;
 use crate::sources::{Reading, Source};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -483,10 +484,14 @@ impl Scaler {
                 None
             }
         };
-        let current = match observed {
+        let current = match &observed {
             Some(o) => o.current,
             None => self.state.last_replicas.unwrap_or(0),
         };
+        let target_read = observed.is_some();
+        let no_pods = observed
+            .as_ref()
+            .is_some_and(|o| o.current > 0 && o.observed.is_none_or(|n| n == 0));
         let (snapshot, missing) = match observed {
             Some(o) => self.read_snapshot(o, now_ms, &mut failures).await,
             None => (None, Vec::new()),
@@ -536,15 +541,16 @@ impl Scaler {
             proposal: decision.as_ref().map(|d| d.desired),
             price_per_replica_hour: snapshot.as_ref().and_then(|s| s.cost.on_demand_per_hour),
             missing: &missing,
-            no_pods: observed.is_some_and(|o| o.current > 0 && o.observed.is_none_or(|n| n == 0)),
+            no_pods,
             failed_ticks: self.state.failed_ticks,
             hold: decision.as_ref().is_some_and(|d| d.hold),
+            pools: decision.as_ref().map_or(&[], |d| d.pools.as_slice()),
         };
 
         // With the target unreadable only the fallback is acted on, and only
         // from a count known before; otherwise the record says what the
         // shaping rules (the fallback) would have done.
-        if observed.is_none() {
+        if !target_read {
             let (shaped, changes) = if self.guarded {
                 guard::shape(&self.guard, &tick)
             } else {
@@ -574,6 +580,23 @@ impl Scaler {
             && let Some(f) = decision.as_ref().and_then(|d| d.spot_fraction)
         {
             self.actuator.set_spot_fraction(f);
+        }
+        // The mix, then the replicas to go first, then the count. A target
+        // without pools, or that cannot choose, says so in the record.
+        let mut ignored: Vec<String> = Vec::new();
+        if verdict.act && !verdict.pools.is_empty() && !self.actuator.set_pools(&verdict.pools) {
+            ignored.push("pools".into());
+        }
+        if verdict.act
+            && target < current
+            && let Some(d) = decision.as_ref().filter(|d| !d.remove_first.is_empty())
+        {
+            match self.actuator.remove_first(&d.remove_first).await {
+                Ok(true) => {}
+                Ok(false) => ignored.push("remove-first".into()),
+                // The scale-down still goes ahead: the target picks the replicas.
+                Err(e) => failures.push(fail(Stage::ActuatorWrite, e.kind(), e.to_string())),
+            }
         }
         if verdict.act && target != current {
             let reason = decision
@@ -626,6 +649,7 @@ impl Scaler {
             wrote,
         )
         .with_fuel(fuel)
+        .with_pools(verdict.pools, ignored)
     }
 
     /// The source's reading as the snapshot the policy sees, with the replica
@@ -635,7 +659,7 @@ impl Scaler {
         observed: Observed,
         now_ms: u64,
         failures: &mut Vec<Failure>,
-    ) -> (Option<crate::host::Snapshot>, Vec<String>) {
+    ) -> (Option<crate::model::Snapshot>, Vec<String>) {
         let current = observed.current;
         match self.source.read().await {
             Ok(Reading {
@@ -647,6 +671,12 @@ impl Scaler {
                 // target reports now (replay runs closed-loop).
                 recorded.replicas.current = current;
                 recorded.replicas.observed = observed.observed;
+                if recorded.pools.is_empty() {
+                    recorded.pools = self.bounded(observed.pools);
+                }
+                if recorded.pods.is_empty() {
+                    recorded.pods = observed.replicas;
+                }
                 (Some(recorded), missing)
             }
             Ok(r) => {
@@ -667,7 +697,11 @@ impl Scaler {
                     interval_ms,
                     replicas,
                 ) {
-                    Ok(s) => (Some(s), r.missing),
+                    Ok(mut s) => {
+                        s.pools = self.bounded(observed.pools);
+                        s.pods = observed.replicas;
+                        (Some(s), r.missing)
+                    }
                     Err(e) => {
                         failures.push(Failure::new(Stage::Source, "snapshot", e));
                         (None, r.missing)
@@ -681,6 +715,17 @@ impl Scaler {
         }
     }
 
+    /// The target's pools with the bounds this scaler configures for each.
+    fn bounded(&self, mut pools: Vec<crate::model::Pool>) -> Vec<crate::model::Pool> {
+        for p in &mut pools {
+            if let Some(b) = self.config.pools.get(&p.name) {
+                p.min = Some(b.min);
+                p.max = b.max;
+            }
+        }
+        pools
+    }
+
     #[allow(
         clippy::too_many_arguments,
         reason = "every field of a record, named at the one call site"
@@ -689,7 +734,7 @@ impl Scaler {
         &self,
         now_ms: u64,
         started: Instant,
-        snapshot: Option<crate::host::Snapshot>,
+        snapshot: Option<crate::model::Snapshot>,
         missing: Vec<String>,
         decision: Option<RecordedDecision>,
         failures: Vec<Failure>,
@@ -716,6 +761,8 @@ impl Scaler {
             count_unknown,
             wrote,
             fuel: None,
+            pools: Vec::new(),
+            ignored: Vec::new(),
             latency_us: started.elapsed().as_micros() as u64,
         }
     }
@@ -741,6 +788,12 @@ impl Scaler {
 }
 
 impl AuditRecord {
+    fn with_pools(mut self, pools: Vec<crate::model::PoolTarget>, ignored: Vec<String>) -> Self {
+        self.pools = pools;
+        self.ignored = ignored;
+        self
+    }
+
     fn with_fuel(mut self, fuel: Option<u64>) -> Self {
         self.fuel = fuel;
         self

@@ -23,7 +23,10 @@
 //! 5. **cost ceiling**: replicas x price per hour within a budget (never below
 //!    `min_replicas`);
 //! 6. **circuit breaker**: manual pause / freeze / scale-in-only / scale-out-only
-//!    with an expiry, and an automatic freeze when decisions flap.
+//!    with an expiry, and an automatic freeze when decisions flap;
+//! 7. **pools**: a decision's per-pool targets are fitted to the settled total
+//!    and to each pool's bounds ([`pools::split`]); when none fits, the total
+//!    wins and the split is dropped. A pause or freeze drops it too.
 //!
 //! Every rule that changes the count leaves an [`Intervention`] saying why. The
 //! guard knows nothing of WebAssembly: it sees numbers and a clock, and its
@@ -31,8 +34,11 @@
 //! stabilization window keeps the window.
 
 pub mod hpa;
+pub mod pools;
 
+use crate::model::PoolTarget;
 use hpa::{Behavior, Recommendation, ScaleEvent};
+pub use pools::{PoolBounds, PoolLimits};
 use serde::{Deserialize, Serialize};
 
 /// Rate limiting, the HPA way.
@@ -95,6 +101,8 @@ pub struct GuardConfig {
     pub max_replicas: u32,
     pub rules: GuardRules,
     pub fallback: FallbackConfig,
+    /// Bounds of each capacity pool, by name; a pool not named is unbounded.
+    pub pools: PoolLimits,
 }
 
 /// What a scaler does after repeated failed ticks (source down, policy failing).
@@ -164,6 +172,7 @@ impl GuardConfig {
             max_replicas,
             rules: GuardRules::off(),
             fallback: FallbackConfig::default(),
+            pools: PoolLimits::new(),
         }
     }
 
@@ -174,7 +183,14 @@ impl GuardConfig {
             max_replicas,
             rules,
             fallback: FallbackConfig::default(),
+            pools: PoolLimits::new(),
         }
+    }
+
+    /// With these pool bounds.
+    pub fn with_pools(mut self, pools: PoolLimits) -> Self {
+        self.pools = pools;
+        self
     }
 
     /// With this fallback (the default holds, after 3 failed ticks).
@@ -238,6 +254,9 @@ pub struct Verdict {
     /// False when the breaker is paused: nothing should be written.
     pub act: bool,
     pub interventions: Vec<Intervention>,
+    /// The total split over capacity pools (empty: the decision set none,
+    /// or no split fit).
+    pub pools: Vec<PoolTarget>,
 }
 
 impl Verdict {
@@ -248,6 +267,7 @@ impl Verdict {
             replicas: tick.proposal.unwrap_or(tick.current),
             act: true,
             interventions: Vec::new(),
+            pools: tick.pools.to_vec(),
         }
     }
 }
@@ -271,6 +291,8 @@ pub struct Tick<'a> {
     /// The policy said "hold" (no opinion): the count stays, and the rate
     /// stage records no recommendation for this tick.
     pub hold: bool,
+    /// The decision's per-pool targets (empty: no opinion on the mix).
+    pub pools: &'a [PoolTarget],
 }
 
 impl Tick<'_> {
@@ -285,6 +307,7 @@ impl Tick<'_> {
             no_pods: false,
             failed_ticks: 0,
             hold: false,
+            pools: &[],
         }
     }
 }
@@ -339,6 +362,40 @@ pub fn shape(config: &GuardConfig, tick: &Tick<'_>) -> (Option<u32>, Vec<Interve
 
 /// Apply every guardrail, in order, to one tick's proposal.
 pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick<'_>) -> Verdict {
+    let mut v = apply_to_total(config, state, tick);
+    let frozen = state
+        .breaker
+        .is_some_and(|b| matches!(b.mode, BreakerMode::Pause | BreakerMode::Freeze));
+    if tick.pools.is_empty() || tick.proposal.is_none() {
+        return v;
+    }
+    let total = v.replicas;
+    let dropped = |why: String| Intervention {
+        guard: "pools",
+        before: total,
+        after: total,
+        why,
+    };
+    if frozen {
+        v.interventions.push(dropped(
+            "the breaker holds the count: the mix is held too".into(),
+        ));
+        return v;
+    }
+    match pools::split(total, tick.pools, &config.pools) {
+        Ok((split, changed)) => {
+            if let Some(why) = changed {
+                v.interventions.push(dropped(why));
+            }
+            v.pools = split;
+        }
+        Err(why) => v.interventions.push(dropped(why)),
+    }
+    v
+}
+
+/// Rules 1 to 6: the total.
+fn apply_to_total(config: &GuardConfig, state: &mut GuardState, tick: Tick<'_>) -> Verdict {
     let (proposal, interventions) = shape(config, &tick);
     let Tick {
         now_ms, current, ..
@@ -347,6 +404,7 @@ pub fn apply(config: &GuardConfig, state: &mut GuardState, tick: Tick<'_>) -> Ve
         replicas: current,
         act: true,
         interventions,
+        pools: Vec::new(),
     };
     // `why` is only written when the guard changed something: formatting it
     // on every tick of every scaler was an allocation each.

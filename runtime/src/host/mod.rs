@@ -9,8 +9,8 @@
 mod cache;
 mod error;
 mod limits;
-mod model;
 mod signals;
+mod v1;
 mod v2;
 
 pub use cache::{DiskCache, digest};
@@ -37,7 +37,6 @@ mod bindings {
         path: "../wit",
         world: "wasmscale:policy/policy",
         imports: { default: trappable },
-        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
     });
 }
 
@@ -57,11 +56,8 @@ mod bindings_v2 {
     });
 }
 
+use crate::model::{PoolTarget, Snapshot};
 pub use bindings::wasmscale::policy::types::{Decision, LogLevel};
-pub use model::{
-    Capacity, Cost, NamedValue, Pool, PoolTarget, ReplicaCounts, ReplicaSample, ReplicaState,
-    Snapshot,
-};
 
 /// The only interface package a policy may import.
 const CONTRACT_PACKAGE: &str = "wasmscale:policy/";
@@ -867,7 +863,7 @@ impl RawInstance {
         match guest {
             Guest::V1(policy) => {
                 let (result, cost) = call_metered(store, limits, |s| {
-                    policy.call_evaluate(s, &snapshot.to_v1())
+                    policy.call_evaluate(s, &v1::snapshot(snapshot))
                 })?;
                 let decision = result.map_err(PolicyError::Rejected)?;
                 let decision = ValidDecision::check(decision, limits.hard_cap_replicas)?;

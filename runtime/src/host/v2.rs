@@ -111,9 +111,9 @@ impl Manifest {
             .map(|p| wit::Pool {
                 name: p.name.clone(),
                 capacity: match p.capacity {
-                    super::Capacity::OnDemand => wit::Capacity::OnDemand,
-                    super::Capacity::Spot => wit::Capacity::Spot,
-                    super::Capacity::Reserved => wit::Capacity::Reserved,
+                    crate::model::Capacity::OnDemand => wit::Capacity::OnDemand,
+                    crate::model::Capacity::Spot => wit::Capacity::Spot,
+                    crate::model::Capacity::Reserved => wit::Capacity::Reserved,
                 },
                 current: p.current,
                 ready: p.ready,
@@ -176,8 +176,8 @@ impl Manifest {
     }
 }
 
-fn replica_state(s: super::ReplicaState) -> wit::ReplicaState {
-    use super::ReplicaState as S;
+fn replica_state(s: crate::model::ReplicaState) -> wit::ReplicaState {
+    use crate::model::ReplicaState as S;
     match s {
         S::Ready => wit::ReplicaState::Ready,
         S::Unready => wit::ReplicaState::Unready,

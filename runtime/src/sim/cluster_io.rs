@@ -4,9 +4,14 @@
 
 use super::model::Cluster;
 use crate::actuators::{Actuator, ActuatorError, Observed};
+use crate::model::{Capacity, Pool, PoolTarget};
 use crate::sources::{Reading, Source, SourceError};
 use futures_core::future::BoxFuture;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The simulated pools' names.
+pub(crate) const ON_DEMAND: &str = "on-demand";
+pub(crate) const SPOT: &str = "spot";
 
 /// One handle of the cluster; the simulator keeps another to advance it.
 #[derive(Debug, Clone)]
@@ -44,11 +49,37 @@ impl Source for SimulatedCluster {
 impl Actuator for SimulatedCluster {
     fn observe(&mut self) -> BoxFuture<'_, Result<Observed, ActuatorError>> {
         let c = self.lock();
+        let model = c.model();
+        let pool =
+            |name: &str, capacity, (current, ready, starting): (u32, u32, u32), price| Pool {
+                name: name.to_owned(),
+                capacity,
+                current,
+                ready: Some(ready),
+                starting: Some(starting),
+                pending: None,
+                price_per_hour: Some(price),
+                interruptions_per_hour: (capacity == Capacity::Spot)
+                    .then_some(model.spot_interruptions_per_hour),
+                min: None,
+                max: None,
+            };
+        let [on_demand, spot] = c.pools();
         let observed = Observed {
-            current: c.total(),
+            current: c.count(),
             observed: Some(c.total()),
             ready: Some(c.ready()),
             starting: Some(c.starting()),
+            pools: vec![
+                pool(
+                    ON_DEMAND,
+                    Capacity::OnDemand,
+                    on_demand,
+                    model.on_demand_per_hour,
+                ),
+                pool(SPOT, Capacity::Spot, spot, model.spot_per_hour),
+            ],
+            replicas: Vec::new(),
         };
         drop(c);
         Box::pin(std::future::ready(Ok(observed)))
@@ -60,7 +91,7 @@ impl Actuator for SimulatedCluster {
         _reason: &'a str,
     ) -> BoxFuture<'a, Result<bool, ActuatorError>> {
         let mut c = self.lock();
-        let changed = c.total() != desired;
+        let changed = c.count() != desired;
         if changed {
             c.set_replicas(desired, None);
         }
@@ -70,7 +101,19 @@ impl Actuator for SimulatedCluster {
 
     fn set_spot_fraction(&mut self, fraction: f64) {
         let mut c = self.lock();
-        let total = c.total();
-        c.set_replicas(total, Some(fraction));
+        let count = c.count();
+        c.set_replicas(count, Some(fraction));
+    }
+
+    /// The mix: the `spot` pool's count on spot, the rest on demand; running
+    /// replicas are replaced over time to reach it.
+    fn set_pools(&mut self, pools: &[PoolTarget]) -> bool {
+        let spot = pools
+            .iter()
+            .filter(|p| p.pool == SPOT)
+            .map(|p| p.replicas)
+            .sum();
+        self.lock().set_mix(spot);
+        true
     }
 }

@@ -258,6 +258,9 @@ impl Rng {
 struct Starting {
     ready_at_step: u64,
     spot: bool,
+    /// A surge replica of a mix change: once ready, it retires one ready
+    /// replica of the other kind. It is not part of the asked-for count.
+    replaces: bool,
 }
 
 /// Signals accumulated since the policy last read them (what a scrape-based
@@ -281,8 +284,13 @@ pub struct Cluster {
     ready_on_demand: u32,
     ready_spot: u32,
     starting: VecDeque<Starting>,
-    /// Spot replicas wanted, from the last decision's spot fraction.
+    /// Spot replicas wanted, from the last decision's spot fraction or pools.
     spot_target: u32,
+    /// A decision set the pools: running replicas are replaced, a few at a
+    /// time, until the mix matches (a spot fraction alone only steers
+    /// launches and retirements).
+    replace_mix: bool,
+    pub replacements: u64,
     backlog: f64,
     last: StepOutcome,
     last_arrivals: f64,
@@ -306,6 +314,8 @@ impl Cluster {
             ready_spot: 0,
             starting: VecDeque::new(),
             spot_target: 0,
+            replace_mix: false,
+            replacements: 0,
             backlog: 0.0,
             last: StepOutcome {
                 served: 0.0,
@@ -341,6 +351,46 @@ impl Cluster {
         self.ready() + self.starting()
     }
 
+    /// The count asked for: every replica but a mix change's surge.
+    pub fn count(&self) -> u32 {
+        self.total() - self.surging()
+    }
+
+    fn surging(&self) -> u32 {
+        self.starting.iter().filter(|s| s.replaces).count() as u32
+    }
+
+    /// The two pools' counts, excluding surge: (on demand, spot), and each
+    /// kind's (ready, starting).
+    pub fn pools(&self) -> [(u32, u32, u32); 2] {
+        let starting = |spot: bool| self.starting.iter().filter(|s| s.spot == spot).count() as u32;
+        let surge = |spot: bool| {
+            self.starting
+                .iter()
+                .filter(|s| s.spot == spot && s.replaces)
+                .count() as u32
+        };
+        [
+            (
+                self.ready_on_demand + starting(false) - surge(false),
+                self.ready_on_demand,
+                starting(false),
+            ),
+            (
+                self.ready_spot + starting(true) - surge(true),
+                self.ready_spot,
+                starting(true),
+            ),
+        ]
+    }
+
+    /// The mix a decision's pools ask for: `spot` of the count on spot, the
+    /// rest on demand. Running replicas are replaced over time to reach it.
+    pub fn set_mix(&mut self, spot: u32) {
+        self.spot_target = spot;
+        self.replace_mix = true;
+    }
+
     /// Replicas billed now: (on demand, spot).
     pub fn billed_now(&self) -> (u32, u32) {
         let spot = self.spot_total();
@@ -355,6 +405,8 @@ impl Cluster {
     /// cold; removals take starting replicas first (newest first), then ready
     /// ones of whichever kind is over its share.
     pub fn set_replicas(&mut self, desired: u32, spot_fraction: Option<f64>) {
+        // A new count restarts any mix change from where it stands.
+        self.starting.retain(|s| !s.replaces);
         if let Some(f) = spot_fraction {
             self.spot_target = (f.clamp(0.0, 1.0) * f64::from(desired)).round() as u32;
         }
@@ -372,6 +424,7 @@ impl Cluster {
                 self.starting.push_back(Starting {
                     ready_at_step,
                     spot,
+                    replaces: false,
                 });
             }
         }
@@ -385,6 +438,41 @@ impl Cluster {
             } else {
                 self.ready_on_demand -= 1;
             }
+        }
+    }
+
+    /// Start surge replicas toward the asked-for mix, at most a quarter of
+    /// the count (at least one) at a time, the way a rolling update surges:
+    /// capacity never drops while the mix changes.
+    fn surge(&mut self) {
+        let count = self.count();
+        let max_surge = (count / 4).max(1);
+        let spot_now = self.pools()[1].0;
+        let want = self.spot_target.min(count);
+        let in_flight = |c: &Self, spot: bool| {
+            c.starting
+                .iter()
+                .filter(|s| s.replaces && s.spot == spot)
+                .count() as u32
+        };
+        let (spot, missing) = if spot_now < want {
+            (true, want - spot_now)
+        } else {
+            (false, spot_now - want)
+        };
+        // Only replicas that are ready can be replaced.
+        let replaceable = if spot {
+            self.ready_on_demand
+        } else {
+            self.ready_spot
+        };
+        let ready_at_step = self.step + self.model.cold_start_steps().max(1);
+        while self.surging() < max_surge && in_flight(self, spot) < missing.min(replaceable) {
+            self.starting.push_back(Starting {
+                ready_at_step,
+                spot,
+                replaces: true,
+            });
         }
     }
 
@@ -405,6 +493,18 @@ impl Cluster {
             } else {
                 self.ready_on_demand += 1;
             }
+            if s.replaces {
+                // The replacement is ready: its predecessor goes.
+                self.replacements += 1;
+                if s.spot && self.ready_on_demand > 0 {
+                    self.ready_on_demand -= 1;
+                } else if !s.spot && self.ready_spot > 0 {
+                    self.ready_spot -= 1;
+                }
+            }
+        }
+        if self.replace_mix {
+            self.surge();
         }
         if self.ready_spot > 0 && self.model.spot_interruptions_per_hour > 0.0 {
             let lambda = f64::from(self.ready_spot)
@@ -418,6 +518,7 @@ impl Cluster {
                 self.starting.push_back(Starting {
                     ready_at_step: self.step + self.model.cold_start_steps().max(1),
                     spot: true,
+                    replaces: false,
                 });
             }
         }

@@ -60,7 +60,7 @@ pub struct Reading {
     pub time_ms: Option<u64>,
     /// A whole recorded snapshot (audit replay): used as it is, with the
     /// current replica count taken from the target.
-    pub snapshot: Option<crate::host::Snapshot>,
+    pub snapshot: Option<crate::model::Snapshot>,
 }
 
 /// Where a scaler's readings come from. Boxed futures keep the trait object

@@ -1,7 +1,7 @@
 //! Snapshots recorded in an audit log, replayed whole (`wasmscale replay`).
 
 use super::{Reading, Source, SourceError, ready};
-use crate::host::Snapshot;
+use crate::model::Snapshot;
 use futures_core::future::BoxFuture;
 use std::collections::VecDeque;
 

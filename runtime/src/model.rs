@@ -1,13 +1,64 @@
-//! The host's own snapshot: what a tick observed, in one shape that every
-//! contract version is adapted from. It is the 0.1 record's fields (so 0.1
-//! snapshot files, audit logs and traces read unchanged) plus what 0.2 added:
-//! capacity pools, and replica ids, pools, ages and named requests. Owning it
-//! here, not taking it from the generated bindings, is what lets the contract
-//! grow without the host's model changing under every version.
+//! The data every part shares: what a tick observed (the snapshot, its
+//! capacity pools and replicas) and a decision's per-pool counts. One shape,
+//! owned here and not by any contract's generated bindings: the host adapts
+//! each contract version from it, so the contract can grow without sources,
+//! guard, actuators or simulator changing under every version. It is 0.1's
+//! snapshot record (so 0.1 snapshot files, audit logs and traces read
+//! unchanged) plus what 0.2 added: pools, and replica ids, pools, ages and
+//! named requests. It imports nothing.
 
-use super::bindings::wasmscale::policy::types as v1;
 use serde::{Deserialize, Serialize};
-pub use v1::{Cost, NamedValue, ReplicaCounts, ReplicaState};
+
+/// Replica counts as the actuator reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaCounts {
+    /// The currently desired count (Kubernetes `scale.spec.replicas`).
+    pub current: u32,
+    /// Replicas that exist (Kubernetes `scale.status.replicas`).
+    pub observed: Option<u32>,
+    pub ready: Option<u32>,
+    /// Started but not yet ready (e.g. loading model weights).
+    pub starting: Option<u32>,
+    /// Waiting for capacity (e.g. a GPU node).
+    pub pending: Option<u32>,
+    /// The scaler's configured bounds.
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+}
+
+/// Prices, where the source knows them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    pub on_demand_per_hour: Option<f64>,
+    pub spot_per_hour: Option<f64>,
+    /// Interruptions per spot replica-hour.
+    pub spot_interruption_rate: Option<f64>,
+}
+
+/// A named metric value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedValue {
+    pub name: String,
+    pub value: f64,
+}
+
+/// Lifecycle state of one replica. Serialized by variant name (`Ready`), as
+/// audit logs have always held it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaState {
+    /// Running and ready to serve.
+    Ready,
+    /// Running, but its readiness check fails.
+    Unready,
+    /// Ready, but too new for its metrics to be representative.
+    Starting,
+    /// Waiting for capacity (e.g. a GPU node still provisioning).
+    Pending,
+    /// Failed; ignored by replica calculations.
+    Failed,
+    /// Being deleted; ignored by replica calculations.
+    Deleting,
+}
 
 /// Everything a policy may know on one tick.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,40 +186,6 @@ pub struct PoolTarget {
 }
 
 impl Snapshot {
-    /// The snapshot as the 0.1 record: the 0.2 additions left out.
-    pub(crate) fn to_v1(&self) -> v1::Snapshot {
-        v1::Snapshot {
-            time_ms: self.time_ms,
-            interval_ms: self.interval_ms,
-            replicas: self.replicas,
-            gpu_utilization: self.gpu_utilization,
-            gpu_memory_utilization: self.gpu_memory_utilization,
-            cpu_utilization: self.cpu_utilization,
-            queue_depth: self.queue_depth,
-            request_rate: self.request_rate,
-            tokens_per_second: self.tokens_per_second,
-            latency_p50_ms: self.latency_p50_ms,
-            latency_p95_ms: self.latency_p95_ms,
-            latency_p99_ms: self.latency_p99_ms,
-            batch_seconds: self.batch_seconds,
-            ttft_p95_ms: self.ttft_p95_ms,
-            itl_p95_ms: self.itl_p95_ms,
-            kv_cache_utilization: self.kv_cache_utilization,
-            oldest_queued_seconds: self.oldest_queued_seconds,
-            cost: self.cost,
-            pods: self
-                .pods
-                .iter()
-                .map(|p| v1::ReplicaSample {
-                    state: p.state,
-                    metrics: p.metrics.clone(),
-                    request: p.request.or_else(|| p.requests.first().map(|r| r.value)),
-                })
-                .collect(),
-            custom: self.custom.clone(),
-        }
-    }
-
     /// Its replica with id `id`.
     pub fn replica(&self, id: &str) -> Option<&ReplicaSample> {
         self.pods.iter().find(|p| p.id.as_deref() == Some(id))
