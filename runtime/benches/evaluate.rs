@@ -25,7 +25,7 @@ const STEP_PARAMS: &str = r#"{"metric":"request_rate","min_capacity":1,"alarms":
 const TT_PARAMS: &str =
     r#"{"metrics":[{"type":"resource","name":"cpu","target":{"average_utilization":50}}]}"#;
 
-fn host_snapshot(with_pods: bool) -> wasmscale::host::Snapshot {
+fn host_snapshot(with_pods: bool) -> wasmscale::model::Snapshot {
     let json = if with_pods {
         r#"{"time_ms": 1000, "replicas": {"current": 3},
             "pods": [{"state":"ready","metrics":[{"name":"cpu","value":0.3}],"request":1.0},
