@@ -2,7 +2,10 @@
 //! `v2-queue` fixture) beside the 0.1 built-ins: the version is told from the
 //! component, declared signals arrive in order with unknown as unknown, a
 //! tick is one sandbox call, state comes back only when it changed and is
-//! capped, bad manifests are typed errors, and `hold` is no recommendation.
+//! capped, bad manifests are typed errors, `hold` is no recommendation, a
+//! decision's per-pool counts and replicas to remove first are checked
+//! against the tick, guarded, and reach the simulated cluster (or are
+//! recorded as ignored by a target without pools).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,7 +15,7 @@
 
 use wasmscale::guard::{self, GuardConfig, GuardRules, GuardState, Tick};
 use wasmscale::host::{Contract, PolicyError, PolicySource};
-use wasmscale_tests::{fixtures, host, snapshot};
+use wasmscale_tests::{block_on, fixtures, host, snapshot};
 
 fn v2(params: &str) -> Result<wasmscale::host::PolicyInstance, PolicyError> {
     host()
@@ -252,7 +255,7 @@ fn a_hold_goes_through_the_tick_as_a_decision_not_a_failure() {
     )
     .unwrap();
     for tick in 0..3 {
-        let record = wasmscale_tests::block_on(scaler.tick(1_000_000 + tick * 15_000));
+        let record = block_on(scaler.tick(1_000_000 + tick * 15_000));
         assert!(record.failures.is_empty(), "{:?}", record.failures);
         let decision = record.decision.unwrap();
         assert!(decision.hold, "{}", decision.reason);
@@ -264,4 +267,229 @@ fn a_hold_goes_through_the_tick_as_a_decision_not_a_failure() {
         0,
         "a hold is not a failed tick"
     );
+}
+
+/// Two pools and three replicas, as a target with pools would report them.
+const POOLED: &str = r#"{"queue_depth": 60, "replicas": {"current": 4},
+    "pools": [{"name": "on-demand", "capacity": "on-demand", "current": 4, "price_per_hour": 2.5},
+              {"name": "spot", "capacity": "spot", "current": 0, "price_per_hour": 0.9,
+               "interruptions_per_hour": 0.05, "max": 3}],
+    "pods": [{"id": "a", "pool": "on-demand", "state": "ready", "age_s": 900,
+              "metrics": [{"name": "kv", "value": 0.4}]},
+             {"id": "b", "pool": "on-demand", "state": "ready", "age_s": 60,
+              "metrics": [{"name": "kv", "value": 0.0}], "requests": [{"name": "kv", "value": 1.0}]},
+             {"id": "c", "pool": "on-demand", "state": "ready", "age_s": 30,
+              "metrics": [{"name": "kv", "value": 0.0}]}]}"#;
+
+#[test]
+fn a_decision_sets_a_count_per_pool_and_the_host_checks_it_against_the_tick() {
+    let s = snapshot(POOLED, 4);
+    let mut p = v2(r#"{"spot_share": 0.5}"#).unwrap();
+    let d = p.evaluate(&s).unwrap().decision;
+    assert_eq!(d.desired, 6);
+    let pools: Vec<(&str, u32)> = d
+        .pools
+        .iter()
+        .map(|t| (t.pool.as_str(), t.replicas))
+        .collect();
+    assert_eq!(pools, [("on-demand", 3), ("spot", 3)]);
+    // Hostile: targets that do not sum, and a pool the tick lacks, are typed
+    // errors; the instance keeps deciding afterwards.
+    for (params, why) in [
+        (r#"{"spot_share": 0.5, "bad_sum": true}"#, "sum to 5"),
+        (
+            r#"{"spot_share": 0.5, "ghost_pool": true}"#,
+            "reserved-nowhere",
+        ),
+    ] {
+        let mut bad = v2(params).unwrap();
+        let e = bad.evaluate(&s).unwrap_err();
+        assert!(matches!(e, PolicyError::InvalidDecision(_)), "{e}");
+        assert!(e.to_string().contains(why), "{e}");
+        assert_eq!(e.kind(), "invalid-decision");
+    }
+    // A tick with no pools: a split is a decision about pools that do not exist.
+    let e = p
+        .evaluate(&snapshot(r#"{"queue_depth": 60}"#, 4))
+        .unwrap_err();
+    assert!(e.to_string().contains("none"), "{e}");
+    assert_eq!(p.evaluate(&s).unwrap().decision.desired, 6);
+}
+
+#[test]
+fn replicas_arrive_with_id_pool_state_age_values_and_requests_and_a_decision_names_victims() {
+    let s = snapshot(POOLED, 4);
+    let mut p = v2(r#"{"replica_signals": ["kv"]}"#).unwrap();
+    let d = p.evaluate(&s).unwrap().decision;
+    // Idle (kv 0) replicas, youngest first: c (30 s), then b (60 s).
+    assert_eq!(d.remove_first, ["c", "b"]);
+    // A policy that names a replica the tick lacks: a typed error.
+    let mut ghost = v2(r#"{"replica_signals": ["kv"], "ghost_victim": true}"#).unwrap();
+    let e = ghost.evaluate(&s).unwrap_err();
+    assert!(matches!(e, PolicyError::InvalidDecision(_)), "{e}");
+    assert!(e.to_string().contains("no-such-replica"), "{e}");
+    // A policy that declares no replica signals gets no replicas at all.
+    let mut blind = v2("{}").unwrap();
+    assert!(blind.evaluate(&s).unwrap().decision.remove_first.is_empty());
+    // Empty per-replica names are refused at configure.
+    let e = v2(r#"{"replica_signals": [""]}"#).unwrap_err();
+    assert!(matches!(e, PolicyError::Manifest(_)), "{e}");
+}
+
+#[test]
+fn the_guard_fits_pool_targets_to_the_settled_total_and_each_pools_bounds() {
+    use wasmscale::guard::{PoolBounds, PoolLimits};
+    use wasmscale::model::PoolTarget;
+    let target = |pool: &str, replicas| PoolTarget {
+        pool: pool.into(),
+        replicas,
+    };
+    let limits: PoolLimits = [(
+        "spot".to_owned(),
+        PoolBounds {
+            min: 0,
+            max: Some(3),
+        },
+    )]
+    .into();
+    let config = GuardConfig::bounds(1, 8).with_pools(limits);
+    let mut state = GuardState::default();
+    // 10 asked (2 on demand, 8 spot): bounds cut the total to 8, the split
+    // scales to it (2:6, largest remainder), and spot's max of 3 moves 3 to
+    // on demand.
+    let wanted = [target("on-demand", 2), target("spot", 8)];
+    let tick = Tick {
+        pools: &wanted,
+        ..Tick::new(0, 4, Some(10))
+    };
+    let v = guard::apply(&config, &mut state, tick);
+    assert_eq!(v.replicas, 8);
+    assert_eq!(v.pools, [target("on-demand", 5), target("spot", 3)]);
+    let pools = v.interventions.iter().find(|i| i.guard == "pools").unwrap();
+    assert_eq!(
+        pools.why,
+        "asked on-demand 2, spot 6; kept on-demand 5, spot 3"
+    );
+    // A split no bounds can hold is dropped; the total stands.
+    let tight: PoolLimits = [
+        (
+            "on-demand".to_owned(),
+            PoolBounds {
+                min: 0,
+                max: Some(1),
+            },
+        ),
+        (
+            "spot".to_owned(),
+            PoolBounds {
+                min: 0,
+                max: Some(1),
+            },
+        ),
+    ]
+    .into();
+    let config = GuardConfig::bounds(1, 8).with_pools(tight);
+    let v = guard::apply(&config, &mut GuardState::default(), tick);
+    assert_eq!((v.replicas, v.pools.len()), (8, 0));
+    assert!(
+        v.interventions
+            .iter()
+            .any(|i| i.why.contains("no split of 8"))
+    );
+}
+
+/// A scaler on the `v2-queue` fixture with `params`, bounds 1..20, no rate limit.
+fn pooled_scaler(
+    params: &str,
+    source: wasmscale::sources::Recorded,
+    target: Box<dyn wasmscale::Actuator>,
+) -> wasmscale::Scaler {
+    let text = format!(
+        r#"[[scaler]]
+name = "pooled"
+policy = {policy:?}
+params = {params}
+min_replicas = 1
+max_replicas = 20
+[scaler.guard]
+rate = "none"
+"#,
+        policy = fixtures::V2_QUEUE,
+    );
+    let config: wasmscale::Config = toml::from_str(&text).unwrap();
+    wasmscale::Scaler::builder(&config.scalers[0], std::path::Path::new("."), &host())
+        .io(Box::new(source), target)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn pools_reach_the_simulated_cluster_and_a_target_without_pools_records_it_ignored_them() {
+    use wasmscale::sim::{Cluster, ServiceModel, SimulatedCluster};
+    use wasmscale::sources::Recorded;
+    let queue = |q: u32| {
+        (
+            snapshot(&format!(r#"{{"queue_depth": {q}}}"#), 4),
+            Vec::new(),
+        )
+    };
+    let model = ServiceModel {
+        spot_interruptions_per_hour: 0.0,
+        ..ServiceModel::default()
+    };
+    let cluster = SimulatedCluster::new(Cluster::new(model, 4, 1));
+    let mut s = pooled_scaler(
+        r#"{ spot_share = 0.5 }"#,
+        Recorded::new([queue(60)]),
+        Box::new(cluster.clone()),
+    );
+    let r = block_on(s.tick(0));
+    assert!(r.failures.is_empty(), "{r:?}");
+    // The cluster's pools reached the policy, and its split reached the cluster.
+    let seen = r.snapshot.as_ref().unwrap();
+    assert_eq!(
+        seen.pools
+            .iter()
+            .map(|p| (p.name.as_str(), p.current))
+            .collect::<Vec<_>>(),
+        [("on-demand", 4), ("spot", 0)]
+    );
+    let split: Vec<(&str, u32)> = r
+        .pools
+        .iter()
+        .map(|t| (t.pool.as_str(), t.replicas))
+        .collect();
+    assert_eq!(split, [("on-demand", 3), ("spot", 3)]);
+    assert!(r.ignored.is_empty(), "{r:?}");
+    assert_eq!(r.final_replicas, 6);
+    // Over time the running on-demand replica beyond 3 is replaced by spot.
+    for _ in 0..2000 {
+        cluster.lock().advance(10.0, 0.0);
+    }
+    let [on_demand, spot] = cluster.lock().pools();
+    assert_eq!((on_demand.1, spot.1), (3, 3), "ready on demand, ready spot");
+
+    // A target without pools (and without scale-in choice) sets the count
+    // alone and says what it ignored.
+    let mut pooled = snapshot(POOLED, 4);
+    pooled.queue_depth = Some(20.0);
+    let mut s = pooled_scaler(
+        r#"{ spot_share = 0.5, replica_signals = ["kv"] }"#,
+        Recorded::new([(pooled, Vec::new())]),
+        Box::new(wasmscale::actuators::Memory::new(4)),
+    );
+    let r = block_on(s.tick(0));
+    assert!(r.failures.is_empty(), "{r:?}");
+    let d = r.decision.as_ref().unwrap();
+    assert_eq!(d.remove_first, ["c", "b"]);
+    assert_eq!((r.final_replicas, r.wrote), (2, true));
+    assert_eq!(r.ignored, ["pools", "remove-first"]);
+    // The audit line carries both, and reads back.
+    let line = serde_json::to_string(&r).unwrap();
+    assert!(
+        line.contains(r#""ignored":["pools","remove-first"]"#),
+        "{line}"
+    );
+    let back: wasmscale::AuditRecord = serde_json::from_str(&line).unwrap();
+    assert_eq!(back.snapshot.unwrap().pods[1].id.as_deref(), Some("b"));
 }

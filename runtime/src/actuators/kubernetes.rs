@@ -13,11 +13,24 @@
 //!   - apiGroups: ["apps"]
 //!     resources: ["deployments/scale", "statefulsets/scale"]
 //!     verbs: ["get", "patch", "update"]
+//!   # only with `scale_in_choice = true`:
+//!   - apiGroups: [""]
+//!     resources: ["pods"]
+//!     verbs: ["list", "patch"]
 //! ```
+//!
+//! With `scale_in_choice = true` it also lists the workload's pods each tick
+//! (by the scale subresource's `status.selector`), so the policy sees each
+//! replica's id, state and age, and before a scale-down it annotates the pods
+//! a decision removes first with `controller.kubernetes.io/pod-deletion-cost`
+//! (the first named gets the lowest cost), so the ReplicaSet controller
+//! deletes those. Pods it marked before and no longer names lose the mark.
 
 use super::{Actuator, ActuatorError, Observed};
+use crate::model::{ReplicaSample, ReplicaState};
 use futures_core::future::BoxFuture;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +60,10 @@ pub struct KubernetesConfig {
     /// Timeout of each API request.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// List the pods each tick and honour a decision's `remove_first` with
+    /// `pod-deletion-cost` annotations (needs list and patch on pods).
+    #[serde(default)]
+    pub scale_in_choice: bool,
 }
 
 impl KubernetesConfig {
@@ -100,6 +117,10 @@ pub struct Kubernetes {
     api: Option<Api<DynamicObject>>,
     /// (spec.replicas, resourceVersion) last read.
     last: Option<(u32, Option<String>)>,
+    /// Pods are listed and annotated (`scale_in_choice`).
+    scale_in_choice: bool,
+    /// Pods this actuator gave a deletion cost, to clear when no longer named.
+    marked: Vec<String>,
     /// Failure kinds already logged since the last success.
     warned: Vec<&'static str>,
 }
@@ -115,6 +136,37 @@ impl std::fmt::Debug for Kubernetes {
 }
 
 const CONFLICT_RETRIES: u32 = 3;
+
+/// The annotation the ReplicaSet controller reads: lower costs go first.
+pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// A pod as a replica: its name, state (deleting, failed, pending, ready or
+/// not) and age.
+fn replica_of(pod: &Pod, now_s: i64) -> ReplicaSample {
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref());
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let state = if pod.metadata.deletion_timestamp.is_some() {
+        ReplicaState::Deleting
+    } else {
+        match phase {
+            Some("Failed") => ReplicaState::Failed,
+            Some("Running") if ready => ReplicaState::Ready,
+            Some("Running") => ReplicaState::Unready,
+            _ => ReplicaState::Pending,
+        }
+    };
+    let mut r = ReplicaSample::new(state);
+    r.id = pod.metadata.name.clone();
+    r.age_s = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| (now_s - t.0.as_second()).max(0) as f64);
+    r
+}
 
 /// A client error as a typed failure; `timeout` is the request's own bound,
 /// named when the client's timer (not ours) fired.
@@ -192,8 +244,64 @@ impl Kubernetes {
             timeout: Duration::from_millis(c.timeout_ms.max(1)),
             api: None,
             last: None,
+            scale_in_choice: c.scale_in_choice,
+            marked: Vec::new(),
             warned: Vec::new(),
         }
+    }
+
+    fn pods_api(&self, api: &Api<DynamicObject>) -> Api<Pod> {
+        Api::namespaced(api.clone().into_client(), &self.namespace)
+    }
+
+    /// The workload's pods, by the scale subresource's label selector.
+    async fn list_pods(
+        &self,
+        api: &Api<DynamicObject>,
+        selector: &str,
+    ) -> Result<Vec<ReplicaSample>, ActuatorError> {
+        let list = self
+            .timed(
+                self.pods_api(api)
+                    .list(&ListParams::default().labels(selector)),
+            )
+            .await?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()) as i64;
+        Ok(list.items.iter().map(|pod| replica_of(pod, now)).collect())
+    }
+
+    /// Give `ids` deletion costs, lowest first, and clear the marks this
+    /// actuator left on pods it no longer names. A pod already gone is
+    /// skipped: the ReplicaSet has one fewer to choose from.
+    async fn mark(&mut self, ids: &[String]) -> Result<(), ActuatorError> {
+        let api = self.api().await?;
+        let pods = self.pods_api(&api);
+        let n = ids.len() as i64;
+        let cleared: Vec<String> = self
+            .marked
+            .iter()
+            .filter(|m| !ids.contains(m))
+            .cloned()
+            .collect();
+        let writes = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id, serde_json::Value::String((i as i64 - n).to_string())))
+            .chain(cleared.iter().map(|id| (id, serde_json::Value::Null)));
+        for (id, cost) in writes {
+            let body = serde_json::json!({"metadata": {"annotations": {DELETION_COST: cost}}});
+            match self
+                .timed(pods.patch(id, &PatchParams::default(), &Patch::Merge(&body)))
+                .await
+            {
+                Ok(_) | Err(ActuatorError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.marked = ids.to_vec();
+        Ok(())
     }
 
     /// The API handle, built on first use (it needs the async runtime).
@@ -282,8 +390,13 @@ impl Kubernetes {
         let api = self.api().await?;
         let scale = self.timed(api.get_scale(&self.name)).await?;
         let current = scale.spec.and_then(|s| s.replicas).unwrap_or(0).max(0) as u32;
-        let observed = scale.status.map(|s| s.replicas.max(0) as u32);
+        let observed = scale.status.as_ref().map(|s| s.replicas.max(0) as u32);
+        let selector = scale.status.and_then(|s| s.selector);
         self.last = Some((current, scale.metadata.resource_version));
+        let replicas = match (self.scale_in_choice, selector) {
+            (true, Some(selector)) => self.list_pods(&api, &selector).await?,
+            _ => Vec::new(),
+        };
         // `status.replicas` counts every pod, ready or not: it is `observed`,
         // never `ready`.
         Ok(Observed {
@@ -291,6 +404,7 @@ impl Kubernetes {
             observed,
             ready: None,
             starting: None,
+            replicas,
             ..Observed::default()
         })
     }
@@ -356,6 +470,20 @@ impl Actuator for Kubernetes {
             let result = self.write_scale(desired).await;
             self.after(result.as_ref().err());
             result
+        })
+    }
+
+    fn remove_first<'a>(
+        &'a mut self,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, Result<bool, ActuatorError>> {
+        Box::pin(async move {
+            if !self.scale_in_choice {
+                return Ok(false);
+            }
+            let result = self.mark(ids).await;
+            self.after(result.as_ref().err());
+            result.map(|()| true)
         })
     }
 }

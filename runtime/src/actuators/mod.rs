@@ -13,7 +13,7 @@ mod kubernetes;
 mod log;
 mod memory;
 
-pub use kubernetes::{Kubernetes, KubernetesConfig};
+pub use kubernetes::{DELETION_COST, Kubernetes, KubernetesConfig};
 pub use log::Log;
 pub use memory::Memory;
 

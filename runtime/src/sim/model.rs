@@ -627,6 +627,41 @@ mod tests {
     }
 
     #[test]
+    fn a_new_mix_replaces_running_replicas_over_time_without_losing_capacity() {
+        let m = ServiceModel {
+            spot_interruptions_per_hour: 0.0,
+            ..model()
+        };
+        let cold = m.cold_start_steps();
+        assert!(cold > 1, "the default model starts cold");
+        let mut c = Cluster::new(m, 8, 7);
+        assert_eq!(c.pools()[0].0, 8);
+        // All 8 on spot: 2 (a quarter) surge at a time, each retiring an
+        // on-demand replica when it is ready.
+        c.set_mix(8);
+        let mut steps = 0;
+        while c.pools()[1].1 < 8 {
+            c.advance(10.0, 0.0);
+            steps += 1;
+            assert!(c.ready() >= 8, "capacity dropped at step {steps}");
+            assert_eq!(c.count(), 8, "the surge is not part of the count");
+            assert!(c.total() <= 10, "at most 2 surge replicas");
+            assert!(steps < 100 * cold, "the mix never converged");
+        }
+        assert_eq!((c.pools()[0], c.pools()[1]), ((0, 0, 0), (8, 8, 0)));
+        assert_eq!(c.replacements, 8);
+        // Four rounds of two, each a cold start long.
+        assert!(steps >= 4 * cold, "{steps} steps");
+        // A spot fraction alone, as before pools, only steers launches.
+        let mut f = Cluster::new(ServiceModel::default(), 8, 7);
+        f.set_replicas(8, Some(1.0));
+        for _ in 0..10 * cold {
+            f.advance(10.0, 0.0);
+        }
+        assert_eq!(f.replacements, 0);
+    }
+
+    #[test]
     fn defaults_meet_the_slo_up_to_80_percent_utilization() {
         let m = model();
         assert!((m.slo_utilization() - 0.8).abs() < 1e-12);

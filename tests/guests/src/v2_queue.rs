@@ -9,6 +9,7 @@
 //!   pools (spot gets the share, rounded down);
 //! - `replica_signals`: read replicas with these per-replica signals, and
 //!   remove first the ones whose first signal is 0 (idle), youngest first;
+//! - `remove_first`: ids to remove first, in this order, those the tick has;
 //! - hostile on purpose: `bad_sum` (pool targets one short), `ghost_pool`
 //!   (a target for a pool the tick lacks), `ghost_victim` (a replica id the
 //!   tick lacks).
@@ -22,6 +23,7 @@ pub struct V2Queue {
     spot_share: Option<f64>,
     reads_replicas: bool,
     idle_signal: Option<String>,
+    named: Vec<String>,
     hostile: Vec<String>,
     last: Option<f64>,
     changes: u32,
@@ -44,6 +46,14 @@ impl Policy for V2Queue {
         }
         if let Some(n) = v["many"].as_u64() {
             reads = reads.signals((0..n).map(|i| format!("custom:m{i}")));
+        }
+        if let Some(ids) = v["remove_first"].as_array() {
+            self.named = ids
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect();
+            self.reads_replicas = true;
+            reads = reads.replicas::<&str>([]);
         }
         if let Some(per_replica) = v["replica_signals"].as_array() {
             let names: Vec<&str> = per_replica.iter().filter_map(|s| s.as_str()).collect();
@@ -83,6 +93,11 @@ impl Policy for V2Queue {
                 .collect();
             idle.sort_by_key(|r| r.age_ms().unwrap_or(u64::MAX));
             outcome = outcome.remove_first(idle.iter().map(|r| r.id()));
+            let named = self
+                .named
+                .iter()
+                .filter(|id| tick.replicas().any(|r| r.id() == id.as_str()));
+            outcome = outcome.remove_first(named.cloned());
             if self.hostile.iter().any(|h| h == "ghost_victim") {
                 outcome = outcome.remove_first(["no-such-replica"]);
             }
