@@ -3,7 +3,8 @@
 //! that the in-process fake could not show: a Deployment whose status no
 //! controller has reported, RBAC denials, a missing object, a server that is
 //! down, a 409 whose re-read already shows the count, and connections kept
-//! alive across ticks. Skips with a message where `../shared/` is absent.
+//! alive across ticks, and pods marked with a deletion cost before a
+//! scale-down. Skips with a message where `../shared/` is absent.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -516,5 +517,83 @@ fn a_hung_api_server_is_a_timeout() {
             back.is_some(),
             "the scaler recovers once the server answers"
         );
+    });
+}
+
+#[test]
+fn scale_in_choice_marks_the_pods_a_decision_removes_first_with_a_deletion_cost() {
+    let Some((server, _serial)) = setup() else {
+        return;
+    };
+    runtime().block_on(async {
+        let admin = server.admin().await;
+        let ns = server.namespace(&admin, "victims").await;
+        server.deployment(&admin, &ns, "llm", 3).await;
+        server.report_status(&admin, &ns, "llm", 3).await;
+        for pod in ["llm-a", "llm-b", "llm-c"] {
+            server.pod(&admin, &ns, "llm", pod).await;
+        }
+        // Someone else's pod, outside the workload's selector.
+        server.pod(&admin, &ns, "other", "other-x").await;
+        let t = Target {
+            kubeconfig: &server.admin_kubeconfig,
+            namespace: &ns,
+            name: "llm",
+            timeout_ms: 5000,
+        };
+        let policy = wasmscale_tests::fixtures::V2_QUEUE;
+        let params = r#"{ remove_first = ["llm-b", "llm-c"] }"#;
+        let text = format!(
+            r#"[[scaler]]
+name = "llm"
+policy = {policy:?}
+params = {params}
+min_replicas = 1
+max_replicas = 20
+metrics = {{ queue_depth = 20 }}
+target = {{ type = "kubernetes", namespace = "{ns}", name = "llm", kubeconfig = {kc:?}, scale_in_choice = true }}
+[scaler.guard]
+rate = "none"
+"#,
+            kc = t.kubeconfig.display().to_string(),
+        );
+        let config: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut s = Scaler::new(&config.scalers[0], Path::new("."), &host(), None).unwrap();
+        let r = s.tick(1_700_000_000_000).await;
+        assert!(r.failures.is_empty(), "{r:?}");
+        // The policy saw the workload's pods (and only those), with ids and ages.
+        let pods = &r.snapshot.as_ref().unwrap().pods;
+        let mut ids: Vec<&str> = pods.iter().filter_map(|p| p.id.as_deref()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["llm-a", "llm-b", "llm-c"]);
+        assert!(pods.iter().all(|p| p.age_s.is_some()), "{pods:?}");
+        assert_eq!(r.decision.as_ref().unwrap().remove_first, ["llm-b", "llm-c"]);
+        assert!(r.ignored.is_empty(), "{r:?}");
+        assert_eq!((r.previous_replicas, r.final_replicas), (3, 2), "{r:?}");
+        // llm-b goes first (lowest cost), then llm-c; llm-a is left alone.
+        let cost = |pod: &'static str| {
+            let (server, admin, ns) = (server, admin.clone(), ns.clone());
+            async move {
+                server
+                    .annotation(&admin, &ns, pod, wasmscale::actuators::DELETION_COST)
+                    .await
+            }
+        };
+        assert_eq!(cost("llm-b").await.as_deref(), Some("-2"));
+        assert_eq!(cost("llm-c").await.as_deref(), Some("-1"));
+        assert_eq!(cost("llm-a").await, None);
+        assert_eq!(server.replicas(&admin, &ns, "llm").await, 2);
+
+        // The ReplicaSet removes llm-b; someone scales back to 3. Next
+        // scale-down: only llm-c is named, and the mark on the vanished
+        // llm-b is no error.
+        server.delete_pod(&admin, &ns, "llm-b").await;
+        server.scale(&admin, &ns, "llm", 3).await;
+        let r = s.tick(1_700_000_015_000).await;
+        assert!(r.failures.is_empty(), "{r:?}");
+        assert_eq!(r.decision.as_ref().unwrap().remove_first, ["llm-c"]);
+        assert_eq!(cost("llm-c").await.as_deref(), Some("-1"));
+        assert_eq!(cost("llm-a").await, None);
+        assert_eq!(server.replicas(&admin, &ns, "llm").await, 2);
     });
 }

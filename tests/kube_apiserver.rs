@@ -9,9 +9,9 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use std::path::{Path, PathBuf};
 
 /// A running API server.
@@ -128,6 +128,60 @@ impl ApiServer {
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .unwrap_or_else(|e| panic!("status of {name}: {e}"));
+    }
+
+    /// A pod of Deployment `app` (it stays Pending: no scheduler runs here).
+    pub async fn pod(&self, client: &kube::Client, ns: &str, app: &str, name: &str) {
+        // Pods need the namespace's `default` account (and, unless they
+        // opt out, its token), which only the controller-manager (not run
+        // here) would create.
+        let sa: ServiceAccount =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap();
+        match Api::<ServiceAccount>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &sa)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("create the default service account: {e}"),
+        }
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app": app}},
+            "spec": {"automountServiceAccountToken": false,
+                     "containers": [{"name": "c", "image": "none"}]}
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap_or_else(|e| panic!("create pod {name}: {e}"));
+    }
+
+    /// A pod's annotation `key`, if set.
+    pub async fn annotation(
+        &self,
+        client: &kube::Client,
+        ns: &str,
+        pod: &str,
+        key: &str,
+    ) -> Option<String> {
+        let p = Api::<Pod>::namespaced(client.clone(), ns)
+            .get(pod)
+            .await
+            .unwrap();
+        p.metadata.annotations.and_then(|a| a.get(key).cloned())
+    }
+
+    /// Delete a pod at once (as the ReplicaSet controller would).
+    pub async fn delete_pod(&self, client: &kube::Client, ns: &str, pod: &str) {
+        let now = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        Api::<Pod>::namespaced(client.clone(), ns)
+            .delete(pod, &now)
+            .await
+            .unwrap_or_else(|e| panic!("delete pod {pod}: {e}"));
     }
 
     /// `spec.replicas` as the server has it.
