@@ -320,6 +320,8 @@ fn a_decision_sets_a_count_per_pool_and_the_host_checks_it_against_the_tick() {
 fn replicas_arrive_with_id_pool_state_age_values_and_requests_and_a_decision_names_victims() {
     let s = snapshot(POOLED, 4);
     let mut p = v2(r#"{"replica_signals": ["kv"]}"#).unwrap();
+    // What `check` prints: the per-replica signals a policy declared.
+    assert_eq!(p.replica_signals(), Some(vec!["kv".to_owned()]));
     let d = p.evaluate(&s).unwrap().decision;
     // Idle (kv 0) replicas, youngest first: c (30 s), then b (60 s).
     assert_eq!(d.remove_first, ["c", "b"]);
@@ -330,6 +332,7 @@ fn replicas_arrive_with_id_pool_state_age_values_and_requests_and_a_decision_nam
     assert!(e.to_string().contains("no-such-replica"), "{e}");
     // A policy that declares no replica signals gets no replicas at all.
     let mut blind = v2("{}").unwrap();
+    assert_eq!(blind.replica_signals(), None);
     assert!(blind.evaluate(&s).unwrap().decision.remove_first.is_empty());
     // Empty per-replica names are refused at configure.
     let e = v2(r#"{"replica_signals": [""]}"#).unwrap_err();

@@ -29,6 +29,13 @@ pub fn check(host: &Host, policy: &str, params: Option<&str>) -> Result<std::pro
     let (_, signals) = instance.contract();
     if compiled.contract() == crate::host::Contract::V2 {
         println!("signals:       {}", signals.join(", "));
+        match instance.replica_signals() {
+            None => println!("replicas:      not read"),
+            Some(per) if per.is_empty() => {
+                println!("replicas:      ids, pools, states and ages (no per-replica signals)");
+            }
+            Some(per) => println!("replicas:      per-replica signals {}", per.join(", ")),
+        }
     } else {
         println!("signals:       the whole 0.1 snapshot (0.1 policies declare none)");
     }

@@ -1041,6 +1041,12 @@ impl PolicyInstance {
             .map_or((None, Vec::new()), |r| (r.contract(), r.signals()))
     }
 
+    /// The per-replica signals a 0.2 policy declared (`None`: it reads no
+    /// replicas, or it is 0.1).
+    pub fn replica_signals(&self) -> Option<Vec<String>> {
+        self.raw.as_ref().and_then(RawInstance::replica_signals)
+    }
+
     /// How many times the instance was thrown away and rebuilt.
     pub fn rebuilds(&self) -> u64 {
         self.rebuilds
