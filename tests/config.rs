@@ -62,7 +62,7 @@ fn validation_reports_every_error_with_position_and_hint() {
         "looks like a percent",
         "did you mean 0.6?",
         "params need `gpu_utilization`, but nothing fills it",
-        "policy `builtin:queue-depth` cannot decide with the metrics this scaler provides: queue_depth is missing",
+        "policy `builtin:queue-depth` reads `queue_depth` (its manifest), which this scaler's source does not fill, and cannot decide without: queue_depth is missing",
         "unknown built-in policy \"does-not-exist\"",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");

@@ -17,6 +17,12 @@ use wasmscale::guard::{self, GuardConfig, GuardRules, GuardState, Tick};
 use wasmscale::host::{Contract, PolicyError, PolicySource};
 use wasmscale_tests::{block_on, fixtures, host, snapshot};
 
+/// The checked-in 0.1 build of `builtin:queue-depth` (`tests/fixtures/v0.1/`).
+const V1_QUEUE_DEPTH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/v0.1/queue-depth.wasm"
+);
+
 fn v2(params: &str) -> Result<wasmscale::host::PolicyInstance, PolicyError> {
     host()
         .load(&PolicySource::parse(fixtures::V2_QUEUE))
@@ -30,10 +36,13 @@ fn the_contract_version_is_told_from_the_component() {
         .load(&PolicySource::parse(fixtures::V2_QUEUE))
         .unwrap();
     assert_eq!(v2.contract(), Contract::V2);
-    let v1 = host()
+    let v1 = host().load(&PolicySource::parse(V1_QUEUE_DEPTH)).unwrap();
+    assert_eq!(v1.contract(), Contract::V1);
+    // The built-ins are 0.2 now.
+    let builtin = host()
         .load(&PolicySource::parse("builtin:queue-depth"))
         .unwrap();
-    assert_eq!(v1.contract(), Contract::V1);
+    assert_eq!(builtin.contract(), Contract::V2);
     let instance = v2.instantiate(r#"{"target_per_replica": 10}"#).unwrap();
     assert_eq!(
         instance.contract(),
@@ -88,7 +97,7 @@ fn a_tick_is_one_sandbox_call_and_state_comes_back_only_when_it_changed() {
 
     // A 0.1 policy takes two calls a tick: evaluate, then save-state.
     let mut old = host()
-        .load(&PolicySource::parse("builtin:queue-depth"))
+        .load(&PolicySource::parse(V1_QUEUE_DEPTH))
         .unwrap()
         .instantiate(r#"{"target_per_replica": 10}"#)
         .unwrap();
@@ -165,27 +174,28 @@ fn validate_checks_that_the_source_fills_every_declared_signal() {
             fixtures::V2_QUEUE
         )
     };
-    let path = wasmscale_tests::write_file(dir.path(), "c.toml", &config("queue_depth = 5"));
+    // The queue is what it cannot decide without (it holds): an error that
+    // names it and how to fill it.
+    let path = wasmscale_tests::write_file(dir.path(), "c.toml", &config("backlog = 5"));
     let errors = wasmscale::controller::load(&path, &host())
         .unwrap_err()
         .to_string();
     assert!(
         errors.contains(
-            "reads `custom:backlog` (its manifest), but this scaler's source does not fill it"
+            "reads `queue_depth` (its manifest), which this scaler's source does not fill, and cannot decide without: it holds: queue_depth unknown"
         ),
         "{errors}"
     );
-    assert!(errors.contains("add metrics.backlog"), "{errors}");
-    let path = wasmscale_tests::write_file(
-        dir.path(),
-        "ok.toml",
-        &config("queue_depth = 5, backlog = 2"),
-    );
-    wasmscale::controller::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(errors.contains("add metrics.queue_depth"), "{errors}");
+    // The backlog is optional to it (it counts 0): no error without it.
+    for metrics in ["queue_depth = 5", "queue_depth = 5, backlog = 2"] {
+        let path = wasmscale_tests::write_file(dir.path(), "ok.toml", &config(metrics));
+        wasmscale::controller::load(&path, &host()).unwrap_or_else(|e| panic!("{metrics}: {e}"));
+    }
 }
 
 #[test]
-fn a_0_1_policy_exported_under_0_2_by_the_sdk_decides_the_same() {
+fn a_built_in_under_0_2_decides_as_its_0_1_build() {
     let params = std::fs::read_to_string(wasmscale_tests::from_root(
         "examples/seed-thresholds/params.json",
     ))
@@ -198,8 +208,11 @@ fn a_0_1_policy_exported_under_0_2_by_the_sdk_decides_the_same() {
             .unwrap()
     };
     let (mut v1, mut v2) = (
+        load(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/v0.1/step-scaling.wasm"
+        )),
         load("builtin:step-scaling"),
-        load(fixtures::V2_STEP_SCALING),
     );
     assert_eq!(
         v2.contract().1,

@@ -142,8 +142,8 @@ fn controller_reads_a_real_prometheus_and_survives_it_going_down() {
         format!(
             r#"[[scaler]]
 name = "queue"
-policy = "builtin:queue-depth"
-params = {{ metric = "queue_depth", target_per_replica = 10, cooldown_seconds = 0 }}
+policy = {policy:?}
+params = {{ target_per_replica = 10 }}
 min_replicas = 1
 max_replicas = 20
 interval_seconds = 1
@@ -156,7 +156,9 @@ rate = "none"
 after_failed_ticks = 2
 replicas = 3
 "#,
-            prometheus.port, kube_port
+            prometheus.port,
+            kube_port,
+            policy = wasmscale_tests::fixtures::V2_QUEUE,
         ),
     )
     .unwrap();
@@ -170,7 +172,7 @@ replicas = 3
     );
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("missing_one", "kv_cache_utilization");
+        .replace("missing_one", "backlog");
     std::fs::write(&path, text).unwrap();
     let config = controller::load(&path, &host()).unwrap_or_else(|e| panic!("{e}"));
     let host = host();
@@ -184,11 +186,12 @@ replicas = 3
     let r = runtime.block_on(scaler.tick(t0));
     assert!(r.failures.is_empty(), "{r:?}");
     assert_eq!(r.snapshot.as_ref().and_then(|s| s.queue_depth), Some(42.0));
-    // A query with no data is missing, never zero.
-    assert_eq!(r.missing, ["kv_cache_utilization"]);
-    assert_eq!(
-        r.snapshot.as_ref().and_then(|s| s.kv_cache_utilization),
-        None
+    // A query with no data is missing, never zero (the policy reads the
+    // backlog, and counts it 0 when unknown).
+    assert_eq!(r.missing, ["backlog"]);
+    assert!(
+        r.snapshot.as_ref().is_some_and(|s| s.custom.is_empty()),
+        "{r:?}"
     );
     assert_eq!(r.decision.as_ref().map(|d| d.desired), Some(5));
     assert_eq!(
@@ -244,9 +247,10 @@ fn a_0_2_policy_gets_only_the_queries_it_reads() {
         .build()
         .unwrap();
     let host = host();
+    let v1 = wasmscale_tests::from_root("tests/fixtures/v0.1/queue-depth.wasm");
     for (policy, unread) in [
-        (wasmscale_tests::fixtures::V2_QUEUE_DEPTH, "vector(0.25)"),
-        ("builtin:queue-depth", "vector(0.5)"),
+        ("builtin:queue-depth", "vector(0.25)"),
+        (v1.to_str().unwrap(), "vector(0.5)"),
     ] {
         let text = format!(
             "[admin]\nlisten = \"\"\n[[scaler]]\nname = \"q\"\npolicy = {policy:?}\nparams = {{ target_per_replica = 10 }}\nmin_replicas = 1\nmax_replicas = 20\nsource = {{ type = \"prometheus\", url = \"http://127.0.0.1:{}\" }}\nmetrics = {{ queue_depth = \"sum(test_queue_depth)\", gpu_utilization = \"{unread}\" }}\n",

@@ -1,6 +1,8 @@
 //! The built-in policies. Each module is one policy with documented params and
 //! native unit tests; the host embeds each as its own component, addressed as
-//! `builtin:NAME`.
+//! `builtin:NAME`, built for the 0.2 contract: each is written against the
+//! SDK's snapshot and declares what it reads (`wasmscale_sdk::v2::Declares`),
+//! and the SDK's adapter fills the snapshot from each 0.2 tick in the guest.
 
 pub mod predictive;
 pub mod queue_depth;
@@ -14,14 +16,14 @@ pub mod target_tracking;
 // `wasmscale::host::builtin_names()`.
 
 #[cfg(feature = "target-tracking")]
-wasmscale_sdk::export_policy!(target_tracking::TargetTracking);
+wasmscale_sdk::export_policy_as_v2!(target_tracking::TargetTracking);
 #[cfg(feature = "step-scaling")]
-wasmscale_sdk::export_policy!(step_scaling::StepScaling);
+wasmscale_sdk::export_policy_as_v2!(step_scaling::StepScaling);
 #[cfg(feature = "queue-depth")]
-wasmscale_sdk::export_policy!(queue_depth::QueueDepth);
+wasmscale_sdk::export_policy_as_v2!(queue_depth::QueueDepth);
 #[cfg(feature = "scheduled")]
-wasmscale_sdk::export_policy!(scheduled::Scheduled);
+wasmscale_sdk::export_policy_as_v2!(scheduled::Scheduled);
 #[cfg(feature = "predictive")]
-wasmscale_sdk::export_policy!(predictive::Predictive);
+wasmscale_sdk::export_policy_as_v2!(predictive::Predictive);
 #[cfg(feature = "spot-mix")]
-wasmscale_sdk::export_policy!(spot_mix::SpotMix);
+wasmscale_sdk::export_policy_as_v2!(spot_mix::SpotMix);

@@ -131,6 +131,18 @@ impl Policy for QueueDepth {
     }
 }
 
+use wasmscale_sdk::v2::{Declares, signal_for};
+
+/// Under 0.2 (`wasmscale_sdk::export_policy_as_v2!`): what it reads.
+impl Declares for QueueDepth {
+    fn declares(&self) -> Vec<String> {
+        self.params
+            .as_ref()
+            .map(|p| vec![signal_for(&p.metric)])
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

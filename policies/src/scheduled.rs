@@ -165,6 +165,16 @@ impl Policy for Scheduled {
     }
 }
 
+use wasmscale_sdk::v2::Declares;
+
+/// Under 0.2 (`wasmscale_sdk::export_policy_as_v2!`): what it reads.
+impl Declares for Scheduled {
+    /// Time and the replica counts only: no signal.
+    fn declares(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,6 +174,29 @@ impl Policy for SpotMix {
     }
 }
 
+use wasmscale_sdk::v2::{Declares, signal_for};
+
+/// Under 0.2 (`wasmscale_sdk::export_policy_as_v2!`): what it reads.
+impl Declares for SpotMix {
+    fn declares(&self) -> Vec<String> {
+        let Some(p) = &self.params else {
+            return Vec::new();
+        };
+        let mut reads = vec![signal_for(&p.metric)];
+        for s in [
+            "batch_seconds",
+            "cost.spot_interruption_rate",
+            "cost.spot_per_hour",
+            "cost.on_demand_per_hour",
+        ] {
+            if !reads.iter().any(|r| r == s) {
+                reads.push(s.to_owned());
+            }
+        }
+        reads
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

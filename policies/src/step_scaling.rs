@@ -244,6 +244,18 @@ impl Policy for StepScaling {
     }
 }
 
+use wasmscale_sdk::v2::{Declares, signal_for};
+
+/// Under 0.2 (`wasmscale_sdk::export_policy_as_v2!`): what it reads.
+impl Declares for StepScaling {
+    fn declares(&self) -> Vec<String> {
+        self.params
+            .as_ref()
+            .map(|p| vec![signal_for(&p.metric)])
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -398,6 +398,40 @@ fn replicas_for_metric(
     }
 }
 
+use wasmscale_sdk::v2::{Declares, signal_for};
+
+/// Under 0.2 (`wasmscale_sdk::export_policy_as_v2!`): what it reads.
+impl Declares for TargetTracking {
+    /// Object and external metrics are signals; resource and pods metrics
+    /// are per-replica. It always reads the replicas: their states count for
+    /// object metrics too (the HPA's ready-pod count).
+    fn declares(&self) -> Vec<String> {
+        let Some(p) = &self.params else {
+            return Vec::new();
+        };
+        let mut reads: Vec<String> = Vec::new();
+        for m in &p.metrics {
+            let name = signal_for(&m.name);
+            if matches!(m.kind, MetricType::Object | MetricType::External) && !reads.contains(&name)
+            {
+                reads.push(name);
+            }
+        }
+        reads
+    }
+
+    fn declares_replicas(&self) -> Option<Vec<String>> {
+        let p = self.params.as_ref()?;
+        let mut per: Vec<String> = Vec::new();
+        for m in &p.metrics {
+            if matches!(m.kind, MetricType::Resource | MetricType::Pods) && !per.contains(&m.name) {
+                per.push(m.name.clone());
+            }
+        }
+        Some(per)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,13 @@
-//! Per-call cost of the sandbox, beside the same policy compiled natively.
+//! Per-call cost of the sandbox, beside the same policy compiled natively, for
+//! both contracts in one run: native; 0.1 (the checked-in 0.1 builds of the
+//! built-ins, `tests/fixtures/v0.1/`) with `evaluate` alone and with the
+//! `save-state` call production makes after it; 0.2 (the built-ins) in
+//! production, one call returning the state when it changed.
 //!
 //! `cargo bench -p wasmscale --bench evaluate` (run with RUST_BACKTRACE unset).
 //! Criterion reports medians; after it, a plain loop times 200,000 single calls
-//! to report the median and p99 of the latency distribution, and the ratio to
-//! native in the same run.
+//! to report the median and p99 of the latency distribution, and the 0.2 to
+//! 0.1 ratio in the same run.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -94,14 +98,27 @@ fn main() {
     ];
     let mut report = Vec::new();
     for (name, params, pods) in cases {
-        let compiled = host
+        // 0.2: the built-in. 0.1: the same code as built for 0.1 before the
+        // move, checked in (`tests/fixtures/v0.1/`).
+        let v2 = host
             .load(&PolicySource::parse(&format!("builtin:{name}")))
             .unwrap();
+        let v1_path = format!(
+            "{}/../tests/fixtures/v0.1/{name}.wasm",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let v1 = host.load(&PolicySource::parse(&v1_path)).unwrap();
         let snap = host_snapshot(pods);
         let nsnap = native_snapshot(pods);
-        let mut instance = compiled.instantiate(params).unwrap();
-        let mut raw = compiled.instantiate_raw().unwrap();
-        raw.configure(params).unwrap();
+        let mut v2_full = v2.instantiate(params).unwrap();
+        let mut v1_full = v1.instantiate(params).unwrap();
+        let mut v1_bare = v1.instantiate_raw().unwrap();
+        v1_bare.configure(params).unwrap();
+        assert_eq!(
+            v1_full.evaluate(&snap).unwrap().decision,
+            v2_full.evaluate(&snap).unwrap().decision,
+            "{name}: 0.1 and 0.2 decide alike"
+        );
         let mut native: Box<dyn FnMut(&wasmscale_sdk::Snapshot) -> f64> = match name {
             "step-scaling" => {
                 let mut p = StepScaling::default();
@@ -116,11 +133,14 @@ fn main() {
         };
         let mut g = c.benchmark_group(format!("evaluate/{name}"));
         g.bench_function("native", |b| b.iter(|| native(black_box(&nsnap))));
-        g.bench_function("wasm", |b| {
-            b.iter(|| raw.evaluate(black_box(&snap)).unwrap())
+        g.bench_function("0.1 evaluate alone", |b| {
+            b.iter(|| v1_bare.evaluate(black_box(&snap)).unwrap())
         });
-        g.bench_function("wasm+checkpoint", |b| {
-            b.iter(|| instance.evaluate(black_box(&snap)).unwrap())
+        g.bench_function("0.1 evaluate + save-state", |b| {
+            b.iter(|| v1_full.evaluate(black_box(&snap)).unwrap())
+        });
+        g.bench_function("0.2 evaluate with state", |b| {
+            b.iter(|| v2_full.evaluate(black_box(&snap)).unwrap())
         });
         g.finish();
 
@@ -128,13 +148,16 @@ fn main() {
         let native_d = distribution(n, || {
             black_box(native(black_box(&nsnap)));
         });
-        let wasm_d = distribution(n, || {
-            black_box(raw.evaluate(black_box(&snap)).unwrap());
+        let bare_d = distribution(n, || {
+            black_box(v1_bare.evaluate(black_box(&snap)).unwrap());
         });
-        let full_d = distribution(n, || {
-            black_box(instance.evaluate(black_box(&snap)).unwrap());
+        let v1_d = distribution(n, || {
+            black_box(v1_full.evaluate(black_box(&snap)).unwrap());
         });
-        report.push((name, native_d, wasm_d, full_d));
+        let v2_d = distribution(n, || {
+            black_box(v2_full.evaluate(black_box(&snap)).unwrap());
+        });
+        report.push((name, [native_d, bare_d, v1_d, v2_d]));
     }
 
     // Instantiation from InstancePre, and loading a compiled policy from the cache.
@@ -182,22 +205,20 @@ fn main() {
         "\nlatency distribution (plain loop, {} calls each):",
         200_000
     );
-    println!(
-        "{:<18} {:>22} {:>22} {:>22} {:>8}",
-        "policy", "native med/p99", "wasm med/p99", "wasm+ckpt med/p99", "ratio"
-    );
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    for (name, (nm, np), (wm, wp), (fm, fp)) in report {
-        println!(
-            "{name:<18} {:>10.3}/{:<8.3}µs {:>10.3}/{:<8.3}µs {:>10.3}/{:<8.3}µs {:>7.1}x",
-            us(nm),
-            us(np),
-            us(wm),
-            us(wp),
-            us(fm),
-            us(fp),
-            us(wm) / us(nm).max(1e-9)
-        );
+    let columns = ["native", "0.1 alone", "0.1 + save-state", "0.2 production"];
+    for (name, rows) in report {
+        println!("{name}: median / p99 (p99/median)");
+        for (column, (median, p99)) in columns.iter().zip(rows) {
+            println!(
+                "  {column:<18} {:>8.3} µs / {:>8.3} µs ({:.2}x)",
+                us(median),
+                us(p99),
+                us(p99) / us(median).max(1e-9)
+            );
+        }
+        let (v2, v1) = (us(rows[3].0), us(rows[1].0));
+        println!("  0.2 production / 0.1 alone: {:.2}", v2 / v1);
     }
     println!(
         "instantiate from InstancePre: median {:.1} µs, p99 {:.1} µs",

@@ -758,8 +758,9 @@ target = { type = "kubernetes", name = "web" }
 }
 
 /// Compiled 0.1 policies keep running unchanged: the checked-in 0.1 builds of
-/// two built-ins (`tests/fixtures/v0.1/`) decide exactly as the built-ins do,
-/// through `eval`, `run` and `simulate`.
+/// three built-ins (`tests/fixtures/v0.1/`) decide exactly as the built-ins,
+/// now 0.2, do, through `eval`, `run` and `simulate`. Only the fuel differs
+/// (0.2's one call includes the checkpoint 0.1 made in a second call).
 #[test]
 fn the_checked_in_0_1_builds_decide_as_the_builtins() {
     let dir = tempfile::tempdir().unwrap();
@@ -773,21 +774,40 @@ fn the_checked_in_0_1_builds_decide_as_the_builtins() {
         (0, 100),
     ]
     .iter()
-    .map(|(q, p95)| format!("{{\"queue_depth\": {q}, \"latency_p95_ms\": {p95}}}\n"))
+    .enumerate()
+    .map(|(i, (q, p95))| {
+        // target-tracking reads GPU utilization and each pod's CPU.
+        let cpu = |k: usize| ((i * 7 + k * 3) % 10) as f64 / 10.0;
+        let pods: Vec<String> = (0..3)
+            .map(|k| {
+                format!(
+                    r#"{{"state": "ready", "metrics": [{{"name": "cpu", "value": {}}}], "request": 1.0}}"#,
+                    cpu(k)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"queue_depth\": {q}, \"latency_p95_ms\": {p95}, \"gpu_utilization\": {}, \"pods\": [{}]}}\n",
+            cpu(5),
+            pods.join(", ")
+        )
+    })
     .collect();
     std::fs::write(&snapshots, lines).unwrap();
-    for name in ["step-scaling", "queue-depth"] {
+    for name in ["step-scaling", "queue-depth", "target-tracking"] {
         let fixture = format!("tests/fixtures/v0.1/{name}.wasm");
         let builtin = format!("builtin:{name}");
         let params = format!("policies/params/{name}.json");
-        let check = wasmscale(&["check", &fixture, "--params", &params]);
-        assert!(
-            stdout(&check).contains("contract:      wasmscale:policy@0.1.0"),
-            "{}",
-            stdout(&check)
-        );
+        for (policy, contract) in [(&fixture, "0.1.0"), (&builtin, "0.2.0")] {
+            let check = wasmscale(&["check", policy, "--params", &params]);
+            assert!(
+                stdout(&check).contains(&format!("contract:      wasmscale:policy@{contract}")),
+                "{}",
+                stdout(&check)
+            );
+        }
 
-        // eval: the same lines, fuel included.
+        // eval: the same decisions, line by line.
         let eval = |policy: &str| {
             let out = wasmscale(&[
                 "eval",
@@ -799,9 +819,16 @@ fn the_checked_in_0_1_builds_decide_as_the_builtins() {
             ]);
             assert!(out.status.success(), "{}", stderr(&out));
             stdout(&out)
+                .lines()
+                .map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v.as_object_mut().unwrap().remove("fuel");
+                    v
+                })
+                .collect::<Vec<_>>()
         };
         let lines = eval(&builtin);
-        assert_eq!(lines.lines().count(), 6);
+        assert_eq!(lines.len(), 6);
         assert_eq!(eval(&fixture), lines, "{name}: eval");
 
         // simulate: the same score.
@@ -816,7 +843,9 @@ fn the_checked_in_0_1_builds_decide_as_the_builtins() {
             ]);
             assert!(out.status.success(), "{}", stderr(&out));
             let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-            report["policies"][0]["score"].clone()
+            let mut score = report["policies"][0]["score"].clone();
+            score.as_object_mut().unwrap().remove("fuel_per_tick");
+            score
         };
         assert_eq!(simulate(&fixture), simulate(&builtin), "{name}: simulate");
     }

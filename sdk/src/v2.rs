@@ -54,6 +54,7 @@ pub use bindings::wasmscale::policy::types::{
 pub struct Reads {
     signals: Vec<String>,
     replica_signals: Option<Vec<String>>,
+    pools: bool,
 }
 
 impl Reads {
@@ -87,11 +88,18 @@ impl Reads {
         self
     }
 
+    /// Read the capacity pools (their counts, prices and bounds).
+    pub fn pools(mut self) -> Self {
+        self.pools = true;
+        self
+    }
+
     /// The manifest the host receives.
     pub fn manifest(&self) -> Manifest {
         Manifest {
             signals: self.signals.clone(),
             replica_signals: self.replica_signals.clone(),
+            pools: self.pools,
         }
     }
 
@@ -220,7 +228,8 @@ impl<'a> View<'a> {
             .ok_or_else(|| format!("{name} is missing"))
     }
 
-    /// The capacity pools (empty: one homogeneous pool).
+    /// The capacity pools (empty: one homogeneous pool, or not asked for
+    /// with [`Reads::pools`]).
     pub fn pools(&self) -> &'a [Pool] {
         &self.tick.pools
     }
@@ -403,9 +412,25 @@ macro_rules! export_policy_v2 {
 /// [`crate::Snapshot`] from those values each tick, and sends its state only
 /// when it changed. The way an existing policy moves to 0.2 unchanged.
 pub trait Declares: crate::Policy {
-    /// The signals it reads (names from the host's table, or `custom:NAME`),
-    /// known once it is configured.
+    /// The signals it reads (names from the host's table, or `custom:NAME`;
+    /// [`signal_for`] maps a 0.1 metric name), known once it is configured.
     fn declares(&self) -> Vec<String>;
+
+    /// The per-replica metrics it reads from `snapshot.pods` (`None`: it
+    /// reads no pods, and gets none).
+    fn declares_replicas(&self) -> Option<Vec<String>> {
+        None
+    }
+}
+
+/// The manifest name of a metric a 0.1 policy reads by `Snapshot::signal`:
+/// a well-known signal or `cost.FIELD` as it is, anything else `custom:NAME`.
+pub fn signal_for(metric: &str) -> String {
+    if crate::SIGNAL_NAMES.contains(&metric) || metric.starts_with("cost.") {
+        metric.to_owned()
+    } else {
+        format!("custom:{metric}")
+    }
 }
 
 #[doc(hidden)]
@@ -413,6 +438,7 @@ pub trait Declares: crate::Policy {
 pub struct Adapter<P> {
     policy: P,
     reads: Vec<String>,
+    replica_reads: Option<Vec<String>>,
     /// The state last sent to the host.
     sent: Vec<u8>,
 }
@@ -421,7 +447,12 @@ impl<P: Declares> Policy for Adapter<P> {
     fn configure(&mut self, params: &str) -> Result<Reads, String> {
         self.policy.configure(params)?;
         self.reads = self.policy.declares();
-        Ok(Reads::new().signals(self.reads.iter().cloned()))
+        self.replica_reads = self.policy.declares_replicas();
+        let reads = Reads::new().signals(self.reads.iter().cloned());
+        Ok(match &self.replica_reads {
+            Some(per) => reads.replicas(per.iter().cloned()),
+            None => reads,
+        })
     }
 
     fn evaluate(&mut self, view: &View<'_>) -> Result<Outcome, String> {
@@ -441,6 +472,26 @@ impl<P: Declares> Policy for Adapter<P> {
         for (name, value) in self.reads.iter().zip(&tick.values) {
             s.set_signal(name, *value);
         }
+        if let Some(names) = &self.replica_reads {
+            s.pods = tick
+                .replicas
+                .iter()
+                .map(|r| crate::ReplicaSample {
+                    state: v1_state(r.state),
+                    metrics: names
+                        .iter()
+                        .zip(&r.values)
+                        .filter_map(|(name, v)| {
+                            v.map(|value| crate::NamedValue {
+                                name: name.clone(),
+                                value,
+                            })
+                        })
+                        .collect(),
+                    request: r.requests.iter().find_map(|q| *q),
+                })
+                .collect();
+        }
         let d = self.policy.evaluate(&s)?;
         let state = self.policy.save_state();
         let state = (state != self.sent).then(|| {
@@ -457,6 +508,17 @@ impl<P: Declares> Policy for Adapter<P> {
         self.policy.load_state(state)?;
         self.sent = state.to_vec();
         Ok(())
+    }
+}
+
+fn v1_state(s: ReplicaState) -> crate::ReplicaState {
+    match s {
+        ReplicaState::Ready => crate::ReplicaState::Ready,
+        ReplicaState::Unready => crate::ReplicaState::Unready,
+        ReplicaState::Starting => crate::ReplicaState::Starting,
+        ReplicaState::Pending => crate::ReplicaState::Pending,
+        ReplicaState::Failed => crate::ReplicaState::Failed,
+        ReplicaState::Deleting => crate::ReplicaState::Deleting,
     }
 }
 
@@ -557,6 +619,7 @@ mod tests {
     #[test]
     fn a_view_reads_signals_pools_and_replicas_by_their_declared_names() {
         let reads = Reads::new()
+            .pools()
             .signal("gpu_utilization")
             .custom("backlog")
             .replicas(["kv", "cpu"]);

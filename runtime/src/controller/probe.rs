@@ -100,25 +100,18 @@ fn probe_policy(
             return Some((&["params"], message, limit_hint(&e)));
         }
     };
-    // A 0.2 policy names what it reads: each must be something the source fills.
+    // A 0.2 policy names what it reads. A declared signal the source does
+    // not fill is an error when the policy cannot decide without it: its
+    // trial evaluation fails or holds. One it decides without is optional to it.
     let (_, signals) = instance.contract();
     reads.extend(signals.iter().map(|s| metric_of(s).to_owned()));
-    if !signals.is_empty()
-        && let Ok(provided) = s.source.provided(&s.metrics, base)
-        && let Some(name) = signals
+    let unfilled: Vec<&String> = match s.source.provided(&s.metrics, base) {
+        Ok(provided) => signals
             .iter()
-            .find(|signal| !provided.iter().any(|p| p == metric_of(signal)))
-    {
-        let metric = metric_of(name);
-        return Some((
-            &["params"],
-            format!(
-                "policy `{}` reads `{name}` (its manifest), but this scaler's source does not fill it",
-                s.policy
-            ),
-            Some(s.source.fill_hint(metric)),
-        ));
-    }
+            .filter(|signal| !provided.iter().any(|p| p == metric_of(signal)))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     // Can the policy decide with what this scaler provides? One evaluation
     // on the static values (or 1.0 per provided metric) finds a metric the
     // params need but nothing fills, even when the params only imply it (a
@@ -127,7 +120,32 @@ fn probe_policy(
         return None;
     }
     let snapshot = trial_snapshot(s, base)?;
-    let e = instance.evaluate(&snapshot).err()?;
+    let outcome = instance.evaluate(&snapshot);
+    if let Some(first) = unfilled.first() {
+        let why = match &outcome {
+            Ok(eval) if !eval.decision.hold => None,
+            Ok(eval) => Some(format!("it holds: {}", eval.decision.reason)),
+            Err(PolicyError::Rejected(m)) => Some(m.clone()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = why {
+            let names: Vec<&str> = unfilled.iter().map(|n| n.as_str()).collect();
+            return Some((
+                &["params"],
+                format!(
+                    "policy `{}` reads {} (its manifest), which this scaler's source does not fill, and cannot decide without: {why}",
+                    s.policy,
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some(s.source.fill_hint(metric_of(first))),
+            ));
+        }
+    }
+    let e = outcome.err()?;
     let (message, hint) = match &e {
         PolicyError::Rejected(m) => (
             format!(

@@ -23,6 +23,8 @@ pub(super) struct Manifest {
     signals: Vec<SignalRef>,
     /// Per-replica metric names; `None`: the policy reads no replicas.
     replica_signals: Option<Vec<String>>,
+    /// The policy reads capacity pools.
+    pools: bool,
 }
 
 /// A name from a manifest, cut to a length fit for an error message.
@@ -81,6 +83,7 @@ impl Manifest {
         Ok(Manifest {
             signals,
             replica_signals: m.replica_signals.clone(),
+            pools: m.pools,
         })
     }
 
@@ -105,8 +108,8 @@ impl Manifest {
     /// pools, and the replicas if the policy reads them.
     pub(super) fn tick(&self, s: &Snapshot) -> wit::Tick {
         let r = &s.replicas;
-        let pools = s
-            .pools
+        let pools = if self.pools { s.pools.as_slice() } else { &[] };
+        let pools = pools
             .iter()
             .map(|p| wit::Pool {
                 name: p.name.clone(),

@@ -18,8 +18,6 @@ pub mod load_state_panic;
 pub mod log_spam;
 pub mod memory_bomb;
 pub mod unreachable;
-#[cfg(any(feature = "v2-step-scaling", feature = "v2-queue-depth"))]
-pub mod v2_builtins;
 #[cfg(feature = "v2-exports-save-state")]
 mod v2_exports_save_state;
 #[cfg(feature = "v2-queue")]
@@ -45,10 +43,6 @@ wasmscale_sdk::export_policy!(flaky_counter::FlakyCounter);
 wasmscale_sdk::export_policy!(huge_state::HugeState);
 #[cfg(feature = "v2-queue")]
 wasmscale_sdk::export_policy_v2!(v2_queue::V2Queue);
-#[cfg(feature = "v2-step-scaling")]
-wasmscale_sdk::export_policy_as_v2!(v2_builtins::V2StepScaling);
-#[cfg(feature = "v2-queue-depth")]
-wasmscale_sdk::export_policy_as_v2!(v2_builtins::V2QueueDepth);
 
 /// Hold the current count: what the fixtures return when they behave.
 pub(crate) fn hold(s: &Snapshot) -> Result<Decision, String> {

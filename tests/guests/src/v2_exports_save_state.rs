@@ -28,6 +28,7 @@ impl bindings::Guest for Both {
         Ok(Manifest {
             signals: vec!["queue_depth".into()],
             replica_signals: None,
+            pools: false,
         })
     }
 

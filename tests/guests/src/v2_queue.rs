@@ -32,15 +32,22 @@ pub struct V2Queue {
 impl Policy for V2Queue {
     fn configure(&mut self, params: &str) -> Result<Reads, String> {
         let v: serde_json::Value = serde_json::from_str(params).map_err(|e| e.to_string())?;
+        let mut reads_pools = false;
         self.target = v["target_per_replica"].as_f64().unwrap_or(10.0);
         self.state_bytes = v["state_bytes"].as_u64().unwrap_or(0) as usize;
         self.spot_share = v["spot_share"].as_f64();
+        if self.spot_share.is_some() {
+            reads_pools = true;
+        }
         self.hostile = ["bad_sum", "ghost_pool", "ghost_victim"]
             .into_iter()
             .filter(|k| v[*k].as_bool() == Some(true))
             .map(str::to_owned)
             .collect();
         let mut reads = Reads::new().signal("queue_depth").custom("backlog");
+        if reads_pools {
+            reads = reads.pools();
+        }
         if let Some(extra) = v["signals"].as_array() {
             reads = reads.signals(extra.iter().filter_map(|s| s.as_str()));
         }
