@@ -170,7 +170,7 @@ edition = "2024"
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
-wasmscale-sdk = {{ path = {sdk:?} }}
+wasmscale-sdk = {{ path = {sdk:?}, features = ["v2"] }}
 serde = {{ version = "1", features = ["derive"] }}
 
 # Small, fast components; a panic becomes a trap the host reports.
@@ -187,13 +187,14 @@ strip = true
         sdk = sdk.display().to_string()
     );
     let lib = format!(
-        r#"//! {name}: a wasmscale policy.
+        r#"//! {name}: a wasmscale policy (contract 0.2).
 //!
 //! Scales on queue depth per ready replica, with a GPU-utilization floor.
 //! Params: {{"target_queue_per_replica": 4, "max_gpu_utilization": 0.85}}
 
 use serde::Deserialize;
-use wasmscale_sdk::{{Decision, Policy, Snapshot, parse_params}};
+use wasmscale_sdk::parse_params;
+use wasmscale_sdk::v2::{{Outcome, Policy, Reads, View}};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,31 +219,36 @@ pub struct {type_name} {{
 }}
 
 impl Policy for {type_name} {{
-    fn configure(&mut self, params: &str) -> Result<(), String> {{
+    /// Check the params, and name what this policy reads: the host passes
+    /// these signals each tick, and `validate` checks a scaler fills them.
+    fn configure(&mut self, params: &str) -> Result<Reads, String> {{
         let p: Params = parse_params(params)?;
         if !(p.target_queue_per_replica > 0.0) {{
             return Err("target_queue_per_replica must be > 0".into());
         }}
         self.params = Some(p);
-        Ok(())
+        Ok(Reads::new().signal("queue_depth").signal("gpu_utilization"))
     }}
 
-    fn evaluate(&mut self, s: &Snapshot) -> Result<Decision, String> {{
+    fn evaluate(&mut self, t: &View<'_>) -> Result<Outcome, String> {{
         let p = self.params.as_ref().ok_or("not configured")?;
-        let queue = s.queue_depth.ok_or("queue_depth is missing")?;
+        // No queue reading: no opinion (the count holds; not a recommendation).
+        let Some(queue) = t.queue_depth() else {{
+            return Ok(Outcome::hold("queue_depth unknown"));
+        }};
         let by_queue = (queue / p.target_queue_per_replica).ceil();
         // Hot GPUs: never scale in, even when the queue is short.
-        let ready = f64::from(s.ready_replicas());
-        let by_gpu = match s.gpu_utilization {{
+        let ready = f64::from(t.ready());
+        let by_gpu = match t.gpu_utilization() {{
             Some(u) if u > p.max_gpu_utilization => (ready * u / p.max_gpu_utilization).ceil(),
             _ => 0.0,
         }};
         let desired = by_queue.max(by_gpu).max(1.0);
-        Ok(Decision::new(desired, format!("queue {{queue}} -> {{by_queue}}, gpu floor {{by_gpu}}")))
+        Ok(Outcome::scale(desired, format!("queue {{queue}} -> {{by_queue}}, gpu floor {{by_gpu}}")))
     }}
 }}
 
-wasmscale_sdk::export_policy!({type_name});
+wasmscale_sdk::export_policy_v2!({type_name});
 
 #[cfg(test)]
 mod tests {{
@@ -251,13 +257,16 @@ mod tests {{
     #[test]
     fn scales_on_queue_and_respects_hot_gpus() {{
         let mut p = {type_name}::default();
-        p.configure("{{}}").unwrap();
-        let s = Snapshot::new(0, 2).with("queue_depth", 17.0);
-        assert_eq!(p.evaluate(&s).unwrap().desired, 5.0);
-        let mut hot = Snapshot::new(0, 4).with("queue_depth", 1.0).with("gpu_utilization", 0.95);
-        hot.replicas.ready = Some(4);
-        assert_eq!(p.evaluate(&hot).unwrap().desired, 5.0);
-        assert!(p.evaluate(&Snapshot::new(0, 1)).is_err());
+        let reads = p.configure("{{}}").unwrap();
+        let mut t = reads.tick(0, 2);
+        reads.set(&mut t, "queue_depth", 17.0);
+        assert_eq!(p.evaluate(&View::new(&t, &reads)).unwrap().desired(), Some(5.0));
+        let mut hot = reads.tick(0, 4);
+        reads.set(&mut hot, "queue_depth", 1.0);
+        reads.set(&mut hot, "gpu_utilization", 0.95);
+        assert_eq!(p.evaluate(&View::new(&hot, &reads)).unwrap().desired(), Some(5.0));
+        let unknown = reads.tick(0, 1);
+        assert_eq!(p.evaluate(&View::new(&unknown, &reads)).unwrap().desired(), None);
     }}
 }}
 "#

@@ -218,7 +218,8 @@ fn new_refuses_names_cargo_would_and_vendors_the_sdk() {
     assert!(out.status.success(), "{}", stderr(&out));
     let manifest = std::fs::read_to_string(dir.path().join("anywhere/Cargo.toml")).unwrap();
     assert!(
-        manifest.contains(r#"wasmscale-sdk = { path = "vendor/wasmscale-sdk" }"#),
+        manifest
+            .contains(r#"wasmscale-sdk = { path = "vendor/wasmscale-sdk", features = ["v2"] }"#),
         "no path into the checkout the binary came from:\n{manifest}"
     );
     for file in ["vendor/wasmscale-sdk/src/lib.rs", "vendor/wit/policy.wit"] {
@@ -269,6 +270,16 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
         stderr(&check)
     );
     assert!(stdout(&check).contains("desired 6"), "{}", stdout(&check));
+    assert!(
+        stdout(&check).contains("contract:      wasmscale:policy@0.2.0"),
+        "{}",
+        stdout(&check)
+    );
+    assert!(
+        stdout(&check).contains("signals:       queue_depth, gpu_utilization"),
+        "{}",
+        stdout(&check)
+    );
 }
 
 #[test]

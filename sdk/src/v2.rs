@@ -103,6 +103,40 @@ impl Reads {
         }
     }
 
+    /// A tick for this manifest at `time_ms` with `current` replicas (all
+    /// ready) and every value unknown: for native unit tests, with [`Self::set`].
+    pub fn tick(&self, time_ms: u64, current: u32) -> Tick {
+        Tick {
+            time_ms,
+            interval_ms: 15_000,
+            counts: ReplicaCounts {
+                current,
+                observed: Some(current),
+                ready: Some(current),
+                starting: None,
+                pending: None,
+                min: None,
+                max: None,
+            },
+            values: vec![None; self.signals.len()],
+            pools: Vec::new(),
+            replicas: Vec::new(),
+        }
+    }
+
+    /// Set declared signal `name` on a tick built by [`Self::tick`]. For tests:
+    /// a name this manifest does not declare is a panic.
+    #[allow(
+        clippy::panic,
+        reason = "a test helper: a wrong name is the test's bug"
+    )]
+    pub fn set(&self, tick: &mut Tick, name: &str, value: f64) {
+        match self.index(name) {
+            Some(i) => tick.values[i] = Some(value),
+            None => panic!("{name} is not declared"),
+        }
+    }
+
     fn index(&self, name: &str) -> Option<usize> {
         self.signals.iter().position(|n| n == name)
     }
@@ -304,6 +338,14 @@ impl<'a> ReplicaView<'a> {
 }
 
 impl Outcome {
+    /// The proposed count (`None` for a hold).
+    pub fn desired(&self) -> Option<f64> {
+        match self.decision.proposal {
+            Proposal::Scale(n) => Some(n),
+            Proposal::Hold => None,
+        }
+    }
+
     fn of(proposal: Proposal, reason: String) -> Self {
         Outcome {
             decision: Decision {
@@ -659,6 +701,20 @@ mod tests {
             reads.manifest().replica_signals.as_deref(),
             Some(&["kv".to_owned(), "cpu".to_owned()][..])
         );
+    }
+
+    #[test]
+    fn a_test_builds_ticks_from_its_own_manifest() {
+        let reads = Reads::new().signal("queue_depth").custom("backlog");
+        let mut t = reads.tick(5, 3);
+        reads.set(&mut t, "custom:backlog", 7.0);
+        let v = View::new(&t, &reads);
+        assert_eq!(
+            (v.queue_depth(), v.custom("backlog"), v.ready()),
+            (None, Some(7.0), 3)
+        );
+        assert_eq!(Outcome::scale(2.0, "x").desired(), Some(2.0));
+        assert_eq!(Outcome::hold("x").desired(), None);
     }
 
     fn pool(name: &str, capacity: Capacity, current: u32) -> Pool {

@@ -6,12 +6,19 @@
 //! - scales out in proportion to how far the smoothed TTFT p95 is above the SLO,
 //!   or when the KV cache is nearly full;
 //! - scales in one replica at a time, only after TTFT has stayed well under the
-//!   SLO for `calm_seconds` (a hysteresis band, not a single threshold).
+//!   SLO for `calm_seconds` (a hysteresis band, not a single threshold), and
+//!   asks for the replica with the coldest KV cache to go first (it loses the
+//!   least cached prefill work);
+//! - in between, has no opinion: it holds, which is not a recommendation.
+//!
+//! Written for contract 0.2: it names what it reads, and returns its state
+//! only when it changed.
 //!
 //! Params: `{"ttft_slo_ms": 800, "kv_high": 0.9, "calm_fraction": 0.5, "calm_seconds": 300}`
 
 use serde::{Deserialize, Serialize};
-use wasmscale_sdk::{Decision, Ewma, Hysteresis, Policy, Snapshot, load_json, parse_params, save_json};
+use wasmscale_sdk::v2::{Outcome, Policy, Reads, View};
+use wasmscale_sdk::{Ewma, Hysteresis, load_json, parse_params, save_json};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,10 +57,14 @@ struct State {
 pub struct TtftGuard {
     params: Option<Params>,
     state: Option<State>,
+    /// The state last returned to the host.
+    sent: Vec<u8>,
 }
 
+const KV: &str = "kv_cache_utilization";
+
 impl Policy for TtftGuard {
-    fn configure(&mut self, params: &str) -> Result<(), String> {
+    fn configure(&mut self, params: &str) -> Result<Reads, String> {
         let p: Params = parse_params(params)?;
         if !(p.ttft_slo_ms > 0.0) {
             return Err("ttft_slo_ms must be > 0".into());
@@ -67,79 +78,132 @@ impl Policy for TtftGuard {
             calm_since_ms: None,
         });
         self.params = Some(p);
-        Ok(())
+        Ok(Reads::new().signal("ttft_p95_ms").signal(KV).replicas([KV]))
     }
 
-    fn evaluate(&mut self, s: &Snapshot) -> Result<Decision, String> {
-        let (Some(p), Some(st)) = (self.params.as_ref(), self.state.as_mut()) else {
-            return Err("not configured".into());
-        };
-        let ttft_now = s.ttft_p95_ms.ok_or("ttft_p95_ms is missing")?;
-        let ttft = st.ttft.update(ttft_now);
-        let kv_full = s.kv_cache_utilization.is_some_and(|kv| st.kv.update(kv));
-        let current = f64::from(s.replicas.current.max(1));
-
-        if ttft > p.ttft_slo_ms || kv_full {
-            st.calm_since_ms = None;
-            let by_ttft = (current * ttft / p.ttft_slo_ms).ceil();
-            let desired = by_ttft.max(current + 1.0);
-            return Ok(Decision::new(desired, format!("ttft {ttft:.0}ms vs slo {}ms, kv full: {kv_full}", p.ttft_slo_ms)));
+    fn evaluate(&mut self, t: &View<'_>) -> Result<Outcome, String> {
+        let outcome = self.decide(t)?;
+        let state = self.state.as_ref().map(save_json).unwrap_or_default();
+        if state == self.sent {
+            return Ok(outcome);
         }
-        if ttft < p.ttft_slo_ms * p.calm_fraction {
-            let since = *st.calm_since_ms.get_or_insert(s.time_ms);
-            if s.time_ms.saturating_sub(since) >= p.calm_seconds * 1000 && current > 1.0 {
-                st.calm_since_ms = Some(s.time_ms);
-                return Ok(Decision::new(current - 1.0, format!("ttft {ttft:.0}ms calm for {}s: -1", p.calm_seconds)));
-            }
-        } else {
-            st.calm_since_ms = None;
-        }
-        Ok(Decision::hold(s, format!("ttft {ttft:.0}ms within band")))
-    }
-
-    fn save_state(&self) -> Vec<u8> {
-        self.state.as_ref().map(save_json).unwrap_or_default()
+        self.sent.clone_from(&state);
+        Ok(outcome.with_state(state))
     }
 
     fn load_state(&mut self, state: &[u8]) -> Result<(), String> {
         if !state.is_empty() {
             self.state = load_json::<Option<State>>(state)?;
+            self.sent = state.to_vec();
         }
         Ok(())
     }
 }
 
-wasmscale_sdk::export_policy!(TtftGuard);
+impl TtftGuard {
+    fn decide(&mut self, t: &View<'_>) -> Result<Outcome, String> {
+        let (Some(p), Some(st)) = (self.params.as_ref(), self.state.as_mut()) else {
+            return Err("not configured".into());
+        };
+        let ttft_now = t.require("ttft_p95_ms")?;
+        let ttft = st.ttft.update(ttft_now);
+        let kv_full = t.kv_cache_utilization().is_some_and(|kv| st.kv.update(kv));
+        let current = f64::from(t.current().max(1));
+
+        if ttft > p.ttft_slo_ms || kv_full {
+            st.calm_since_ms = None;
+            let by_ttft = (current * ttft / p.ttft_slo_ms).ceil();
+            let desired = by_ttft.max(current + 1.0);
+            return Ok(Outcome::scale(desired, format!("ttft {ttft:.0}ms vs slo {}ms, kv full: {kv_full}", p.ttft_slo_ms)));
+        }
+        if ttft < p.ttft_slo_ms * p.calm_fraction {
+            let since = *st.calm_since_ms.get_or_insert(t.time_ms());
+            if t.time_ms().saturating_sub(since) >= p.calm_seconds * 1000 && current > 1.0 {
+                st.calm_since_ms = Some(t.time_ms());
+                // The coldest KV cache goes first: it holds the least prefill work.
+                let coldest = t
+                    .replicas()
+                    .filter_map(|r| r.value(KV).map(|kv| (kv, r.id())))
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, id)| id);
+                return Ok(Outcome::scale(current - 1.0, format!("ttft {ttft:.0}ms calm for {}s: -1", p.calm_seconds))
+                    .remove_first(coldest));
+            }
+        } else {
+            st.calm_since_ms = None;
+        }
+        Ok(Outcome::hold(format!("ttft {ttft:.0}ms within band")))
+    }
+}
+
+wasmscale_sdk::export_policy_v2!(TtftGuard);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmscale_sdk::v2::{Replica, ReplicaState, Tick};
 
-    fn snap(t_s: u64, current: u32, ttft: f64, kv: f64) -> Snapshot {
-        Snapshot::new(t_s * 1000, current).with("ttft_p95_ms", ttft).with("kv_cache_utilization", kv)
+    fn tick(reads: &Reads, t_s: u64, current: u32, ttft: f64, kv: f64) -> Tick {
+        let mut t = reads.tick(t_s * 1000, current);
+        reads.set(&mut t, "ttft_p95_ms", ttft);
+        reads.set(&mut t, KV, kv);
+        t
+    }
+
+    /// The count it asks for; a hold keeps `current`.
+    fn desired(p: &mut TtftGuard, reads: &Reads, t: &Tick) -> f64 {
+        let out = p.evaluate(&View::new(t, reads)).unwrap();
+        out.desired().unwrap_or(f64::from(t.counts.current))
     }
 
     #[test]
     fn scales_out_on_slow_first_tokens_and_in_only_after_calm() {
         let mut p = TtftGuard::default();
-        p.configure("{}").unwrap();
-        assert_eq!(p.evaluate(&snap(0, 2, 1600.0, 0.5)).unwrap().desired, 4.0);
+        let r = p.configure("{}").unwrap();
+        assert_eq!(desired(&mut p, &r, &tick(&r, 0, 2, 1600.0, 0.5)), 4.0);
         // Smoothed TTFT is 900 ms: still above the SLO, so out again.
-        assert_eq!(p.evaluate(&snap(15, 4, 200.0, 0.5)).unwrap().desired, 5.0);
+        assert_eq!(desired(&mut p, &r, &tick(&r, 15, 4, 200.0, 0.5)), 5.0);
         // 550 ms at t=30 (inside the band), then under 400 ms from t=45: calm
         // must last 300 s before the first scale-in.
         for t in (30..345).step_by(15) {
-            assert_eq!(p.evaluate(&snap(t, 5, 200.0, 0.5)).unwrap().desired, 5.0, "t={t}");
+            assert_eq!(desired(&mut p, &r, &tick(&r, t, 5, 200.0, 0.5)), 5.0, "t={t}");
         }
-        assert_eq!(p.evaluate(&snap(345, 5, 200.0, 0.5)).unwrap().desired, 4.0);
+        // The scale-in names the replica with the coldest KV cache.
+        let mut last = tick(&r, 345, 5, 200.0, 0.5);
+        last.replicas = [("warm", 0.8), ("cold", 0.1), ("mid", 0.4)]
+            .map(|(id, kv)| Replica {
+                id: id.into(),
+                pool: None,
+                state: ReplicaState::Ready,
+                age_ms: None,
+                values: vec![Some(kv)],
+                requests: vec![None],
+            })
+            .to_vec();
+        let out = p.evaluate(&View::new(&last, &r)).unwrap();
+        assert_eq!(out.desired(), Some(4.0));
+        assert_eq!(out.decision.remove_first, ["cold"]);
     }
 
     #[test]
     fn kv_pressure_scales_out_with_hysteresis() {
         let mut p = TtftGuard::default();
-        p.configure("{}").unwrap();
-        assert_eq!(p.evaluate(&snap(0, 2, 500.0, 0.95)).unwrap().desired, 3.0);
-        assert_eq!(p.evaluate(&snap(15, 3, 500.0, 0.85)).unwrap().desired, 4.0); // still above low mark
-        assert_eq!(p.evaluate(&snap(30, 4, 500.0, 0.7)).unwrap().desired, 4.0);
+        let r = p.configure("{}").unwrap();
+        assert_eq!(desired(&mut p, &r, &tick(&r, 0, 2, 500.0, 0.95)), 3.0);
+        assert_eq!(desired(&mut p, &r, &tick(&r, 15, 3, 500.0, 0.85)), 4.0); // still above low mark
+        assert_eq!(desired(&mut p, &r, &tick(&r, 30, 4, 500.0, 0.7)), 4.0);
+    }
+
+    #[test]
+    fn state_is_returned_only_when_it_changed() {
+        let mut p = TtftGuard::default();
+        let r = p.configure("{}").unwrap();
+        let t = tick(&r, 0, 2, 1600.0, 0.5);
+        assert!(p.evaluate(&View::new(&t, &r)).unwrap().state.is_some());
+        // The same reading again: the smoothed TTFT and the rest stay put, so
+        // nothing is sent.
+        assert_eq!(p.evaluate(&View::new(&t, &r)).unwrap().state, None);
+        // Without a TTFT reading it cannot decide: an error, the count holds.
+        assert!(p.evaluate(&View::new(&r.tick(15_000, 4), &r)).is_err());
     }
 }
