@@ -87,7 +87,16 @@ fn distribution(n: usize, mut f: impl FnMut()) -> (Duration, Duration) {
 }
 
 fn main() {
-    let host = Host::new(HostConfig::default()).unwrap();
+    // A generous deadline: a call preempted on a busy 2-core machine must not
+    // end the run; the deadline's cost per call is the same.
+    let host = Host::new(HostConfig {
+        limits: wasmscale::Limits {
+            deadline: Duration::from_secs(1),
+            ..wasmscale::Limits::default()
+        },
+        ..HostConfig::default()
+    })
+    .unwrap();
     let mut c = Criterion::default()
         .configure_from_args()
         .warm_up_time(Duration::from_secs(1));

@@ -44,7 +44,7 @@ pub mod bindings {
 
 pub use bindings::wasmscale::policy::types::{
     Capacity, Decision, LogLevel, Manifest, Outcome, Pool, PoolTarget, Proposal, Replica,
-    ReplicaCounts, ReplicaState, Tick,
+    ReplicaCounts, ReplicaSamples, ReplicaState, Tick,
 };
 
 /// What a policy reads, returned from `configure`: the signals (well-known
@@ -119,9 +119,32 @@ impl Reads {
                 max: None,
             },
             values: vec![None; self.signals.len()],
-            pools: Vec::new(),
-            replicas: Vec::new(),
+            pools: self.pools.then(Vec::new),
+            replicas: self.replica_signals.as_ref().map(|_| ReplicaSamples {
+                replicas: Vec::new(),
+                values: Vec::new(),
+            }),
         }
+    }
+
+    /// Add a replica to a tick built by [`Self::tick`], with one value per
+    /// declared replica signal (in order) and no requests. For tests.
+    pub fn add_replica(&self, tick: &mut Tick, id: &str, values: &[Option<f64>]) {
+        let k = self.replica_signals.as_ref().map_or(0, Vec::len);
+        let samples = tick.replicas.get_or_insert_with(|| ReplicaSamples {
+            replicas: Vec::new(),
+            values: Vec::new(),
+        });
+        samples.replicas.push(Replica {
+            id: Some(id.to_owned()),
+            pool: None,
+            state: ReplicaState::Ready,
+            age_ms: None,
+        });
+        samples
+            .values
+            .extend((0..k).map(|j| values.get(j).copied().flatten()));
+        samples.values.extend((0..k).map(|_| None));
     }
 
     /// Set declared signal `name` on a tick built by [`Self::tick`]. For tests:
@@ -265,17 +288,16 @@ impl<'a> View<'a> {
     /// The capacity pools (empty: one homogeneous pool, or not asked for
     /// with [`Reads::pools`]).
     pub fn pools(&self) -> &'a [Pool] {
-        &self.tick.pools
+        self.tick.pools.as_deref().unwrap_or_default()
     }
 
     pub fn pool(&self, name: &str) -> Option<&'a Pool> {
-        self.tick.pools.iter().find(|p| p.name == name)
+        self.pools().iter().find(|p| p.name == name)
     }
 
     /// Replicas on pools of this kind, asked for now.
     pub fn current_on(&self, capacity: Capacity) -> u32 {
-        self.tick
-            .pools
+        self.pools()
             .iter()
             .filter(|p| p.capacity == capacity)
             .map(|p| p.current)
@@ -285,11 +307,19 @@ impl<'a> View<'a> {
     /// The replicas (empty unless `configure` asked for them).
     pub fn replicas(&self) -> impl Iterator<Item = ReplicaView<'a>> + 'a {
         let (tick, reads) = (self.tick, self.reads);
-        tick.replicas.iter().map(move |replica| ReplicaView {
-            replica,
-            tick,
-            reads,
-        })
+        let k = reads.replica_signals.as_ref().map_or(0, Vec::len);
+        let samples = tick.replicas.as_ref();
+        let replicas = samples.map_or(&[][..], |s| s.replicas.as_slice());
+        let values = samples.map_or(&[][..], |s| s.values.as_slice());
+        replicas
+            .iter()
+            .enumerate()
+            .map(move |(i, replica)| ReplicaView {
+                replica,
+                samples: values.get(i * 2 * k..(i + 1) * 2 * k).unwrap_or_default(),
+                tick,
+                reads,
+            })
     }
 }
 
@@ -297,13 +327,16 @@ impl<'a> View<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct ReplicaView<'a> {
     replica: &'a Replica,
+    /// Its values, then its requests, one per declared replica signal.
+    samples: &'a [Option<f64>],
     tick: &'a Tick,
     reads: &'a Reads,
 }
 
 impl<'a> ReplicaView<'a> {
+    /// Its id (`""` where the target does not know it).
     pub fn id(&self) -> &'a str {
-        &self.replica.id
+        self.replica.id.as_deref().unwrap_or_default()
     }
 
     pub fn state(&self) -> ReplicaState {
@@ -316,19 +349,20 @@ impl<'a> ReplicaView<'a> {
 
     /// Its pool, where the target runs pools.
     pub fn pool(&self) -> Option<&'a Pool> {
-        self.tick.pools.get(self.replica.pool? as usize)
+        self.tick.pools.as_ref()?.get(self.replica.pool? as usize)
     }
 
     /// Its value of a declared per-replica signal.
     pub fn value(&self, name: &str) -> Option<f64> {
-        let i = self.reads.replica_index(name)?;
-        self.replica.values.get(i).copied().flatten()
+        let j = self.reads.replica_index(name)?;
+        self.samples.get(j).copied().flatten()
     }
 
     /// Its request of the resource behind a declared per-replica signal.
     pub fn request(&self, name: &str) -> Option<f64> {
-        let i = self.reads.replica_index(name)?;
-        self.replica.requests.get(i).copied().flatten()
+        let j = self.reads.replica_index(name)?;
+        let k = self.samples.len() / 2;
+        self.samples.get(k + j).copied().flatten()
     }
 
     /// The raw record.
@@ -515,22 +549,20 @@ impl<P: Declares> Policy for Adapter<P> {
             s.set_signal(name, *value);
         }
         if let Some(names) = &self.replica_reads {
-            s.pods = tick
-                .replicas
-                .iter()
+            s.pods = view
+                .replicas()
                 .map(|r| crate::ReplicaSample {
-                    state: v1_state(r.state),
+                    state: v1_state(r.state()),
                     metrics: names
                         .iter()
-                        .zip(&r.values)
-                        .filter_map(|(name, v)| {
-                            v.map(|value| crate::NamedValue {
+                        .filter_map(|name| {
+                            r.value(name).map(|value| crate::NamedValue {
                                 name: name.clone(),
                                 value,
                             })
                         })
                         .collect(),
-                    request: r.requests.iter().find_map(|q| *q),
+                    request: names.iter().find_map(|name| r.request(name)),
                 })
                 .collect();
         }
@@ -629,8 +661,8 @@ mod tests {
                 max: None,
             },
             values,
-            pools: Vec::new(),
-            replicas: Vec::new(),
+            pools: None,
+            replicas: None,
         }
     }
 
@@ -666,18 +698,20 @@ mod tests {
             .custom("backlog")
             .replicas(["kv", "cpu"]);
         let mut t = tick(vec![Some(0.7), Some(f64::NAN)]);
-        t.pools = vec![
+        t.pools = Some(vec![
             pool("od", Capacity::OnDemand, 2),
             pool("spot", Capacity::Spot, 3),
-        ];
-        t.replicas = vec![Replica {
-            id: "p-1".into(),
-            pool: Some(1),
-            state: ReplicaState::Ready,
-            age_ms: Some(5000),
-            values: vec![Some(0.0), None],
-            requests: vec![None, Some(2.0)],
-        }];
+        ]);
+        t.replicas = Some(ReplicaSamples {
+            replicas: vec![Replica {
+                id: Some("p-1".into()),
+                pool: Some(1),
+                state: ReplicaState::Ready,
+                age_ms: Some(5000),
+            }],
+            // kv, cpu; then their requests.
+            values: vec![Some(0.0), None, None, Some(2.0)],
+        });
         let v = View::new(&t, &reads);
         assert_eq!(v.gpu_utilization(), Some(0.7));
         assert_eq!(v.queue_depth(), None, "not declared");

@@ -141,7 +141,7 @@ wasmscale_sdk::export_policy_v2!(TtftGuard);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmscale_sdk::v2::{Replica, ReplicaState, Tick};
+    use wasmscale_sdk::v2::Tick;
 
     fn tick(reads: &Reads, t_s: u64, current: u32, ttft: f64, kv: f64) -> Tick {
         let mut t = reads.tick(t_s * 1000, current);
@@ -170,16 +170,9 @@ mod tests {
         }
         // The scale-in names the replica with the coldest KV cache.
         let mut last = tick(&r, 345, 5, 200.0, 0.5);
-        last.replicas = [("warm", 0.8), ("cold", 0.1), ("mid", 0.4)]
-            .map(|(id, kv)| Replica {
-                id: id.into(),
-                pool: None,
-                state: ReplicaState::Ready,
-                age_ms: None,
-                values: vec![Some(kv)],
-                requests: vec![None],
-            })
-            .to_vec();
+        for (id, kv) in [("warm", 0.8), ("cold", 0.1), ("mid", 0.4)] {
+            r.add_replica(&mut last, id, &[Some(kv)]);
+        }
         let out = p.evaluate(&View::new(&last, &r)).unwrap();
         assert_eq!(out.desired(), Some(4.0));
         assert_eq!(out.decision.remove_first, ["cold"]);

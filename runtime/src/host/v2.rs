@@ -108,49 +108,54 @@ impl Manifest {
     /// pools, and the replicas if the policy reads them.
     pub(super) fn tick(&self, s: &Snapshot) -> wit::Tick {
         let r = &s.replicas;
-        let pools = if self.pools { s.pools.as_slice() } else { &[] };
-        let pools = pools
-            .iter()
-            .map(|p| wit::Pool {
-                name: p.name.clone(),
-                capacity: match p.capacity {
-                    crate::model::Capacity::OnDemand => wit::Capacity::OnDemand,
-                    crate::model::Capacity::Spot => wit::Capacity::Spot,
-                    crate::model::Capacity::Reserved => wit::Capacity::Reserved,
-                },
-                current: p.current,
-                ready: p.ready,
-                starting: p.starting,
-                pending: p.pending,
-                price_per_hour: p.price_per_hour,
-                interruptions_per_hour: p.interruptions_per_hour,
-                min: p.min,
-                max: p.max,
-            })
-            .collect();
-        let replicas = match &self.replica_signals {
-            None => Vec::new(),
-            Some(names) => s
+        // Each list handed over is an allocation call into the sandbox:
+        // pools and replicas only when the manifest asked for them.
+        let pools = self.pools.then(|| {
+            s.pools
+                .iter()
+                .map(|p| wit::Pool {
+                    name: p.name.clone(),
+                    capacity: match p.capacity {
+                        crate::model::Capacity::OnDemand => wit::Capacity::OnDemand,
+                        crate::model::Capacity::Spot => wit::Capacity::Spot,
+                        crate::model::Capacity::Reserved => wit::Capacity::Reserved,
+                    },
+                    current: p.current,
+                    ready: p.ready,
+                    starting: p.starting,
+                    pending: p.pending,
+                    price_per_hour: p.price_per_hour,
+                    interruptions_per_hour: p.interruptions_per_hour,
+                    min: p.min,
+                    max: p.max,
+                })
+                .collect()
+        });
+        let replicas = self.replica_signals.as_ref().map(|names| {
+            let mut values = Vec::with_capacity(s.pods.len() * names.len() * 2);
+            let replicas = s
                 .pods
                 .iter()
-                .enumerate()
-                .map(|(i, p)| wit::Replica {
-                    id: p.id.clone().unwrap_or_else(|| format!("#{i}")),
-                    pool: p
-                        .pool
-                        .as_deref()
-                        .and_then(|name| s.pools.iter().position(|q| q.name == name))
-                        .map(|i| i as u32),
-                    state: replica_state(p.state),
-                    age_ms: p
-                        .age_s
-                        .filter(|a| a.is_finite() && *a >= 0.0)
-                        .map(|a| (a * 1000.0) as u64),
-                    values: names.iter().map(|n| p.metric(n)).collect(),
-                    requests: names.iter().map(|n| p.request_for(n)).collect(),
+                .map(|p| {
+                    values.extend(names.iter().map(|n| p.metric(n)));
+                    values.extend(names.iter().map(|n| p.request_for(n)));
+                    wit::Replica {
+                        id: p.id.clone(),
+                        pool: p
+                            .pool
+                            .as_deref()
+                            .and_then(|name| s.pools.iter().position(|q| q.name == name))
+                            .map(|i| i as u32),
+                        state: replica_state(p.state),
+                        age_ms: p
+                            .age_s
+                            .filter(|a| a.is_finite() && *a >= 0.0)
+                            .map(|a| (a * 1000.0) as u64),
+                    }
                 })
-                .collect(),
-        };
+                .collect();
+            wit::ReplicaSamples { replicas, values }
+        });
         wit::Tick {
             time_ms: s.time_ms,
             interval_ms: s.interval_ms,
