@@ -227,7 +227,10 @@ impl Policy for {type_name} {{
             return Err("target_queue_per_replica must be > 0".into());
         }}
         self.params = Some(p);
-        Ok(Reads::new().signal("queue_depth").signal("gpu_utilization"))
+        Ok(Reads::new()
+            .signal("queue_depth")
+            .signal("gpu_utilization")
+            .signal("replicas.ready"))
     }}
 
     fn evaluate(&mut self, t: &View<'_>) -> Result<Outcome, String> {{
@@ -264,6 +267,7 @@ mod tests {{
         let mut hot = reads.tick(0, 4);
         reads.set(&mut hot, "queue_depth", 1.0);
         reads.set(&mut hot, "gpu_utilization", 0.95);
+        reads.set(&mut hot, "replicas.ready", 4.0);
         assert_eq!(p.evaluate(&View::new(&hot, &reads)).unwrap().desired(), Some(5.0));
         let unknown = reads.tick(0, 1);
         assert_eq!(p.evaluate(&View::new(&unknown, &reads)).unwrap().desired(), None);

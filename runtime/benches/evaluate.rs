@@ -94,6 +94,8 @@ fn main() {
             deadline: Duration::from_secs(1),
             ..wasmscale::Limits::default()
         },
+        // `WASMSCALE_PERF_MAP=1 perf record ...` names the guests' functions.
+        perf_map: std::env::var_os("WASMSCALE_PERF_MAP").is_some(),
         ..HostConfig::default()
     })
     .unwrap();

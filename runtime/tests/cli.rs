@@ -276,7 +276,7 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
         stdout(&check)
     );
     assert!(
-        stdout(&check).contains("signals:       queue_depth, gpu_utilization"),
+        stdout(&check).contains("signals:       queue_depth, gpu_utilization, replicas.ready"),
         "{}",
         stdout(&check)
     );

@@ -25,6 +25,12 @@ macro_rules! named_signals {
                     _ => None,
                 }
             }
+
+            /// The `i`-th of [`SIGNAL_NAMES`].
+            #[cfg(feature = "v2")]
+            fn signal_slot_at(&mut self, i: usize) -> Option<&mut Option<f64>> {
+                [$(&mut self.$field),*].into_iter().nth(i)
+            }
         }
     };
 }
@@ -46,13 +52,86 @@ named_signals!(
     oldest_queued_seconds,
 );
 
+/// Where a declared signal goes in a snapshot, found once by name so that
+/// filling a snapshot each tick compares no strings.
+#[cfg(feature = "v2")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// The `i`-th of [`SIGNAL_NAMES`].
+    Signal(usize),
+    /// The `i`-th of [`crate::v2::COUNT_SIGNALS`].
+    Count(usize),
+    /// Anything else: by name ([`Snapshot::set_signal`]).
+    Named,
+}
+
+#[cfg(feature = "v2")]
+impl Slot {
+    pub(crate) fn of(name: &str) -> Slot {
+        if let Some(i) = SIGNAL_NAMES.iter().position(|n| *n == name) {
+            return Slot::Signal(i);
+        }
+        crate::v2::COUNT_SIGNALS
+            .iter()
+            .position(|n| *n == name)
+            .map_or(Slot::Named, Slot::Count)
+    }
+}
+
 impl Snapshot {
+    /// Set a signal through its [`Slot`]; `name` is what it was found by.
+    #[cfg(feature = "v2")]
+    pub(crate) fn set_at(&mut self, slot: Slot, name: &str, value: Option<f64>) {
+        match slot {
+            Slot::Signal(i) => {
+                if let Some(field) = self.signal_slot_at(i) {
+                    *field = value;
+                }
+            }
+            Slot::Count(i) => {
+                let r = &mut self.replicas;
+                let field = [
+                    &mut r.observed,
+                    &mut r.ready,
+                    &mut r.starting,
+                    &mut r.pending,
+                    &mut r.min,
+                    &mut r.max,
+                ]
+                .into_iter()
+                .nth(i);
+                if let Some(field) = field {
+                    *field = value
+                        .filter(|v| v.is_finite() && *v >= 0.0)
+                        .map(|v| v as u32);
+                }
+            }
+            Slot::Named => self.set_signal(name, value),
+        }
+    }
+
     /// Set a signal by name (`cost.FIELD` for prices, else a custom metric);
     /// `None` leaves it unknown. The 0.2 adapter fills snapshots this way.
     #[cfg(feature = "v2")]
     pub(crate) fn set_signal(&mut self, name: &str, value: Option<f64>) {
         if let Some(slot) = self.signal_slot(name) {
             *slot = value;
+            return;
+        }
+        let r = &mut self.replicas;
+        let count = match name {
+            "replicas.observed" => Some(&mut r.observed),
+            "replicas.ready" => Some(&mut r.ready),
+            "replicas.starting" => Some(&mut r.starting),
+            "replicas.pending" => Some(&mut r.pending),
+            "replicas.min" => Some(&mut r.min),
+            "replicas.max" => Some(&mut r.max),
+            _ => None,
+        };
+        if let Some(slot) = count {
+            *slot = value
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(|v| v as u32);
             return;
         }
         let cost = match name {

@@ -44,8 +44,19 @@ pub mod bindings {
 
 pub use bindings::wasmscale::policy::types::{
     Capacity, Decision, LogLevel, Manifest, Outcome, Pool, PoolTarget, Proposal, Replica,
-    ReplicaCounts, ReplicaSamples, ReplicaState, Tick,
+    ReplicaSamples, ReplicaState, Tick,
 };
+
+/// The replica counts a policy may read, as signals (the tick carries only
+/// the current count): declare them with [`Reads::counts`] or one by one.
+pub const COUNT_SIGNALS: [&str; 6] = [
+    "replicas.observed",
+    "replicas.ready",
+    "replicas.starting",
+    "replicas.pending",
+    "replicas.min",
+    "replicas.max",
+];
 
 /// What a policy reads, returned from `configure`: the signals (well-known
 /// names or `custom:NAME`) and, if it looks at replicas, their per-replica
@@ -88,6 +99,12 @@ impl Reads {
         self
     }
 
+    /// Read every replica count ([`COUNT_SIGNALS`]: observed, ready,
+    /// starting, pending, and the configured min and max).
+    pub fn counts(self) -> Self {
+        self.signals(COUNT_SIGNALS)
+    }
+
     /// Read the capacity pools (their counts, prices and bounds).
     pub fn pools(mut self) -> Self {
         self.pools = true;
@@ -103,21 +120,13 @@ impl Reads {
         }
     }
 
-    /// A tick for this manifest at `time_ms` with `current` replicas (all
-    /// ready) and every value unknown: for native unit tests, with [`Self::set`].
+    /// A tick for this manifest at `time_ms` with `current` replicas and
+    /// every value unknown: for native unit tests, with [`Self::set`].
     pub fn tick(&self, time_ms: u64, current: u32) -> Tick {
         Tick {
             time_ms,
             interval_ms: 15_000,
-            counts: ReplicaCounts {
-                current,
-                observed: Some(current),
-                ready: Some(current),
-                starting: None,
-                pending: None,
-                min: None,
-                max: None,
-            },
+            current,
             values: vec![None; self.signals.len()],
             pools: self.pools.then(Vec::new),
             replicas: self.replica_signals.as_ref().map(|_| ReplicaSamples {
@@ -244,18 +253,27 @@ impl<'a> View<'a> {
         self.tick.interval_ms
     }
 
-    pub fn counts(&self) -> &'a ReplicaCounts {
-        &self.tick.counts
-    }
-
     /// The current (desired) replica count.
     pub fn current(&self) -> u32 {
-        self.tick.counts.current
+        self.tick.current
     }
 
-    /// Replicas ready to serve: `ready` when reported, else the current count.
+    /// A replica count declared as a signal (`"ready"` for
+    /// `replicas.ready`, ...); `None` when unknown or not declared.
+    pub fn count(&self, name: &str) -> Option<u32> {
+        let i = self
+            .reads
+            .signals
+            .iter()
+            .position(|n| n.strip_prefix("replicas.") == Some(name))?;
+        let v = self.tick.values.get(i).copied().flatten()?;
+        (v.is_finite() && v >= 0.0).then_some(v as u32)
+    }
+
+    /// Replicas ready to serve: `replicas.ready` when declared and reported,
+    /// else the current count.
     pub fn ready(&self) -> u32 {
-        self.tick.counts.ready.unwrap_or(self.tick.counts.current)
+        self.count("ready").unwrap_or(self.tick.current)
     }
 
     /// A declared signal by the name it was declared with (`custom:` included).
@@ -514,6 +532,8 @@ pub fn signal_for(metric: &str) -> String {
 pub struct Adapter<P> {
     policy: P,
     reads: Vec<String>,
+    /// Where each of `reads` goes in the snapshot.
+    slots: Vec<crate::snapshot::Slot>,
     replica_reads: Option<Vec<String>>,
     /// The state last sent to the host.
     sent: Vec<u8>,
@@ -522,7 +542,15 @@ pub struct Adapter<P> {
 impl<P: Declares> Policy for Adapter<P> {
     fn configure(&mut self, params: &str) -> Result<Reads, String> {
         self.policy.configure(params)?;
-        self.reads = self.policy.declares();
+        // A 0.1 policy may read any count: declare them all, after its own.
+        let mut reads = self.policy.declares();
+        for c in COUNT_SIGNALS {
+            if !reads.iter().any(|r| r == c) {
+                reads.push(c.to_owned());
+            }
+        }
+        self.slots = reads.iter().map(|r| crate::snapshot::Slot::of(r)).collect();
+        self.reads = reads;
         self.replica_reads = self.policy.declares_replicas();
         let reads = Reads::new().signals(self.reads.iter().cloned());
         Ok(match &self.replica_reads {
@@ -533,20 +561,10 @@ impl<P: Declares> Policy for Adapter<P> {
 
     fn evaluate(&mut self, view: &View<'_>) -> Result<Outcome, String> {
         let tick = view.tick();
-        let r = &tick.counts;
-        let mut s = crate::Snapshot::new(tick.time_ms, r.current);
+        let mut s = crate::Snapshot::new(tick.time_ms, tick.current);
         s.interval_ms = tick.interval_ms;
-        s.replicas = crate::ReplicaCounts {
-            current: r.current,
-            observed: r.observed,
-            ready: r.ready,
-            starting: r.starting,
-            pending: r.pending,
-            min: r.min,
-            max: r.max,
-        };
-        for (name, value) in self.reads.iter().zip(&tick.values) {
-            s.set_signal(name, *value);
+        for ((name, slot), value) in self.reads.iter().zip(&self.slots).zip(&tick.values) {
+            s.set_at(*slot, name, *value);
         }
         if let Some(names) = &self.replica_reads {
             s.pods = view
@@ -651,15 +669,7 @@ mod tests {
         Tick {
             time_ms: 0,
             interval_ms: 1000,
-            counts: ReplicaCounts {
-                current: 1,
-                observed: None,
-                ready: None,
-                starting: None,
-                pending: None,
-                min: None,
-                max: None,
-            },
+            current: 1,
             values,
             pools: None,
             replicas: None,
@@ -670,12 +680,15 @@ mod tests {
     fn the_adapter_fills_the_snapshot_in_manifest_order_and_sends_state_only_on_change() {
         let mut a = Adapter::<Queue>::default();
         let reads = a.configure("{}").unwrap();
+        let manifest = reads.manifest().signals;
         assert_eq!(
-            reads.manifest().signals,
+            manifest[..3],
             ["queue_depth", "custom:backlog", "cost.spot_per_hour"]
         );
+        assert_eq!(manifest[3..], COUNT_SIGNALS, "the counts, for a 0.1 policy");
         assert_eq!(reads.manifest().replica_signals, None);
-        let eval = |a: &mut Adapter<Queue>, values| {
+        let eval = |a: &mut Adapter<Queue>, mut values: Vec<Option<f64>>| {
+            values.resize(9, None);
             let t = tick(values);
             a.evaluate(&View::new(&t, &reads))
         };

@@ -153,7 +153,7 @@ mod tests {
     /// The count it asks for; a hold keeps `current`.
     fn desired(p: &mut TtftGuard, reads: &Reads, t: &Tick) -> f64 {
         let out = p.evaluate(&View::new(t, reads)).unwrap();
-        out.desired().unwrap_or(f64::from(t.counts.current))
+        out.desired().unwrap_or(f64::from(t.current))
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! swaps anything. `validate`, `run`, reload and `simulate --config` call it.
 
 use crate::config::{Checked, Config, ConfigErrors, ScalerConfig};
-use crate::host::{Host, HostConfig, PolicyError, PolicySource, metric_of};
+use crate::host::{Host, HostConfig, PolicyError, PolicySource, is_count_signal, metric_of};
 use std::path::Path;
 
 /// Read a config file, check it and probe its policies: every problem at once.
@@ -106,8 +106,10 @@ fn probe_policy(
     let (_, signals) = instance.contract();
     reads.extend(signals.iter().map(|s| metric_of(s).to_owned()));
     let unfilled: Vec<&String> = match s.source.provided(&s.metrics, base) {
+        // Replica counts come from the target, not the source.
         Ok(provided) => signals
             .iter()
+            .filter(|signal| !is_count_signal(signal))
             .filter(|signal| !provided.iter().any(|p| p == metric_of(signal)))
             .collect(),
         Err(_) => Vec::new(),

@@ -17,7 +17,10 @@ pub use cache::{DiskCache, digest};
 pub use error::PolicyError;
 pub use limits::Limits;
 pub(crate) use signals::signal_field_mut;
-pub use signals::{metric_of, signal_at, signal_index, signal_table, signal_values};
+pub use signals::{
+    COUNT_SIGNALS, count_at, is_count_signal, metric_of, signal_at, signal_index, signal_table,
+    signal_values,
+};
 
 use limits::{LimitHit, StoreState};
 use std::sync::Arc;
@@ -245,6 +248,9 @@ pub struct HostConfig {
     /// Use the pooling allocator, sized for this many concurrent instances.
     /// Pays off with many instances that are created often (hot swap, tenants).
     pub pooling_instances: Option<u32>,
+    /// Write `/tmp/perf-PID.map` so `perf` names policies' compiled functions
+    /// (for profiling the sandbox; off in production).
+    pub perf_map: bool,
 }
 
 /// Epoch granularity: the deadline is measured in these ticks. Each tick
@@ -292,6 +298,9 @@ impl Host {
             .max_wasm_stack(512 << 10)
             // Deep recursion is told apart by a backtrace full to this cap.
             .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES));
+        if config.perf_map {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(n) = config.pooling_instances {
             let mut pool = wasmtime::PoolingAllocationConfig::default();
             pool.total_component_instances(n)

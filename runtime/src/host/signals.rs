@@ -65,3 +65,29 @@ signal_fields! {
 pub fn metric_of(signal: &str) -> &str {
     signal.strip_prefix("custom:").unwrap_or(signal)
 }
+
+/// The replica counts a 0.2 policy may declare as signals: filled by the
+/// target, not the source. In table order after [`signal_table`].
+pub const COUNT_SIGNALS: [&str; 6] = [
+    "replicas.observed",
+    "replicas.ready",
+    "replicas.starting",
+    "replicas.pending",
+    "replicas.min",
+    "replicas.max",
+];
+
+/// The `i`-th of [`COUNT_SIGNALS`] in `s`.
+pub fn count_at(s: &Snapshot, i: usize) -> Option<f64> {
+    let r = &s.replicas;
+    [r.observed, r.ready, r.starting, r.pending, r.min, r.max]
+        .get(i)
+        .copied()
+        .flatten()
+        .map(f64::from)
+}
+
+/// Is `name` a replica count (filled by the target, never by a source)?
+pub fn is_count_signal(name: &str) -> bool {
+    COUNT_SIGNALS.contains(&name)
+}

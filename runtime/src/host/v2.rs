@@ -4,8 +4,8 @@
 
 use super::bindings_v2::wasmscale::policy::types as wit;
 use super::{
-    Decision, MAX_SIGNALS, PolicyError, PoolTarget, Snapshot, ValidDecision, signal_at,
-    signal_index, signal_table,
+    COUNT_SIGNALS, Decision, MAX_SIGNALS, PolicyError, PoolTarget, Snapshot, ValidDecision,
+    count_at, signal_at, signal_index, signal_table,
 };
 
 /// Where a declared signal's value comes from in a snapshot.
@@ -13,6 +13,8 @@ use super::{
 enum SignalRef {
     /// A well-known signal, by its place in the snapshot's signal table.
     Field(usize),
+    /// A replica count (`replicas.ready`, ...), by its place in [`COUNT_SIGNALS`].
+    Count(usize),
     /// `custom:NAME`: a custom metric by name.
     Custom(String),
 }
@@ -62,13 +64,18 @@ impl Manifest {
         for name in &m.signals {
             signals.push(match name.strip_prefix("custom:") {
                 Some(custom) if !custom.is_empty() => SignalRef::Custom(custom.to_owned()),
-                _ => match signal_index(name) {
-                    Some(i) => SignalRef::Field(i),
-                    None => {
+                _ => match (
+                    signal_index(name),
+                    COUNT_SIGNALS.iter().position(|c| c == name),
+                ) {
+                    (Some(i), _) => SignalRef::Field(i),
+                    (None, Some(i)) => SignalRef::Count(i),
+                    (None, None) => {
                         return Err(PolicyError::Manifest(format!(
-                            "unknown signal `{}`; known: {}, or custom:NAME",
+                            "unknown signal `{}`; known: {}, {}, or custom:NAME",
                             short(name),
-                            signal_table().join(", ")
+                            signal_table().join(", "),
+                            COUNT_SIGNALS.join(", ")
                         )));
                     }
                 },
@@ -94,6 +101,7 @@ impl Manifest {
             .iter()
             .map(|s| match s {
                 SignalRef::Field(i) => table.get(*i).map_or("?", |n| n).to_owned(),
+                SignalRef::Count(i) => COUNT_SIGNALS.get(*i).map_or("?", |n| n).to_owned(),
                 SignalRef::Custom(n) => format!("custom:{n}"),
             })
             .collect()
@@ -107,7 +115,6 @@ impl Manifest {
     /// A snapshot as a tick: the declared signals' values in order, the
     /// pools, and the replicas if the policy reads them.
     pub(super) fn tick(&self, s: &Snapshot) -> wit::Tick {
-        let r = &s.replicas;
         // Each list handed over is an allocation call into the sandbox:
         // pools and replicas only when the manifest asked for them.
         let pools = self.pools.then(|| {
@@ -159,20 +166,13 @@ impl Manifest {
         wit::Tick {
             time_ms: s.time_ms,
             interval_ms: s.interval_ms,
-            counts: wit::ReplicaCounts {
-                current: r.current,
-                observed: r.observed,
-                ready: r.ready,
-                starting: r.starting,
-                pending: r.pending,
-                min: r.min,
-                max: r.max,
-            },
+            current: s.replicas.current,
             values: self
                 .signals
                 .iter()
                 .map(|signal| match signal {
                     SignalRef::Field(i) => signal_at(s, *i),
+                    SignalRef::Count(i) => count_at(s, *i),
                     SignalRef::Custom(name) => {
                         s.custom.iter().find(|v| v.name == *name).map(|v| v.value)
                     }
