@@ -434,6 +434,11 @@ impl Declares for Predictive {
             .map(|p| vec![signal_for(&p.metric)])
             .unwrap_or_default()
     }
+
+    /// No replica count beyond `current`.
+    fn declares_counts(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 #[cfg(test)]

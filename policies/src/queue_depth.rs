@@ -141,6 +141,11 @@ impl Declares for QueueDepth {
             .map(|p| vec![signal_for(&p.metric)])
             .unwrap_or_default()
     }
+
+    /// No replica count beyond `current`.
+    fn declares_counts(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 #[cfg(test)]

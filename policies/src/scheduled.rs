@@ -173,6 +173,11 @@ impl Declares for Scheduled {
     fn declares(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// No replica count beyond `current`.
+    fn declares_counts(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 #[cfg(test)]

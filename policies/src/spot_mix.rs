@@ -195,6 +195,11 @@ impl Declares for SpotMix {
         }
         reads
     }
+
+    /// No replica count beyond `current`.
+    fn declares_counts(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 #[cfg(test)]

@@ -430,6 +430,12 @@ impl Declares for TargetTracking {
         }
         Some(per)
     }
+
+    /// The observed count: an average-value object or external metric's
+    /// ratio is taken against it, as the HPA's status replicas.
+    fn declares_counts(&self) -> &'static [&'static str] {
+        &["replicas.observed"]
+    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,13 @@ impl Slot {
     }
 }
 
+/// An empty snapshot at time zero with no replicas ([`Snapshot::new`]).
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot::new(0, 0)
+    }
+}
+
 impl Snapshot {
     /// Set a signal through its [`Slot`]; `name` is what it was found by.
     #[cfg(feature = "v2")]

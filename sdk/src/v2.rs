@@ -515,6 +515,13 @@ pub trait Declares: crate::Policy {
     fn declares_replicas(&self) -> Option<Vec<String>> {
         None
     }
+
+    /// The replica counts beyond `current` it reads from `snapshot.replicas`
+    /// (of [`COUNT_SIGNALS`]). All of them unless it names fewer, since a
+    /// 0.1 policy may read any; each is a value the host sends every tick.
+    fn declares_counts(&self) -> &'static [&'static str] {
+        &COUNT_SIGNALS
+    }
 }
 
 /// The manifest name of a metric a 0.1 policy reads by `Snapshot::signal`:
@@ -537,16 +544,18 @@ pub struct Adapter<P> {
     replica_reads: Option<Vec<String>>,
     /// The state last sent to the host.
     sent: Vec<u8>,
+    /// The snapshot the policy reads, refilled in place each tick so that
+    /// its replicas' allocations (and their metric names) are reused.
+    snapshot: crate::Snapshot,
 }
 
 impl<P: Declares> Policy for Adapter<P> {
     fn configure(&mut self, params: &str) -> Result<Reads, String> {
         self.policy.configure(params)?;
-        // A 0.1 policy may read any count: declare them all, after its own.
         let mut reads = self.policy.declares();
-        for c in COUNT_SIGNALS {
-            if !reads.iter().any(|r| r == c) {
-                reads.push(c.to_owned());
+        for c in self.policy.declares_counts() {
+            if !reads.iter().any(|r| r == *c) {
+                reads.push((*c).to_owned());
             }
         }
         self.slots = reads.iter().map(|r| crate::snapshot::Slot::of(r)).collect();
@@ -561,30 +570,50 @@ impl<P: Declares> Policy for Adapter<P> {
 
     fn evaluate(&mut self, view: &View<'_>) -> Result<Outcome, String> {
         let tick = view.tick();
-        let mut s = crate::Snapshot::new(tick.time_ms, tick.current);
+        let s = &mut self.snapshot;
+        s.time_ms = tick.time_ms;
         s.interval_ms = tick.interval_ms;
+        s.replicas.current = tick.current;
+        // Every declared signal is set each tick, and the rest stay unset;
+        // custom values are pushed again.
+        s.custom.clear();
         for ((name, slot), value) in self.reads.iter().zip(&self.slots).zip(&tick.values) {
             s.set_at(*slot, name, *value);
         }
         if let Some(names) = &self.replica_reads {
-            s.pods = view
-                .replicas()
-                .map(|r| crate::ReplicaSample {
-                    state: v1_state(r.state()),
-                    metrics: names
-                        .iter()
-                        .filter_map(|name| {
-                            r.value(name).map(|value| crate::NamedValue {
+            let mut n = 0;
+            for (i, r) in view.replicas().enumerate() {
+                if s.pods.len() == i {
+                    s.pods.push(crate::ReplicaSample {
+                        state: crate::ReplicaState::Ready,
+                        metrics: Vec::with_capacity(names.len()),
+                        request: None,
+                    });
+                }
+                let Some(pod) = s.pods.get_mut(i) else { break };
+                pod.state = v1_state(r.state());
+                pod.request = names.iter().find_map(|name| r.request(name));
+                let mut present = 0;
+                for name in names {
+                    let Some(value) = r.value(name) else { continue };
+                    match pod.metrics.get_mut(present) {
+                        Some(m) if m.name == *name => m.value = value,
+                        _ => {
+                            pod.metrics.truncate(present);
+                            pod.metrics.push(crate::NamedValue {
                                 name: name.clone(),
                                 value,
-                            })
-                        })
-                        .collect(),
-                    request: names.iter().find_map(|name| r.request(name)),
-                })
-                .collect();
+                            });
+                        }
+                    }
+                    present += 1;
+                }
+                pod.metrics.truncate(present);
+                n = i + 1;
+            }
+            s.pods.truncate(n);
         }
-        let d = self.policy.evaluate(&s)?;
+        let d = self.policy.evaluate(&self.snapshot)?;
         let state = self.policy.save_state();
         let state = (state != self.sent).then(|| {
             self.sent.clone_from(&state);
