@@ -124,7 +124,40 @@ pub struct ScalerConfig {
     /// decisions that set a count per pool. A pool not named is unbounded.
     #[serde(default)]
     pub pools: crate::guard::PoolLimits,
+    /// How a policy version swapped in while running is watched.
+    #[serde(default)]
+    pub rollout: Rollout,
 }
+
+/// A hot-swapped policy version's probation: for its first
+/// `probation_ticks`, a tick whose policy fails or proposes outside
+/// `[band_min, band_max]` counts against it, and more than `max_failures`
+/// such ticks bring the previous version back.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rollout {
+    pub probation_ticks: u32,
+    pub max_failures: u32,
+    /// The band a new version's proposals must stay in (default: the
+    /// scaler's `min_replicas`).
+    pub band_min: Option<u32>,
+    /// Default: the scaler's `max_replicas`.
+    pub band_max: Option<u32>,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            probation_ticks: 10,
+            max_failures: 3,
+            band_min: None,
+            band_max: None,
+        }
+    }
+}
+
+/// The most ticks a probation can last.
+pub const MAX_PROBATION_TICKS: u32 = 100_000;
 
 /// A safety-net policy and its params.
 #[derive(Debug, Clone, Deserialize)]
@@ -420,6 +453,26 @@ pub fn check(file: &str, src: &str, base: &Path) -> Checked {
                     Some("swap them, or raise max".into()),
                 );
             }
+        }
+        let r = &s.rollout;
+        if r.probation_ticks > MAX_PROBATION_TICKS || r.max_failures > r.probation_ticks {
+            push(
+                at(&["rollout"]),
+                format!(
+                    "probation_ticks ({}) must be at most {MAX_PROBATION_TICKS}, and max_failures ({}) at most probation_ticks",
+                    r.probation_ticks, r.max_failures
+                ),
+                Some("for example probation_ticks = 10, max_failures = 3".into()),
+            );
+        }
+        if let (Some(lo), Some(hi)) = (r.band_min, r.band_max)
+            && lo > hi
+        {
+            push(
+                at(&["rollout"]),
+                format!("band_min ({lo}) is greater than band_max ({hi})"),
+                Some("swap them".into()),
+            );
         }
         let pool_floor: u64 = s.pools.values().map(|b| u64::from(b.min)).sum();
         if pool_floor > u64::from(s.max_replicas) {

@@ -25,6 +25,7 @@ pub mod controller;
 pub mod guard;
 pub mod host;
 pub mod model;
+pub mod registry;
 pub mod sim;
 pub mod snapshot;
 pub mod sources;

@@ -41,7 +41,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             },
         ),
         Command::Validate { config } => cli::validate(&cli.host()?, config),
-        Command::Run { config, ticks } => cli::run(&cli.host()?, config, *ticks),
+        Command::Run { config, ticks } => cli::run(cli.host()?, config, *ticks),
         Command::Audit(AuditCommand::Explain {
             scaler,
             file,
@@ -65,6 +65,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::new_policy(name, sdk.clone()).map(|()| ExitCode::SUCCESS)
         }
         Command::Build { dir, out } => cli::build(dir, out.clone()).map(|()| ExitCode::SUCCESS),
+        Command::Policy { command, remote } => cli::policy(command, remote),
+        Command::Scaler { command, remote } => cli::scaler(command, remote),
         Command::Simulate(args) => cli::simulate(&cli.host()?, args),
         Command::Demo { out } => cli::demo(&cli.host()?, out),
     }

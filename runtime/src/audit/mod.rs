@@ -332,6 +332,96 @@ pub fn read(path: &Path) -> std::io::Result<(Vec<AuditRecord>, usize)> {
     Ok((records, skipped))
 }
 
+/// How far back from the end of an audit file [`recent`] reads.
+pub const RECENT_WINDOW_BYTES: u64 = 16 << 20;
+
+/// The newest `limit` records of `scaler` at or after `since_ms`, oldest
+/// first (the admin API's decisions). See [`recent_of`].
+pub fn recent(
+    path: &Path,
+    scaler: &str,
+    since_ms: u64,
+    limit: usize,
+) -> std::io::Result<Vec<AuditRecord>> {
+    Ok(recent_of(path, &[scaler], since_ms, limit)?
+        .remove(scaler)
+        .unwrap_or_default())
+}
+
+/// The newest `per` records of each of `scalers` at or after `since_ms`,
+/// oldest first, read backwards from the end of the file and at most
+/// [`RECENT_WINDOW_BYTES`] back (a hot swap's smoke snapshots for every
+/// scaler it swaps, in one pass). A missing file has none.
+pub fn recent_of(
+    path: &Path,
+    scalers: &[&str],
+    since_ms: u64,
+    per: usize,
+) -> std::io::Result<std::collections::HashMap<String, Vec<AuditRecord>>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    /// What is read of every line: which scaler, and when.
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        scaler: std::borrow::Cow<'a, str>,
+        time_ms: u64,
+    }
+    let mut found: std::collections::HashMap<String, Vec<AuditRecord>> =
+        scalers.iter().map(|s| ((*s).to_owned(), Vec::new())).collect();
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    let size = file.metadata()?.len();
+    // A small window first: the newest records are usually all that is wanted.
+    for window in [1 << 20, RECENT_WINDOW_BYTES] {
+        found.values_mut().for_each(Vec::clear);
+        let start = size.saturating_sub(window);
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = Vec::new();
+        (&mut file).take(window).read_to_end(&mut bytes)?;
+        // Mid-file, the first line is likely cut: skip to the next one.
+        let from = if start > 0 {
+            bytes
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |i| i + 1)
+        } else {
+            0
+        };
+        let mut wanting = scalers.len();
+        for line in bytes[from..].split(|b| *b == b'\n').rev() {
+            if wanting == 0 {
+                break;
+            }
+            let Ok(head) = serde_json::from_slice::<Head<'_>>(line) else {
+                continue;
+            };
+            if head.time_ms < since_ms {
+                break;
+            }
+            let Some(list) = found.get_mut(&*head.scaler) else {
+                continue;
+            };
+            if list.len() >= per {
+                continue;
+            }
+            if let Ok(r) = serde_json::from_slice::<AuditRecord>(line) {
+                list.push(r);
+                if list.len() == per {
+                    wanting -= 1;
+                }
+            }
+        }
+        if wanting == 0 || start == 0 {
+            break;
+        }
+    }
+    found.values_mut().for_each(|l| l.reverse());
+    Ok(found)
+}
+
 /// A record in words, for `wasmscale audit explain`.
 pub fn explain(r: &AuditRecord) -> String {
     let mut s = format!("{} {} [{}]: ", format_time(r.time_ms), r.scaler, r.tenant);

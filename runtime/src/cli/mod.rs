@@ -5,6 +5,7 @@
 mod audit;
 mod check;
 mod eval;
+mod remote;
 mod run;
 mod scaffold;
 mod simulate;
@@ -12,7 +13,8 @@ mod simulate;
 pub use audit::{explain, replay};
 pub use check::check;
 pub use eval::{EvalArgs, eval};
-pub use run::{run, validate};
+pub use remote::{Output, PolicyCommand, RemoteArgs, ScalerCommand, policy, scaler};
+pub use run::{open_registry, run, validate};
 pub use scaffold::{build, new_policy};
 pub use simulate::{SimulateArgs, demo, simulate};
 
@@ -233,6 +235,33 @@ pub enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
 
+    /// The policy registry of a running server: push, list, show, activate, roll back.
+    #[command(after_help = "Examples:\n  \
+        wasmscale policy push ttft-guard ttft_guard.wasm --activate\n  \
+        wasmscale policy show ttft-guard\n  \
+        wasmscale policy rollback ttft-guard\n\n\
+        A scaler follows a registry policy with `policy = \"registry:NAME\"` (its active version) \
+        or pins one with `policy = \"sha256:HEX\"`. The server keeps the registry in \
+        STATE_DIR/registry, so its config needs a `state_dir`.")]
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+
+    /// The scalers of a running server: list, status, decisions, pause, resume.
+    #[command(after_help = "Examples:\n  \
+        wasmscale scaler list\n  \
+        wasmscale scaler decisions llm-chat --since 1h\n  \
+        wasmscale scaler pause llm-chat --for 30m")]
+    Scaler {
+        #[command(subcommand)]
+        command: ScalerCommand,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+
     /// Run recorded snapshots through another policy, with the same guardrails, and compare.
     #[command(
         after_help = "Example:\n  wasmscale replay wasmscale-audit.jsonl --policy builtin:predictive \\\n      \
@@ -331,7 +360,7 @@ pub(crate) fn load_params(source: &PolicySource, params: Option<&str>) -> Result
             PolicySource::Builtin(name) => host::builtin_example_params(name)
                 .unwrap_or("{}")
                 .to_owned(),
-            PolicySource::File(_) => "{}".to_owned(),
+            _ => "{}".to_owned(),
         },
     };
     serde_json::from_str::<serde_json::Value>(&text).context("params are not valid JSON")?;

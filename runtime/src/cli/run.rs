@@ -2,10 +2,30 @@
 //! then its scalers until a signal.
 
 use crate::host::Host;
-use anyhow::{Result, bail};
+use crate::registry::Registry;
+use anyhow::{Context as _, Result, bail};
 use std::path::Path;
+use std::sync::Arc;
+
+/// Open the registry under the config's `state_dir` (`STATE_DIR/registry`)
+/// and read `registry:` and `sha256:` policies from it. A config without a
+/// `state_dir` has no registry.
+pub fn open_registry(host: &Host, path: &Path) -> Result<Option<Arc<Registry>>> {
+    let checked = crate::config::read(path);
+    let Some(dir) = checked.config().and_then(|c| c.state_dir.clone()) else {
+        return Ok(None);
+    };
+    let dir = checked.base().join(dir).join("registry");
+    let registry = Arc::new(
+        Registry::open(&dir)
+            .with_context(|| format!("cannot open the policy registry in {}", dir.display()))?,
+    );
+    host.attach_store(registry.clone());
+    Ok(Some(registry))
+}
 
 pub fn validate(host: &Host, path: &Path) -> Result<std::process::ExitCode> {
+    open_registry(host, path)?;
     match crate::controller::load(path, host) {
         Ok(config) => {
             println!("{}: ok ({} scalers)", path.display(), config.scalers.len());
@@ -19,8 +39,10 @@ pub fn validate(host: &Host, path: &Path) -> Result<std::process::ExitCode> {
     }
 }
 
-pub fn run(host: &Host, path: &Path, ticks: Option<u64>) -> Result<std::process::ExitCode> {
-    let config = match crate::controller::load(path, host) {
+pub fn run(host: Host, path: &Path, ticks: Option<u64>) -> Result<std::process::ExitCode> {
+    let host = Arc::new(host);
+    let registry = open_registry(&host, path)?;
+    let config = match crate::controller::load(path, &host) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
@@ -41,14 +63,16 @@ pub fn run(host: &Host, path: &Path, ticks: Option<u64>) -> Result<std::process:
     let admin: Vec<Box<dyn crate::controller::Service>> = if config.admin.listen.is_empty() {
         Vec::new()
     } else {
-        vec![Box::new(crate::admin::AdminServer::new(
-            &config.admin.listen,
-        ))]
+        let server = crate::admin::AdminServer::new(&config.admin.listen);
+        vec![Box::new(match registry {
+            Some(r) => server.with_registry(r, host.clone()),
+            None => server,
+        })]
     };
     let summary = crate::controller::run(
         config,
         base,
-        host,
+        &host,
         crate::controller::RunOptions {
             ticks,
             metrics: None,

@@ -173,6 +173,8 @@ fn spawn_scalers(
         let metrics = metrics.scaler(scaler.name());
         let controls = controls.clone();
         let name = scaler.name().to_owned();
+        let (commands_tx, mut commands) = tokio::sync::mpsc::channel(4);
+        controls.open_desk(scaler.desk(commands_tx));
         let handle = tasks.set.spawn(async move {
             let interval = scaler.interval();
             // Spread scalers over the whole interval (golden-ratio steps) so
@@ -195,6 +197,18 @@ fn spawn_scalers(
             loop {
                 tokio::select! {
                     _ = &mut stopped => break,
+                    // Between two ticks: a tick never sees half a swap.
+                    Some(command) = commands.recv() => match command {
+                        super::swap::Command::Swap { policy, label, reply } => {
+                            // Whoever asked gave up (timed out): no late swap.
+                            if !reply.is_closed() {
+                                let _ = reply.send(scaler.swap_policy(*policy, &label));
+                            }
+                        }
+                        super::swap::Command::Inspect { reply } => {
+                            let _ = reply.send(scaler.inspect());
+                        }
+                    },
                     at = timer.tick() => {
                         let late = at.elapsed();
                         lags[(late.as_millis() as usize).min(LAG_BUCKETS - 1)] += 1;
@@ -207,6 +221,9 @@ fn spawn_scalers(
                             scaler.set_breaker(request);
                         }
                         let record = scaler.tick(wall_clock_ms()).await;
+                        if let Some(notice) = scaler.take_notice() {
+                            controls.notify(notice);
+                        }
                         metrics.observe(&record);
                         failed += u64::from(!record.failures.is_empty());
                         if tx.send(record).await.is_err() {
@@ -291,6 +308,7 @@ pub fn run(
     let handle = Handle {
         metrics: metrics.clone(),
         controls: controls.clone(),
+        audit: Some(audit_path.clone()),
     };
     let services = std::mem::take(&mut options.services);
     runtime.block_on(async move {

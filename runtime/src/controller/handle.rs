@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 pub struct Handle {
     pub metrics: Metrics,
     pub controls: Controls,
+    /// The audit log the scalers write (for recent decisions and snapshots).
+    pub audit: Option<std::path::PathBuf>,
 }
 
 /// Upper bounds of the evaluation-latency histogram, seconds.
@@ -34,6 +36,21 @@ struct ScalerMetrics {
     interventions: BTreeMap<String, u64>,
     /// Its task ended abnormally: the scaler no longer runs.
     lost: bool,
+}
+
+/// One scaler's counters since the process started.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScalerStatus {
+    pub desired: u32,
+    pub current: u32,
+    pub ticks: u64,
+    pub missed_ticks: u64,
+    /// Failures recorded (a tick may have several).
+    pub failed_ticks: u64,
+    pub guardrail_interventions: u64,
+    pub fuel: u64,
+    /// False once its task ended abnormally.
+    pub running: bool,
 }
 
 /// Process-wide metrics, fed by the controller after every tick.
@@ -136,6 +153,21 @@ impl Metrics {
                 .filter(|h| h.0.lock().is_ok_and(|m| m.ticks > 0))
                 .count()
                 >= expected
+        })
+    }
+
+    /// One scaler's counters, as the admin API shows them.
+    pub fn status(&self, name: &str) -> Option<ScalerStatus> {
+        let m = self.inner.lock().ok()?.get(name)?.read();
+        Some(ScalerStatus {
+            desired: m.desired,
+            current: m.current,
+            ticks: m.ticks,
+            missed_ticks: m.missed_ticks,
+            failed_ticks: m.errors.values().sum(),
+            guardrail_interventions: m.interventions.values().sum(),
+            fuel: m.fuel,
+            running: !m.lost,
         })
     }
 
@@ -280,6 +312,38 @@ impl Metrics {
 pub struct Controls {
     scalers: Arc<Mutex<Vec<String>>>,
     pending: Arc<Mutex<BTreeMap<String, Option<BreakerSetting>>>>,
+    desks: Arc<Mutex<BTreeMap<String, Desk>>>,
+    notices: Arc<Mutex<Vec<Notice>>>,
+}
+
+/// What a running scaler offers whoever serves it, beyond its breaker: what
+/// it runs (for a swap's pipeline) and a line to its task.
+#[derive(Debug, Clone)]
+pub struct Desk {
+    pub scaler: String,
+    pub tenant: String,
+    /// The policy as configured: `builtin:NAME`, a path, `registry:NAME` or `sha256:HEX`.
+    pub policy: String,
+    pub params: String,
+    pub limits: Option<crate::host::Limits>,
+    /// Configured metrics its source does not query (no policy read them
+    /// when it was built): a version that reads one needs a reload.
+    pub unqueried: Vec<String>,
+    pub(crate) commands: tokio::sync::mpsc::Sender<super::swap::Command>,
+}
+
+/// Something a scaler did on its own that its server should know of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A swapped-in version failed its probation and the previous one is back.
+    RolledBack {
+        scaler: String,
+        policy: String,
+        from_digest: String,
+        to_digest: String,
+        why: String,
+    },
 }
 
 impl Controls {
@@ -287,11 +351,54 @@ impl Controls {
         Controls {
             scalers: Arc::new(Mutex::new(scalers)),
             pending: Arc::default(),
+            desks: Arc::default(),
+            notices: Arc::default(),
         }
+    }
+
+    /// The desk of the running scaler `name`.
+    pub fn desk(&self, name: &str) -> Option<Desk> {
+        self.desks.lock().ok()?.get(name).cloned()
+    }
+
+    /// Every running scaler's desk, by name.
+    pub fn desks(&self) -> Vec<Desk> {
+        self.desks
+            .lock()
+            .map(|d| d.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn open_desk(&self, desk: Desk) {
+        if let Ok(mut d) = self.desks.lock() {
+            d.insert(desk.scaler.clone(), desk);
+        }
+    }
+
+    /// Drop the desks of scalers that no longer run (after a reload).
+    fn close_desks_except(&self, running: &[String]) {
+        if let Ok(mut d) = self.desks.lock() {
+            d.retain(|name, _| running.contains(name));
+        }
+    }
+
+    pub(crate) fn notify(&self, notice: Notice) {
+        if let Ok(mut n) = self.notices.lock() {
+            n.push(notice);
+        }
+    }
+
+    /// The notices since the last call.
+    pub fn take_notices(&self) -> Vec<Notice> {
+        self.notices
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default()
     }
 
     /// The scalers that exist now (after a reload).
     pub fn set_scalers(&self, scalers: Vec<String>) {
+        self.close_desks_except(&scalers);
         if let Ok(mut s) = self.scalers.lock() {
             *s = scalers;
         }

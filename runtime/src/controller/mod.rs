@@ -8,12 +8,14 @@ mod handle;
 mod probe;
 mod replay;
 mod scaler;
+mod swap;
 
 pub use daemon::{RunOptions, RunSummary, Service, run};
-pub use handle::{Controls, Handle, Metrics, ScalerHandle};
+pub use handle::{Controls, Desk, Handle, Metrics, Notice, ScalerHandle, ScalerStatus};
 pub use probe::{load, probe};
 pub use replay::{ReplayedDecision, replay};
 pub use scaler::{PersistedState, Scaler, ScalerBuilder, SetupCause, SetupError};
+pub use swap::{Inspection, Prepared, SwapError, SwapStep, Swapped, commit, inspect, prepare};
 
 /// Milliseconds since the Unix epoch, from the wall clock.
 pub fn wall_clock_ms() -> u64 {

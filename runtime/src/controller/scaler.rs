@@ -220,6 +220,23 @@ pub struct Scaler {
     identity: Identity,
     /// Failures between ticks, reported in the next tick's record.
     pending_failures: Vec<Failure>,
+    /// Configured metrics its source does not query, because no policy
+    /// read them when it was built: a swapped-in version may not read them.
+    unqueried: Vec<String>,
+    /// A version swapped in and still watched, with the one it replaced.
+    probation: Option<Box<OnProbation>>,
+    /// A probation that failed, for whoever serves this scaler.
+    rolled_back: Option<super::Notice>,
+}
+
+/// A swapped-in version on probation, and the version it replaced.
+struct OnProbation {
+    previous: PolicyInstance,
+    previous_label: Arc<str>,
+    ticks: u32,
+    failures: u32,
+    /// The last tick held against it, for the record.
+    last_failure: String,
 }
 
 /// The fields every audit record of a scaler repeats.
@@ -342,7 +359,8 @@ impl Scaler {
         };
         // A source asks only for what the policies read, when they say (0.2
         // manifests): a Prometheus scaler then sends no query nobody reads.
-        let metrics = match read_by_policies(&policy, safety.as_ref()) {
+        let read = read_by_policies(&policy, safety.as_ref());
+        let metrics = match &read {
             Some(read) => config
                 .metrics
                 .iter()
@@ -351,6 +369,12 @@ impl Scaler {
                 .collect(),
             None => config.metrics.clone(),
         };
+        let unqueried = config
+            .metrics
+            .keys()
+            .filter(|k| !metrics.contains_key(*k))
+            .cloned()
+            .collect();
         let source = match source {
             Some(s) => s,
             None => config
@@ -406,7 +430,160 @@ impl Scaler {
             actuator,
             state_file,
             pending_failures,
+            unqueried,
+            probation: None,
+            rolled_back: None,
         })
+    }
+
+    /// What this scaler offers its server: what it runs, and `commands`.
+    pub(crate) fn desk(
+        &self,
+        commands: tokio::sync::mpsc::Sender<super::swap::Command>,
+    ) -> super::Desk {
+        super::Desk {
+            scaler: self.config.name.clone(),
+            tenant: self.config.tenant.clone(),
+            policy: self.config.policy.clone(),
+            params: self.config.params_json(),
+            limits: self.config.limits.clone(),
+            unqueried: self.unqueried.clone(),
+            commands,
+        }
+    }
+
+    /// The digest of the policy running now.
+    pub fn policy_digest(&self) -> &str {
+        self.policy.compiled().digest()
+    }
+
+    /// Swap `next` in for the running policy, between two ticks. The old
+    /// version's state is handed over; if the new one rejects it, it starts
+    /// fresh and the next record says why. The old version is kept through
+    /// the new one's probation (`[scaler.rollout]`).
+    pub fn swap_policy(&mut self, mut next: PolicyInstance, label: &str) -> super::Swapped {
+        let started = Instant::now();
+        let old_state = self.policy.last_good_state();
+        let mut rejected = None;
+        if !old_state.is_empty()
+            && let Err(e) = next.load_state(old_state)
+        {
+            tracing::warn!(scaler = %self.config.name, error = %e, "the swapped-in version rejected the old state; it starts fresh");
+            self.pending_failures.push(state_rejected(&e));
+            rejected = Some(e.to_string());
+        }
+        let previous = std::mem::replace(&mut self.policy, next);
+        let from_digest = previous.compiled().digest().to_owned();
+        let previous_label = std::mem::replace(&mut self.identity.policy, label.into());
+        self.probation = (self.config.rollout.probation_ticks > 0).then(|| {
+            Box::new(OnProbation {
+                previous,
+                previous_label,
+                ticks: 0,
+                failures: 0,
+                last_failure: String::new(),
+            })
+        });
+        self.adopt_running_policy();
+        tracing::info!(scaler = %self.config.name, from = %from_digest, to = %self.policy_digest(), label, "policy swapped");
+        super::Swapped {
+            scaler: self.config.name.clone(),
+            from_digest,
+            to_digest: self.policy_digest().to_owned(),
+            state_handed_over: rejected.is_none(),
+            state_rejected: rejected,
+            pause_us: started.elapsed().as_micros() as u64,
+        }
+    }
+
+    /// What it holds now, for the admin API.
+    pub fn inspect(&self) -> super::Inspection {
+        super::Inspection {
+            policy: self.identity.policy.to_string(),
+            policy_digest: self.policy_digest().to_owned(),
+            breaker: self.state.guard.breaker,
+            on_probation: self.probation.is_some(),
+            failed_ticks: self.state.failed_ticks,
+            last_replicas: self.state.last_replicas,
+        }
+    }
+
+    /// Take a notice of what this scaler did on its own (a rollback).
+    pub fn take_notice(&mut self) -> Option<super::Notice> {
+        self.rolled_back.take()
+    }
+
+    /// The running policy's digest and state into the identity and state file.
+    fn adopt_running_policy(&mut self) {
+        let digest = self.policy.compiled().digest();
+        self.identity.policy_digest = digest.into();
+        self.state.policy_digest = digest.to_owned();
+        self.state.policy_state.clear();
+        self.state
+            .policy_state
+            .extend_from_slice(self.policy.last_good_state());
+        self.persist();
+    }
+
+    /// Count one tick of a version on probation; past `max_failures`
+    /// failed or out-of-band ticks, the previous version comes back.
+    fn watch_probation(&mut self, failed: Option<String>) {
+        let Some(p) = self.probation.as_mut() else {
+            return;
+        };
+        let rollout = &self.config.rollout;
+        p.ticks += 1;
+        if let Some(why) = failed {
+            p.failures += 1;
+            p.last_failure = why;
+        }
+        if p.failures > rollout.max_failures {
+            let Some(p) = self.probation.take() else {
+                return;
+            };
+            let OnProbation {
+                previous,
+                previous_label,
+                ticks,
+                failures,
+                last_failure,
+            } = *p;
+            let why =
+                format!("{failures} of its first {ticks} ticks failed (the last: {last_failure})");
+            let bad = std::mem::replace(&mut self.policy, previous);
+            let bad_label = std::mem::replace(&mut self.identity.policy, previous_label);
+            tracing::error!(scaler = %self.config.name, version = %bad_label, %why, "a swapped-in policy failed its probation: the previous version is back");
+            self.pending_failures.push(Failure::new(
+                Stage::Policy,
+                "rolled-back",
+                format!("{bad_label} rolled back to {}: {why}", self.identity.policy),
+            ));
+            self.rolled_back = Some(super::Notice::RolledBack {
+                scaler: self.config.name.clone(),
+                policy: self.config.policy.clone(),
+                from_digest: bad.compiled().digest().to_owned(),
+                to_digest: self.policy.compiled().digest().to_owned(),
+                why,
+            });
+            self.adopt_running_policy();
+        } else if p.ticks >= rollout.probation_ticks {
+            tracing::info!(scaler = %self.config.name, "a swapped-in policy passed its probation");
+            self.probation = None;
+        }
+    }
+
+    /// Why this tick counts against a version on probation, if it does.
+    fn probation_failure(&self, failures: &[Failure], proposal: Option<f64>) -> Option<String> {
+        self.probation.as_ref()?;
+        if let Some(f) = failures.iter().find(|f| f.stage == Stage::Policy) {
+            return Some(format!("{}: {}", f.kind, f.message));
+        }
+        let r = &self.config.rollout;
+        let lo = f64::from(r.band_min.unwrap_or(self.config.min_replicas));
+        let hi = f64::from(r.band_max.unwrap_or(self.config.max_replicas));
+        proposal
+            .filter(|p| *p < lo || *p > hi)
+            .map(|p| format!("proposed {p}, outside the band [{lo}, {hi}]"))
     }
 
     pub fn name(&self) -> &str {
@@ -528,6 +705,11 @@ impl Scaler {
                     failures.push(fail(Stage::SafetyNet, e.kind(), e.to_string()));
                 }
             }
+        }
+        if self.probation.is_some() && snapshot.is_some() {
+            let why =
+                self.probation_failure(&failures, decision.as_ref().map(|d| f64::from(d.desired)));
+            self.watch_probation(why);
         }
         // A tick fails when the target cannot be read, when nothing produced
         // a valid proposal (source down, every policy failed), or when the

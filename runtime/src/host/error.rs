@@ -14,6 +14,10 @@ pub enum PolicyError {
     #[error("unknown built-in policy {name:?}; built-ins are: {available}")]
     UnknownBuiltin { name: String, available: String },
 
+    /// A `registry:` or `sha256:` source the registry cannot serve.
+    #[error("{0}")]
+    Registry(String),
+
     #[error("policy is {size} bytes, above the {max}-byte limit")]
     ModuleTooLarge { size: usize, max: usize },
 
@@ -83,6 +87,7 @@ impl PolicyError {
         match self {
             PolicyError::Read { .. } => "read",
             PolicyError::UnknownBuiltin { .. } => "unknown-builtin",
+            PolicyError::Registry(_) => "registry",
             PolicyError::ModuleTooLarge { .. } => "module-too-large",
             PolicyError::Compile(_) => "compile",
             PolicyError::ForbiddenImports { .. } => "link",

@@ -113,19 +113,38 @@ pub fn builtin_example_params(name: &str) -> Option<&'static str> {
         .map(|(_, _, p)| *p)
 }
 
-/// Where a policy comes from: `builtin:NAME` or a path to a `.wasm` component.
+/// Where a policy comes from: `builtin:NAME`, a path to a `.wasm`
+/// component, or the registry: `registry:NAME` (its active version) or
+/// `sha256:HEX` (exactly that blob).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicySource {
     Builtin(String),
     File(std::path::PathBuf),
+    Registry(String),
+    Digest(String),
+}
+
+/// Where `registry:` and `sha256:` sources are read from: the registry,
+/// attached with [`Host::attach_store`]. The host knows only this seam.
+pub trait PolicyStore: Send + Sync {
+    /// The active version of policy `name`: a label for it
+    /// (`registry:NAME@3`) and its bytes.
+    fn active(&self, name: &str) -> Result<(String, Vec<u8>), String>;
+    /// The bytes of the blob `digest` (`sha256:HEX`), checked against it.
+    fn blob(&self, digest: &str) -> Result<Vec<u8>, String>;
 }
 
 impl PolicySource {
-    /// Parse `builtin:NAME` or a path.
+    /// Parse `builtin:NAME`, `registry:NAME`, `sha256:HEX` or a path.
     pub fn parse(s: &str) -> Self {
-        match s.strip_prefix("builtin:") {
-            Some(name) => PolicySource::Builtin(name.to_owned()),
-            None => PolicySource::File(s.into()),
+        if let Some(name) = s.strip_prefix("builtin:") {
+            PolicySource::Builtin(name.to_owned())
+        } else if let Some(name) = s.strip_prefix("registry:") {
+            PolicySource::Registry(name.to_owned())
+        } else if s.starts_with("sha256:") {
+            PolicySource::Digest(s.to_owned())
+        } else {
+            PolicySource::File(s.into())
         }
     }
 
@@ -156,6 +175,9 @@ impl PolicySource {
             PolicySource::File(path) => {
                 read_bounded(path, max_bytes).map(|b| (path.display().to_string(), b.into()))
             }
+            PolicySource::Registry(_) | PolicySource::Digest(_) => Err(PolicyError::Registry(
+                "registry policies need the registry: set `state_dir` in the config".into(),
+            )),
         }
     }
 }
@@ -235,6 +257,8 @@ impl std::fmt::Display for PolicySource {
         match self {
             PolicySource::Builtin(n) => write!(f, "builtin:{n}"),
             PolicySource::File(p) => write!(f, "{}", p.display()),
+            PolicySource::Registry(n) => write!(f, "registry:{n}"),
+            PolicySource::Digest(d) => f.write_str(d),
         }
     }
 }
@@ -270,6 +294,8 @@ pub struct Host {
     /// Built-ins by name: their bytes are part of this binary and never change,
     /// so ten thousand scalers on one built-in hash it once, not each.
     builtins: std::sync::Mutex<std::collections::HashMap<String, CompiledPolicy>>,
+    /// Where `registry:` and `sha256:` sources come from, once attached.
+    store: std::sync::RwLock<Option<Arc<dyn PolicyStore>>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -330,7 +356,27 @@ impl Host {
             cache: config.cache,
             loaded: Default::default(),
             builtins: Default::default(),
+            store: Default::default(),
         })
+    }
+
+    /// Read `registry:` and `sha256:` sources from `store` from now on.
+    pub fn attach_store(&self, store: Arc<dyn PolicyStore>) {
+        if let Ok(mut s) = self.store.write() {
+            *s = Some(store);
+        }
+    }
+
+    fn read_stored(&self, source: &PolicySource) -> Option<Result<(String, Vec<u8>), PolicyError>> {
+        let store = self.store.read().ok()?.clone();
+        let result = match (source, store) {
+            (PolicySource::Registry(name), Some(store)) => store.active(name),
+            (PolicySource::Digest(digest), Some(store)) => {
+                store.blob(digest).map(|b| (digest.clone(), b))
+            }
+            _ => return None,
+        };
+        Some(result.map_err(PolicyError::Registry))
     }
 
     pub fn limits(&self) -> &Limits {
@@ -356,12 +402,16 @@ impl Host {
     pub fn load(&self, source: &PolicySource) -> Result<CompiledPolicy, PolicyError> {
         let builtin = match source {
             PolicySource::Builtin(name) => Some(name),
-            PolicySource::File(_) => None,
+            _ => None,
         };
         if let Some(name) = builtin
             && let Some(known) = self.builtins.lock().ok().and_then(|b| b.get(name).cloned())
         {
             return Ok(known);
+        }
+        if let Some(stored) = self.read_stored(source) {
+            let (name, bytes) = stored?;
+            return self.load_bytes(&name, &bytes);
         }
         let (name, bytes) = source.read(self.limits.max_module_bytes)?;
         let compiled = self.load_bytes(&name, &bytes)?;

@@ -1,0 +1,149 @@
+//! A scaler's circuit breaker: read it, set it for a human duration, clear it.
+//! A change applies at the scaler's next tick and is persisted with its state.
+
+use super::{ApiError, App};
+use crate::guard::{BreakerMode, BreakerSetting};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
+/// `PUT /v1/scalers/NAME/breaker`: `{"mode": "freeze", "for": "1h"}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BreakerBody {
+    mode: String,
+    /// How long it holds (`90s`, `1h`); without it, until cleared.
+    #[serde(rename = "for")]
+    duration: Option<String>,
+}
+
+fn mode(text: Option<&str>) -> Result<BreakerMode, ApiError> {
+    match text {
+        Some("pause") => Ok(BreakerMode::Pause),
+        Some("freeze") => Ok(BreakerMode::Freeze),
+        Some("scale-in-only") => Ok(BreakerMode::ScaleInOnly),
+        Some("scale-out-only") => Ok(BreakerMode::ScaleOutOnly),
+        other => Err(ApiError::bad_request(format!(
+            "mode must be pause, freeze, scale-in-only or scale-out-only (got {other:?})"
+        ))),
+    }
+}
+
+fn until(seconds: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match seconds {
+        Some(s) if s <= crate::config::MAX_GUARD_SECONDS => {
+            Ok(Some(crate::controller::wall_clock_ms() + s * 1000))
+        }
+        Some(_) => Err(ApiError::bad_request(format!(
+            "a breaker holds at most {} seconds (a week)",
+            crate::config::MAX_GUARD_SECONDS
+        ))
+        .hint("leave the duration out for no expiry")),
+        None => Ok(None),
+    }
+}
+
+fn request(app: &App, name: &str, setting: Option<BreakerSetting>) -> Result<(), ApiError> {
+    if app.handle.controls.request(name, setting) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no scaler named {name:?}"))
+            .hint("list the running scalers with GET /v1/scalers"))
+    }
+}
+
+pub(super) async fn show(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let seen = super::scalers::inspect(&app, &name).await?;
+    Ok(Json(
+        serde_json::json!({ "scaler": name, "breaker": seen.breaker }),
+    ))
+}
+
+pub(super) async fn set(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    body: Result<Json<BreakerBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(e.body_text())
+            .hint(r#"send {"mode": "freeze", "for": "1h"}; modes: pause, freeze, scale-in-only, scale-out-only"#)
+    })?;
+    let mode = mode(Some(&body.mode))?;
+    let seconds = body
+        .duration
+        .as_deref()
+        .map(super::parse_duration)
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .map(|d| d.as_secs());
+    let setting = BreakerSetting {
+        mode,
+        until_ms: until(seconds)?,
+        automatic: false,
+    };
+    request(&app, &name, Some(setting))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            serde_json::json!({ "scaler": name, "breaker": setting, "applies": "at its next tick" }),
+        ),
+    ))
+}
+
+pub(super) async fn clear(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    request(&app, &name, None)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "scaler": name, "breaker": null, "applies": "at its next tick" })),
+    ))
+}
+
+/// `POST /scalers/NAME/breaker?mode=freeze&seconds=600`, as earlier releases took it.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct LegacyQuery {
+    mode: Option<String>,
+    seconds: Option<String>,
+}
+
+pub(super) async fn legacy_set(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Query(q): Query<LegacyQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mode = mode(q.mode.as_deref())?;
+    let seconds = q
+        .seconds
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("seconds must be a whole number"))
+        })
+        .transpose()?;
+    let setting = BreakerSetting {
+        mode,
+        until_ms: until(seconds)?,
+        automatic: false,
+    };
+    request(&app, &name, Some(setting))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        format!("breaker set for {name}: applies at its next tick\n"),
+    ))
+}
+
+pub(super) async fn clear_legacy(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    request(&app, &name, None)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        format!("breaker cleared for {name}: applies at its next tick\n"),
+    ))
+}

@@ -1,0 +1,101 @@
+//! Errors of the admin API: a status, and a JSON body with a message and a
+//! hint, so a client (and the CLI) can say what to do next.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An API error as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+#[non_exhaustive]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub hint: Option<String>,
+    /// The swap step that failed, for activation errors.
+    pub step: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            hint: None,
+            step: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// The registry needs a state directory.
+    pub fn no_registry() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this server has no policy registry",
+        )
+        .hint("set `state_dir` in the config: the registry lives in STATE_DIR/registry")
+    }
+}
+
+impl From<crate::registry::RegistryError> for ApiError {
+    fn from(e: crate::registry::RegistryError) -> Self {
+        use crate::registry::RegistryError as E;
+        let (status, hint) = match &e {
+            E::UnknownPolicy(_) | E::UnknownVersion { .. } | E::UnknownDigest(_) => (
+                StatusCode::NOT_FOUND,
+                Some("list what exists with GET /v1/policies"),
+            ),
+            E::BadName(_) | E::BadDigest(_) => (StatusCode::BAD_REQUEST, None),
+            E::InUse { .. } | E::NothingToRollBack(_) | E::NoActiveVersion(_) => {
+                (StatusCode::CONFLICT, None)
+            }
+            E::Corrupt { .. } | E::Io { .. } | E::Database(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("see the server's log"),
+            ),
+        };
+        let mut api = ApiError::new(status, e.to_string());
+        api.hint = hint.map(str::to_owned);
+        api
+    }
+}
+
+impl From<crate::controller::SwapError> for ApiError {
+    fn from(e: crate::controller::SwapError) -> Self {
+        use crate::controller::SwapStep as S;
+        let status = match e.step {
+            S::Upload | S::Validate | S::Compile => StatusCode::UNPROCESSABLE_ENTITY,
+            S::Configure | S::SmokeEvaluate => StatusCode::UNPROCESSABLE_ENTITY,
+            S::Swap => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut api = ApiError::new(status, e.to_string())
+            .hint("nothing changed: the previous version is still active");
+        api.step = Some(e.step.as_str());
+        api
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some(h) = &self.hint {
+            body["hint"] = h.clone().into();
+        }
+        if let Some(s) = self.step {
+            body["step"] = s.into();
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,213 @@
+//! The admin API, served with axum beside the scalers: health and
+//! `/metrics`, the policy registry (upload, list, activate, roll back,
+//! delete), the running scalers (status, recent decisions, breaker), and the
+//! hot swap that activation drives. Errors are JSON: `{"error", "hint"}`.
+//!
+//! It serves the controller's [`Handle`] as a [`Service`]; the controller
+//! never imports it.
+
+mod breaker;
+mod errors;
+mod policies;
+mod scalers;
+
+pub use errors::ApiError;
+
+use crate::controller::{Handle, Service};
+use crate::host::Host;
+use crate::registry::Registry;
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use futures_core::future::BoxFuture;
+use std::sync::Arc;
+
+/// The admin server on `listen` (`IP:PORT`), started with the scalers.
+#[derive(Debug, Clone)]
+pub struct AdminServer {
+    listen: String,
+    registry: Option<(Arc<Registry>, Arc<Host>)>,
+}
+
+impl AdminServer {
+    pub fn new(listen: &str) -> Self {
+        AdminServer {
+            listen: listen.to_owned(),
+            registry: None,
+        }
+    }
+
+    /// Serve the policy registry too; `host` validates and compiles uploads.
+    pub fn with_registry(mut self, registry: Arc<Registry>, host: Arc<Host>) -> Self {
+        self.registry = Some((registry, host));
+        self
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct App {
+    handle: Handle,
+    registry: Option<(Arc<Registry>, Arc<Host>)>,
+    /// One activation or rollback at a time: two racing swaps of one policy
+    /// would leave scalers on different versions.
+    swaps: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl App {
+    fn registry(&self) -> Result<(&Registry, &Host), ApiError> {
+        self.registry
+            .as_ref()
+            .map(|(r, h)| (&**r, &**h))
+            .ok_or_else(ApiError::no_registry)
+    }
+}
+
+impl Service for AdminServer {
+    fn start(self: Box<Self>, handle: Handle) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let app = App {
+                handle,
+                registry: self.registry,
+                swaps: Arc::default(),
+            };
+            match tokio::net::TcpListener::bind(&self.listen).await {
+                Ok(listener) => {
+                    tracing::info!(address = %self.listen, "serving the admin API");
+                    tokio::spawn(policies::follow_rollbacks(app.clone()));
+                    if let Err(e) = axum::serve(listener, router(app)).await {
+                        tracing::error!(error = %e, "the admin server stopped; scaling continues");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(address = %self.listen, error = %e, "cannot serve the admin endpoint; scaling continues")
+                }
+            }
+        })
+    }
+}
+
+/// Every route of the admin API.
+pub(crate) fn router(app: App) -> Router {
+    let upload_limit = app
+        .registry
+        .as_ref()
+        .map_or(1 << 20, |(_, h)| h.limits().max_module_bytes);
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/policies", get(policies::list))
+        .route("/v1/policies/{name}", get(policies::show))
+        .route(
+            "/v1/policies/{name}/versions",
+            post(policies::upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/v1/policies/{name}/versions/{version}",
+            get(policies::show_version).delete(policies::delete_version),
+        )
+        .route("/v1/policies/{name}/activate", post(policies::activate))
+        .route("/v1/policies/{name}/rollback", post(policies::rollback))
+        .route("/v1/scalers", get(scalers::list))
+        .route("/v1/scalers/{name}", get(scalers::status))
+        .route("/v1/scalers/{name}/decisions", get(scalers::decisions))
+        .route(
+            "/v1/scalers/{name}/breaker",
+            get(breaker::show).put(breaker::set).delete(breaker::clear),
+        )
+        // The query-string form of earlier releases.
+        .route(
+            "/scalers/{name}/breaker",
+            post(breaker::legacy_set).delete(breaker::clear_legacy),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
+async fn readyz(axum::extract::State(app): axum::extract::State<App>) -> impl IntoResponse {
+    if app.handle.metrics.ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not every scaler has ticked yet\n",
+        )
+    }
+}
+
+async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.handle.metrics.render(),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}", uri.path()))
+        .hint("try /healthz, /readyz, /metrics, /v1/policies or /v1/scalers")
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not served at {}", uri.path()),
+    )
+}
+
+/// A human duration: `90s`, `15m`, `1h`, `2d`, or combined (`1h30m`). A
+/// bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("an empty duration: write e.g. 90s, 15m, 1h or 2d".into());
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(n));
+    }
+    let (mut total, mut digits) = (0u64, String::new());
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(format!("`{text}`: unknown unit `{c}` (use s, m, h or d)")),
+        };
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{text}`: a unit needs a number before it"))?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("`{text}` is too long"))?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(format!(
+            "`{text}`: the last number needs a unit (s, m, h or d)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_as_people_write_them() {
+        let d = |s: &str| super::parse_duration(s).map(|d| d.as_secs());
+        assert_eq!(d("90s"), Ok(90));
+        assert_eq!(d("1h30m"), Ok(5400));
+        assert_eq!(d("2d"), Ok(172_800));
+        assert_eq!(d("600"), Ok(600));
+        for bad in ["", "1x", "h", "10m5", "99999999999999999999d"] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The registry's endpoints, and the hot swap that activation and rollback
+//! drive: every scaler whose config says `policy = "registry:NAME"` follows
+//! NAME's active version.
+//!
+//! Activation runs the pipeline (fetch and verify the blob, validate and
+//! compile, then configure and smoke-evaluate for every following scaler)
+//! before anything changes; only then does the registry's pointer move and
+//! each scaler swap between two of its ticks. Any failure before that
+//! leaves the old version active everywhere and names the failed step.
+
+use super::{ApiError, App};
+use crate::controller::{SwapError, SwapStep, Swapped};
+use crate::registry::{PolicyInfo, Upload, Version};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+
+/// How many of a scaler's last recorded snapshots a swap smoke-evaluates.
+pub(super) const SMOKE_SNAPSHOTS: usize = 5;
+
+/// Who made a change: the `X-Wasmscale-User` header (tenants' tokens will
+/// replace it), else `anonymous`.
+fn who(headers: &HeaderMap) -> String {
+    headers
+        .get("x-wasmscale-user")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .unwrap_or("anonymous")
+        .to_owned()
+}
+
+/// Run blocking registry or compile work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+pub(super) async fn list(State(app): State<App>) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
+    let app2 = app.clone();
+    blocking(move || Ok(app2.registry()?.0.policies()?))
+        .await
+        .map(Json)
+}
+
+pub(super) async fn show(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(move || {
+        let registry = app.registry()?.0;
+        let info = registry.policy(&name)?;
+        let events = registry.events(Some(&name), 20)?;
+        let followers: Vec<String> = app
+            .handle
+            .controls
+            .desks()
+            .into_iter()
+            .filter(|d| d.policy == format!("registry:{name}"))
+            .map(|d| d.scaler)
+            .collect();
+        Ok(Json(serde_json::json!({
+            "policy": info,
+            "scalers": followers,
+            "events": events,
+        })))
+    })
+    .await
+}
+
+pub(super) async fn show_version(
+    State(app): State<App>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Version>, ApiError> {
+    blocking(move || Ok(Json(app.registry()?.0.version(&name, &version)?))).await
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UploadQuery {
+    /// Activate the version once uploaded (the whole pipeline).
+    #[serde(default)]
+    activate: bool,
+}
+
+/// `POST /v1/policies/NAME/versions`, the component's bytes as the body.
+pub(super) async fn upload(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    crate::registry::check_name(&name)?;
+    let (_, host) = app.registry()?;
+    let max = host.limits().max_module_bytes;
+    let bytes = body.map_err(|e| {
+        ApiError::new(e.status(), e.body_text()).hint(format!(
+            "a policy is a .wasm component of at most {max} bytes (the host's max_module_bytes)"
+        ))
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the body is empty")
+            .hint("send the .wasm component's bytes as the body"));
+    }
+    let by = who(&headers);
+    let app2 = app.clone();
+    let name2 = name.clone();
+    let by2 = by.clone();
+    let version = blocking(move || {
+        let (registry, host) = app2.registry()?;
+        let compiled = host
+            .load_bytes(&format!("registry:{name2}"), &bytes)
+            .map_err(|e| {
+                ApiError::from(SwapError::new(
+                    SwapStep::of_load_error(&e),
+                    None,
+                    e.to_string(),
+                ))
+                .hint("run `wasmscale check FILE` on it for details")
+            })?;
+        // What it reads, as far as its manifest says without params.
+        let signals = compiled
+            .instantiate("{}")
+            .map(|i| i.contract().1)
+            .unwrap_or_default();
+        let upload = Upload {
+            uploader: by2,
+            contract: compiled.contract().as_str().to_owned(),
+            signals,
+        };
+        Ok(registry.put(&name2, &bytes, upload)?)
+    })
+    .await?;
+    let mut body = serde_json::json!({ "version": version });
+    if query.activate {
+        let outcome = switch(&app, &name, Target::Version(version.version), &by, "").await?;
+        body["activated"] = serde_json::to_value(outcome).unwrap_or_default();
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+pub(super) async fn delete_version(
+    State(app): State<App>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let by = who(&headers);
+    blocking(move || {
+        let registry = app.registry()?.0;
+        let v = registry.version(&name, &version)?;
+        if let Some(d) = app
+            .handle
+            .controls
+            .desks()
+            .into_iter()
+            .find(|d| d.policy == v.digest)
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("scaler {} pins this version ({})", d.scaler, v.digest),
+            )
+            .hint("change that scaler's policy first"));
+        }
+        registry.delete(&name, v.version, &by)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ActivateBody {
+    /// A version number or a `sha256:` digest.
+    version: serde_json::Value,
+}
+
+pub(super) async fn activate(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<ActivateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Activated>, ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(e.body_text())
+            .hint(r#"send {"version": 3} or {"version": "sha256:..."}"#)
+    })?;
+    let selector = match &body.version {
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "version is a number or a sha256: digest",
+            ));
+        }
+    };
+    let app2 = app.clone();
+    let name2 = name.clone();
+    let version =
+        blocking(move || Ok(app2.registry()?.0.version(&name2, &selector)?.version)).await?;
+    switch(&app, &name, Target::Version(version), &who(&headers), "")
+        .await
+        .map(Json)
+}
+
+pub(super) async fn rollback(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Activated>, ApiError> {
+    switch(&app, &name, Target::Previous, &who(&headers), "asked for")
+        .await
+        .map(Json)
+}
+
+/// Which version a switch makes active.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Version(u32),
+    /// The one active before (a rollback).
+    Previous,
+}
+
+/// What an activation or rollback did.
+#[derive(Debug, serde::Serialize)]
+pub(super) struct Activated {
+    policy: String,
+    active: u32,
+    digest: String,
+    /// Scalers now running it.
+    swapped: Vec<Swapped>,
+    /// Scalers that stopped before they could swap (they run it after a restart).
+    not_swapped: Vec<String>,
+}
+
+/// The pipeline: everything that can fail, for every follower, before the
+/// registry's pointer moves and the scalers swap.
+async fn switch(
+    app: &App,
+    name: &str,
+    target: Target,
+    by: &str,
+    why: &str,
+) -> Result<Activated, ApiError> {
+    let _one_at_a_time = app.swaps.lock().await;
+    let followers: Vec<_> = app
+        .handle
+        .controls
+        .desks()
+        .into_iter()
+        .filter(|d| d.policy == format!("registry:{name}"))
+        .collect();
+    let (app2, name2, followers2) = (app.clone(), name.to_owned(), followers.clone());
+    let (by, why) = (by.to_owned(), why.to_owned());
+    let (version, prepared) = blocking(move || {
+        let (registry, host) = app2.registry()?;
+        let number = match target {
+            Target::Version(v) => v,
+            Target::Previous => registry.previous(&name2)?,
+        };
+        let version = registry.version(&name2, &number.to_string())?;
+        let bytes = registry
+            .blob(&version.digest)
+            .map_err(|e| SwapError::new(SwapStep::Upload, None, e.to_string()))?;
+        let label = format!("registry:{name2}@{}", version.version);
+        let compiled = host
+            .load_bytes(&label, &bytes)
+            .map_err(|e| SwapError::new(SwapStep::of_load_error(&e), None, e.to_string()))?;
+        let names: Vec<&str> = followers2.iter().map(|d| d.scaler.as_str()).collect();
+        let mut recent = app2
+            .handle
+            .audit
+            .as_deref()
+            .and_then(|p| crate::audit::recent_of(p, &names, 0, SMOKE_SNAPSHOTS).ok())
+            .unwrap_or_default();
+        let mut prepared = Vec::new();
+        for desk in &followers2 {
+            let snapshots: Vec<_> = recent
+                .remove(&desk.scaler)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| r.snapshot)
+                .collect();
+            prepared.push(crate::controller::prepare(desk, &compiled, &label, &snapshots)?);
+        }
+        // Only now does the pointer move: a restart from here on runs it.
+        match target {
+            Target::Version(v) => registry.activate(&name2, v, &by)?,
+            Target::Previous => {
+                registry.rollback(&name2, &by, &why)?;
+            }
+        }
+        Ok((version, prepared))
+    })
+    .await?;
+    let mut swapped = Vec::new();
+    let mut not_swapped = Vec::new();
+    for (desk, p) in followers.iter().zip(prepared) {
+        match crate::controller::commit(desk, p).await {
+            Ok(s) => swapped.push(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "a scaler did not swap");
+                not_swapped.push(desk.scaler.clone());
+            }
+        }
+    }
+    Ok(Activated {
+        policy: name.to_owned(),
+        active: version.version,
+        digest: version.digest,
+        swapped,
+        not_swapped,
+    })
+}
+
+/// Apply scalers' own rollbacks to the registry: when a swapped-in version
+/// fails its probation on a scaler, the policy's active version goes back
+/// for every scaler that follows it (if it is still the one that failed).
+pub(super) async fn follow_rollbacks(app: App) {
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        every.tick().await;
+        for notice in app.handle.controls.take_notices() {
+            let crate::controller::Notice::RolledBack {
+                scaler,
+                policy,
+                from_digest,
+                why,
+                ..
+            } = notice;
+            let Some(name) = policy.strip_prefix("registry:") else {
+                continue;
+            };
+            let Ok((registry, _)) = app.registry() else {
+                continue;
+            };
+            let still_active = registry
+                .active(name)
+                .is_ok_and(|v| v.digest == format!("sha256:{from_digest}"));
+            if !still_active {
+                continue;
+            }
+            let why = format!("scaler {scaler}: {why}");
+            match switch(&app, name, Target::Previous, "wasmscale (probation)", &why).await {
+                Ok(a) => {
+                    tracing::warn!(policy = name, version = a.active, %why, "rolled back after a failed probation")
+                }
+                Err(e) => {
+                    tracing::error!(policy = name, error = %e, "cannot roll back after a failed probation")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! `wasmscale policy ...` and `wasmscale scaler ...`: clients of a running
+//! server's admin API, printing tables (or the API's JSON with `-o json`).
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where the server is and how to print.
+#[derive(Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// The admin API of a running `wasmscale run`.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9464")]
+    pub server: String,
+    /// Output: a table for people, or the API's JSON.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Upload a .wasm component as a new version of NAME (validated and compiled by the server).
+    #[command(
+        after_help = "Example:\n  wasmscale policy push ttft-guard target/ttft_guard.wasm --activate"
+    )]
+    Push {
+        name: String,
+        file: PathBuf,
+        /// Activate it once uploaded (configure and smoke-evaluate for every scaler that follows NAME).
+        #[arg(long)]
+        activate: bool,
+    },
+    /// List the registry's policies and their active versions.
+    List,
+    /// Show a policy's versions, the scalers that follow it, and its history.
+    Show { name: String },
+    /// Make a version active: every scaler with `policy = "registry:NAME"` swaps to it.
+    #[command(after_help = "Example:\n  wasmscale policy activate ttft-guard 3")]
+    Activate {
+        name: String,
+        /// A version number or a sha256: digest.
+        version: String,
+    },
+    /// Bring back the version active before the current one.
+    Rollback { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScalerCommand {
+    /// The running scalers: policy, digest, counts.
+    List,
+    /// One scaler: what it runs, its breaker and counters.
+    Status { name: String },
+    /// A scaler's recent decisions, from the audit log.
+    #[command(after_help = "Example:\n  wasmscale scaler decisions llm-chat --since 1h --limit 20")]
+    Decisions {
+        name: String,
+        /// How far back: 90s, 15m, 1h, 2d.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Hold the scaler's count (its breaker in `pause`) until resumed or for --for.
+    Pause {
+        name: String,
+        /// How long: 90s, 15m, 1h (default: until resumed).
+        #[arg(long = "for")]
+        duration: Option<String>,
+    },
+    /// Clear the scaler's breaker.
+    Resume { name: String },
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Client {
+    fn new(args: &RemoteArgs) -> Result<Self> {
+        Ok(Client {
+            base: args.server.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(120))
+                .build()?,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        })
+    }
+
+    /// Send a request; a non-2xx answer becomes an error with the API's
+    /// message and hint.
+    fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let base = self.base.clone();
+        self.runtime.block_on(async move {
+            let response = request.send().await.with_context(|| {
+                format!("cannot reach the admin API at {base} (is `wasmscale run` serving it? see --server)")
+            })?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            if status.is_success() {
+                return Ok(body);
+            }
+            let message = body["error"].as_str().unwrap_or("no message").to_owned();
+            match body["hint"].as_str() {
+                Some(hint) => bail!("{status}: {message}\nhint: {hint}"),
+                None => bail!("{status}: {message}"),
+            }
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+fn print(output: Output, value: &Value, table: impl FnOnce(&Value)) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
+        Output::Table => table(value),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_activated(a: &Value) {
+    println!(
+        "{} version {} is active ({})",
+        text(&a["policy"]),
+        text(&a["active"]),
+        text(&a["digest"])
+    );
+    for s in a["swapped"].as_array().into_iter().flatten() {
+        let state = match s["state_rejected"].as_str() {
+            Some(why) => format!("state rejected, started fresh: {why}"),
+            None => "state handed over".into(),
+        };
+        println!(
+            "  swapped {} ({state}; paused {} µs)",
+            text(&s["scaler"]),
+            text(&s["pause_us"])
+        );
+    }
+    for s in a["not_swapped"].as_array().into_iter().flatten() {
+        println!(
+            "  not swapped: {} (it stopped; it runs this version after a restart)",
+            text(s)
+        );
+    }
+}
+
+pub fn policy(command: &PolicyCommand, args: &RemoteArgs) -> Result<ExitCode> {
+    let c = Client::new(args)?;
+    let enc = |s: &str| s.replace('/', "%2F");
+    match command {
+        PolicyCommand::Push {
+            name,
+            file,
+            activate,
+        } => {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let size = bytes.len();
+            let v = c.send(
+                c.http
+                    .post(c.url(&format!("/v1/policies/{}/versions", enc(name))))
+                    .query(&[("activate", activate.to_string())])
+                    .header("content-type", "application/wasm")
+                    .body(bytes),
+            )?;
+            print(args.output, &v, |v| {
+                let ver = &v["version"];
+                println!(
+                    "pushed {name} version {} ({}, {size} bytes, {})",
+                    text(&ver["version"]),
+                    text(&ver["digest"]),
+                    text(&ver["contract"])
+                );
+                if !v["activated"].is_null() {
+                    print_activated(&v["activated"]);
+                }
+            });
+        }
+        PolicyCommand::List => {
+            let v = c.send(c.http.get(c.url("/v1/policies")))?;
+            print(args.output, &v, |v| {
+                println!(
+                    "{:<24} {:>8} {:>8} {:>8}",
+                    "POLICY", "VERSIONS", "ACTIVE", "SHADOW"
+                );
+                for p in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<24} {:>8} {:>8} {:>8}",
+                        text(&p["name"]),
+                        p["versions"].as_array().map_or(0, Vec::len),
+                        text(&p["active"]),
+                        text(&p["shadow"])
+                    );
+                }
+            });
+        }
+        PolicyCommand::Show { name } => {
+            let v = c.send(c.http.get(c.url(&format!("/v1/policies/{}", enc(name)))))?;
+            print(args.output, &v, |v| {
+                let p = &v["policy"];
+                println!(
+                    "{}  active {}  shadow {}",
+                    text(&p["name"]),
+                    text(&p["active"]),
+                    text(&p["shadow"])
+                );
+                println!(
+                    "{:>4}  {:<73} {:>9}  {:<24} {:<14} SIGNALS",
+                    "VER", "DIGEST", "BYTES", "CONTRACT", "UPLOADER"
+                );
+                for ver in p["versions"].as_array().into_iter().flatten() {
+                    let signals: Vec<String> = ver["signals"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(text)
+                        .collect();
+                    println!(
+                        "{:>4}  {:<73} {:>9}  {:<24} {:<14} {}",
+                        text(&ver["version"]),
+                        text(&ver["digest"]),
+                        text(&ver["size"]),
+                        text(&ver["contract"]),
+                        text(&ver["uploader"]),
+                        signals.join(",")
+                    );
+                }
+                let scalers: Vec<String> = v["scalers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect();
+                println!(
+                    "followed by: {}",
+                    if scalers.is_empty() {
+                        "no running scaler".into()
+                    } else {
+                        scalers.join(", ")
+                    }
+                );
+                for e in v["events"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {}  {:<9} v{} by {} {}",
+                        crate::audit::format_time(e["at_ms"].as_u64().unwrap_or(0)),
+                        text(&e["kind"]),
+                        text(&e["version"]),
+                        text(&e["by"]),
+                        e["detail"].as_str().unwrap_or("")
+                    );
+                }
+            });
+        }
+        PolicyCommand::Activate { name, version } => {
+            let version: Value = version
+                .parse::<u64>()
+                .map_or_else(|_| Value::String(version.clone()), Value::from);
+            let v = c.send(
+                c.http
+                    .post(c.url(&format!("/v1/policies/{}/activate", enc(name))))
+                    .json(&serde_json::json!({ "version": version })),
+            )?;
+            print(args.output, &v, print_activated);
+        }
+        PolicyCommand::Rollback { name } => {
+            let v = c.send(
+                c.http
+                    .post(c.url(&format!("/v1/policies/{}/rollback", enc(name)))),
+            )?;
+            print(args.output, &v, print_activated);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn scaler(command: &ScalerCommand, args: &RemoteArgs) -> Result<ExitCode> {
+    let c = Client::new(args)?;
+    let enc = |s: &str| s.replace('/', "%2F");
+    let row = |s: &Value| {
+        let run = &s["running"];
+        println!(
+            "{:<24} {:<12} {:<32} {:>7} {:>7} {:>8} {}",
+            text(&s["name"]),
+            text(&s["tenant"]),
+            text(&run["policy"]),
+            text(&s["counters"]["current"]),
+            text(&s["counters"]["desired"]),
+            text(&s["counters"]["ticks"]),
+            if run["breaker"].is_null() {
+                String::new()
+            } else {
+                format!("breaker: {}", text(&run["breaker"]["mode"]))
+            }
+        );
+    };
+    let header = || {
+        println!(
+            "{:<24} {:<12} {:<32} {:>7} {:>7} {:>8}",
+            "SCALER", "TENANT", "POLICY", "CURRENT", "DESIRED", "TICKS"
+        )
+    };
+    match command {
+        ScalerCommand::List => {
+            let v = c.send(c.http.get(c.url("/v1/scalers")))?;
+            print(args.output, &v, |v| {
+                header();
+                v.as_array().into_iter().flatten().for_each(row);
+            });
+        }
+        ScalerCommand::Status { name } => {
+            let v = c.send(c.http.get(c.url(&format!("/v1/scalers/{}", enc(name)))))?;
+            print(args.output, &v, |v| {
+                header();
+                row(v);
+                println!("digest: {}", text(&v["running"]["policy_digest"]));
+                if v["running"]["on_probation"].as_bool() == Some(true) {
+                    println!("on probation: a swapped-in version is still watched");
+                }
+            });
+        }
+        ScalerCommand::Decisions { name, since, limit } => {
+            let mut query = vec![("limit", limit.to_string())];
+            if let Some(s) = since {
+                query.push(("since", s.clone()));
+            }
+            let v = c.send(
+                c.http
+                    .get(c.url(&format!("/v1/scalers/{}/decisions", enc(name))))
+                    .query(&query),
+            )?;
+            match args.output {
+                Output::Json => print(args.output, &v, |_| {}),
+                Output::Table => {
+                    for r in v.as_array().into_iter().flatten() {
+                        match serde_json::from_value::<crate::audit::AuditRecord>(r.clone()) {
+                            Ok(record) => println!("{}", crate::audit::explain(&record)),
+                            Err(e) => println!("(a record this client cannot read: {e})"),
+                        }
+                    }
+                }
+            }
+        }
+        ScalerCommand::Pause { name, duration } => {
+            let mut body = serde_json::json!({ "mode": "pause" });
+            if let Some(d) = duration {
+                body["for"] = d.clone().into();
+            }
+            let v = c.send(
+                c.http
+                    .put(c.url(&format!("/v1/scalers/{}/breaker", enc(name))))
+                    .json(&body),
+            )?;
+            print(args.output, &v, |_| {
+                println!("{name}: paused (applies at its next tick)")
+            });
+        }
+        ScalerCommand::Resume { name } => {
+            let v = c.send(
+                c.http
+                    .delete(c.url(&format!("/v1/scalers/{}/breaker", enc(name)))),
+            )?;
+            print(args.output, &v, |_| {
+                println!("{name}: breaker cleared (applies at its next tick)")
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,519 @@
+//! The policy registry, the admin API and hot swap, over real HTTP against
+//! a daemon running in this process: uploads good and bad, activation and
+//! rollback across scalers, the pipeline's named failures, probation, the
+//! breaker and recent decisions, and a hundred swaps while 200 scalers tick.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmscale::controller::{self, RunOptions, RunSummary};
+use wasmscale::registry::{Registry, Upload, digest_of};
+use wasmscale_tests::{fixtures, host, write_file};
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 exchange: the status and the body.
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\nX-Wasmscale-User: tester\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    read_response(&mut s)
+}
+
+fn read_response(s: &mut std::net::TcpStream) -> (u16, String) {
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Wait until the admin API answers.
+fn wait_up(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the admin API never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The built-in queue-depth component, and the same policy as a 0.1 build
+/// (the checked-in fixture): both decide alike.
+fn queue_depth() -> Vec<u8> {
+    wasmscale::host::builtin_bytes("queue-depth").unwrap().to_vec()
+}
+
+fn queue_depth_v1() -> Vec<u8> {
+    std::fs::read(wasmscale_tests::from_root("tests/fixtures/v0.1/queue-depth.wasm")).unwrap()
+}
+
+/// The same component with a custom section appended: other bytes, the
+/// same behaviour.
+fn variant(bytes: &[u8], n: u8) -> Vec<u8> {
+    let name = b"wasmscale-test";
+    let mut out = bytes.to_vec();
+    out.push(0);
+    out.push((1 + name.len() + 1) as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.push(n);
+    out
+}
+
+/// A registry under `dir/state/registry` holding `qd` version 1 (the
+/// built-in queue-depth), active.
+fn seeded_registry(dir: &Path) {
+    let r = Registry::open(&dir.join("state/registry")).unwrap();
+    let v = r
+        .put(
+            "qd",
+            &queue_depth(),
+            Upload {
+                uploader: "seed".into(),
+                contract: "wasmscale:policy@0.2.0".into(),
+                signals: vec![],
+            },
+        )
+        .unwrap();
+    r.activate("qd", v.version, "seed").unwrap();
+}
+
+/// Scalers `s0..sN` following `registry:qd`, at `interval` seconds.
+fn config(port: u16, scalers: usize, interval: f64, rollout: &str) -> String {
+    let mut text = format!(
+        "state_dir = \"state\"\n[audit]\npath = \"audit.jsonl\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\n"
+    );
+    for i in 0..scalers {
+        text.push_str(&format!(
+            r#"
+[[scaler]]
+name = "s{i}"
+policy = "registry:qd"
+params = {{ target_per_replica = 10, cooldown_seconds = 0 }}
+min_replicas = 1
+max_replicas = 10
+interval_seconds = {interval}
+metrics = {{ queue_depth = 35 }}
+[scaler.guard]
+rate = "none"
+{rollout}
+"#
+        ));
+    }
+    text
+}
+
+/// Start `wasmscale run`'s daemon on `dir/wasmscale.toml` in a thread, as
+/// the binary does (the registry under its state_dir, the admin server).
+fn serve(dir: &Path, text: &str, ticks: u64) -> std::thread::JoinHandle<RunSummary> {
+    let path = write_file(dir, "wasmscale.toml", text);
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let host = Arc::new(host());
+        let registry = wasmscale::cli::open_registry(&host, &path).unwrap().unwrap();
+        let config = controller::load(&path, &host).unwrap();
+        let server = wasmscale::admin::AdminServer::new(&config.admin.listen)
+            .with_registry(registry, host.clone());
+        controller::run(
+            config,
+            &dir,
+            &host,
+            RunOptions {
+                ticks: Some(ticks),
+                services: vec![Box::new(server)],
+                ..RunOptions::default()
+            },
+        )
+        .unwrap()
+    })
+}
+
+fn upload(port: u16, name: &str, bytes: &[u8]) -> (u16, serde_json::Value) {
+    let (status, body) = http(port, "POST", &format!("/v1/policies/{name}/versions"), bytes);
+    (status, json(&body))
+}
+
+fn activate(port: u16, version: u32) -> (u16, serde_json::Value) {
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/policies/qd/activate",
+        format!("{{\"version\": {version}}}").as_bytes(),
+    );
+    (status, json(&body))
+}
+
+/// The digest scaler `name` runs now, as its task reports it.
+fn running_digest(port: u16, name: &str) -> String {
+    let (status, body) = http(port, "GET", &format!("/v1/scalers/{name}"), b"");
+    assert_eq!(status, 200, "{body}");
+    json(&body)["running"]["policy_digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap()
+}
+
+#[test]
+fn the_admin_api_serves_http_properly_and_refuses_bad_uploads_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded_registry(dir.path());
+    let port = free_port();
+    let _daemon = serve(dir.path(), &config(port, 1, 0.1, ""), 1200);
+    wait_up(port);
+
+    assert_eq!(http(port, "GET", "/healthz", b""), (200, "ok\n".into()));
+    // HEAD answers without a body; POST to a GET route is refused.
+    let (status, body) = http(port, "HEAD", "/metrics", b"");
+    assert_eq!((status, body.as_str()), (200, ""));
+    let (status, body) = http(port, "POST", "/metrics", b"");
+    assert_eq!(status, 405, "{body}");
+    assert!(json(&body)["error"].as_str().unwrap().contains("POST"));
+    let (status, body) = http(port, "GET", "/nope", b"");
+    assert_eq!(status, 404);
+    assert!(json(&body)["hint"].as_str().unwrap().contains("/v1/policies"));
+    // A request split across two TCP sends.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /hea").unwrap();
+    s.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"lthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s), (200, "ok\n".into()));
+
+    // Bad uploads: each a JSON error, the failed step named where there is one.
+    let good = queue_depth();
+    let wat = |name: &str| std::fs::read(fixtures::wat(name)).unwrap();
+    let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
+        ("not wasm", b"hello, world".to_vec(), 422, Some("compile")),
+        ("truncated", good[..good.len() / 2].to_vec(), 422, Some("compile")),
+        ("a core module", wat("not_a_component"), 422, None),
+        ("the wrong contract", wat("wrong_version"), 422, Some("validate")),
+        ("empty", Vec::new(), 400, None),
+    ];
+    for (what, bytes, want, step) in cases {
+        let (status, body) = upload(port, "qd", &bytes);
+        assert_eq!(status, want, "{what}: {body}");
+        assert!(body["error"].is_string(), "{what}: {body}");
+        if let Some(step) = step {
+            assert_eq!(body["step"], step, "{what}: {body}");
+        }
+    }
+    let (status, body) = upload(port, "Bad%20Name", &good);
+    assert_eq!(status, 400, "{body}");
+    // 100 MB: refused once past the host's module limit, not read to the end.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let total = 100usize << 20;
+    s.write_all(
+        format!("POST /v1/policies/qd/versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {total}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let feeding = std::thread::spawn(move || {
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..100 {
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let (status, body) = read_response(&mut s);
+    assert_eq!(status, 413, "{body}");
+    assert!(json(&body)["hint"].as_str().unwrap().contains("max_module_bytes"));
+    feeding.join().unwrap();
+    // Nothing bad was stored.
+    let (status, body) = http(port, "GET", "/v1/policies/qd", b"");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["policy"]["versions"].as_array().unwrap().len(), 1, "{body}");
+
+    // Concurrent uploads of different bytes: each its own version.
+    let uploads: Vec<_> = (0..6u8)
+        .map(|i| {
+            let bytes = variant(&good, i);
+            std::thread::spawn(move || upload(port, "qd", &bytes))
+        })
+        .collect();
+    let mut versions: Vec<u64> = uploads
+        .into_iter()
+        .map(|t| {
+            let (status, body) = t.join().unwrap();
+            assert_eq!(status, 201, "{body}");
+            body["version"]["version"].as_u64().unwrap()
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, [2, 3, 4, 5, 6, 7]);
+    // The same bytes again: the same version.
+    let (status, body) = upload(port, "qd", &variant(&good, 0));
+    assert_eq!(status, 201);
+    assert!(body["version"]["version"].as_u64().unwrap() >= 2);
+    let (status, body) = http(port, "GET", "/v1/policies", b"");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)[0]["versions"].as_array().unwrap().len(), 7);
+}
+
+#[test]
+fn activation_swaps_every_follower_and_a_failed_step_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded_registry(dir.path());
+    let port = free_port();
+    let _daemon = serve(dir.path(), &config(port, 2, 0.1, ""), 1200);
+    wait_up(port);
+    let v1 = digest_of(&queue_depth());
+    // Let a few snapshots reach the audit log, for the smoke evaluation.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(running_digest(port, "s0"), hex(&v1));
+
+    // Version 2 is the same policy built for 0.1: it takes the state and
+    // decides alike.
+    let (status, body) = upload(port, "qd", &queue_depth_v1());
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"]["contract"], "wasmscale:policy@0.1.0");
+    let v2 = body["version"]["digest"].as_str().unwrap().to_owned();
+    let (status, body) = activate(port, 2);
+    assert_eq!(status, 200, "{body}");
+    let swapped: Vec<&str> = body["swapped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scaler"].as_str().unwrap())
+        .collect();
+    assert_eq!(swapped, ["s0", "s1"]);
+    for s in body["swapped"].as_array().unwrap() {
+        assert_eq!(s["to_digest"], hex(&v2));
+        assert!(s["pause_us"].as_u64().unwrap() < 1_000_000);
+    }
+    for name in ["s0", "s1"] {
+        assert_eq!(running_digest(port, name), hex(&v2));
+    }
+    let (_, body) = http(port, "GET", "/v1/scalers/s0", b"");
+    assert_eq!(json(&body)["running"]["policy"], "registry:qd@2");
+    std::thread::sleep(Duration::from_millis(400));
+    let (status, body) = http(port, "GET", "/v1/scalers/s0/decisions?limit=3&since=1h", b"");
+    assert_eq!(status, 200, "{body}");
+    let records = json(&body);
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    for r in records {
+        assert_eq!(r["scaler"], "s0");
+        assert_eq!(r["policy_digest"], hex(&v2), "{r}");
+        assert_eq!(r["final_replicas"], 4, "{r}");
+    }
+    for bad in ["?limit=0", "?since=soon", "?limit=5000", "?color=red"] {
+        let (status, body) = http(port, "GET", &format!("/v1/scalers/s0/decisions{bad}"), b"");
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    assert_eq!(http(port, "GET", "/v1/scalers/ghost/decisions", b"").0, 404);
+
+    // A version that does not accept the scalers' params fails at configure,
+    // and nothing changes.
+    let step = wasmscale::host::builtin_bytes("step-scaling").unwrap();
+    let (status, body) = upload(port, "qd", step);
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = activate(port, 3);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["step"], "configure", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("scaler s0"), "{body}");
+    let (_, body) = http(port, "GET", "/v1/policies/qd", b"");
+    assert_eq!(json(&body)["policy"]["active"], 2);
+    assert_eq!(running_digest(port, "s1"), hex(&v2));
+    assert_eq!(activate(port, 99).0, 404);
+
+    // Roll back: version 1 everywhere.
+    let (status, body) = http(port, "POST", "/v1/policies/qd/rollback", b"");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["active"], 1);
+    for name in ["s0", "s1"] {
+        assert_eq!(running_digest(port, name), hex(&v1));
+    }
+    let (status, body) = http(port, "POST", "/v1/policies/qd/rollback", b"");
+    assert_eq!(status, 409, "nothing older: {body}");
+
+    // Deleting: never the active version; an unused one goes.
+    assert_eq!(http(port, "DELETE", "/v1/policies/qd/versions/1", b"").0, 409);
+    assert_eq!(http(port, "DELETE", "/v1/policies/qd/versions/3", b"").0, 204);
+    assert_eq!(http(port, "GET", "/v1/policies/qd/versions/3", b"").0, 404);
+    let (status, body) = http(port, "GET", &format!("/v1/policies/qd/versions/{v2}"), b"");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["version"], 2);
+
+    // The breaker, with a human duration.
+    let (status, body) = http(
+        port,
+        "PUT",
+        "/v1/scalers/s0/breaker",
+        br#"{"mode": "freeze", "for": "1h"}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, body) = http(port, "GET", "/v1/scalers/s0/breaker", b"");
+    assert_eq!(status, 200);
+    let breaker = &json(&body)["breaker"];
+    assert_eq!(breaker["mode"], "freeze", "{body}");
+    let left = breaker["until_ms"].as_u64().unwrap() - controller::wall_clock_ms();
+    assert!((3_500_000..=3_600_000).contains(&left), "{left}");
+    for bad in [&br#"{"mode": "melt"}"#[..], br#"{"mode": "pause", "for": "1 fortnight"}"#, b"{"] {
+        let (status, body) = http(port, "PUT", "/v1/scalers/s0/breaker", bad);
+        assert_eq!(status, 400, "{body}");
+        assert!(json(&body)["error"].is_string());
+    }
+    assert_eq!(http(port, "PUT", "/v1/scalers/ghost/breaker", br#"{"mode": "pause"}"#).0, 404);
+    assert_eq!(http(port, "DELETE", "/v1/scalers/s0/breaker", b"").0, 202);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, body) = http(port, "GET", "/v1/scalers/s0/breaker", b"");
+    assert!(json(&body)["breaker"].is_null(), "{body}");
+
+    // The history says who did what.
+    let (_, body) = http(port, "GET", "/v1/policies/qd", b"");
+    let kinds: Vec<String> = json(&body)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} v{} by {}", e["kind"].as_str().unwrap(), e["version"], e["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds[..3],
+        ["delete v3 by tester", "rollback v1 by tester", "upload v3 by tester"],
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn a_version_that_fails_its_probation_is_rolled_back_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded_registry(dir.path());
+    let port = free_port();
+    // The flaky counter proposes 1, 2, 3, ...: past the band's 5 it fails.
+    let rollout = "[scaler.rollout]\nprobation_ticks = 20\nmax_failures = 1\nband_max = 5";
+    let _daemon = serve(dir.path(), &config(port, 2, 0.1, rollout), 1200);
+    wait_up(port);
+    std::thread::sleep(Duration::from_millis(300));
+    let flaky = std::fs::read(fixtures::FLAKY_COUNTER).unwrap();
+    let (status, body) = upload(port, "qd", &flaky);
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = activate(port, 2);
+    assert_eq!(status, 200, "smoke evaluation passes: {body}");
+    // queue-depth's state is not the counter's: it starts fresh, and says so.
+    let first = &body["swapped"][0];
+    assert_eq!(first["state_handed_over"], false, "{body}");
+    assert!(first["state_rejected"].as_str().unwrap().contains("8 bytes"), "{body}");
+    let v1 = hex(&digest_of(&queue_depth())).to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = http(port, "GET", "/v1/policies/qd", b"");
+        let info = json(&body);
+        if info["policy"]["active"] == 1 && running_digest(port, "s0") == v1 && running_digest(port, "s1") == v1 {
+            let rollback = info["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["kind"] == "rollback")
+                .cloned()
+                .unwrap();
+            assert_eq!(rollback["by"], "wasmscale (probation)", "{info}");
+            assert!(rollback["detail"].as_str().unwrap().contains("outside the band"), "{info}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never rolled back: {info}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The scaler's own record of it comes with its next tick.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (records, _) = wasmscale::audit::read(&dir.path().join("audit.jsonl")).unwrap();
+        let rolled = records.iter().find_map(|r| {
+            r.failures
+                .iter()
+                .find(|f| f.kind == "rolled-back")
+                .map(|f| f.message.clone())
+        });
+        if let Some(message) = rolled {
+            assert!(message.contains("registry:qd@2 rolled back to"), "{message}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the audit log never recorded the rollback");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_hundred_swaps_while_200_scalers_tick_each_tick_on_one_version_and_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded_registry(dir.path());
+    let port = free_port();
+    let interval = 0.5;
+    let ticks = 60;
+    let daemon = serve(dir.path(), &config(port, 200, interval, ""), ticks);
+    wait_up(port);
+    std::thread::sleep(Duration::from_secs(1));
+    let (status, body) = upload(port, "qd", &queue_depth_v1());
+    assert_eq!(status, 201, "{body}");
+    let digests = [hex(&digest_of(&queue_depth())).to_owned(), hex(&digest_of(&queue_depth_v1())).to_owned()];
+    let mut pauses = Vec::new();
+    let started = Instant::now();
+    for i in 0..100 {
+        let (status, body) = activate(port, if i % 2 == 0 { 2 } else { 1 });
+        assert_eq!(status, 200, "swap {i}: {body}");
+        let swapped = body["swapped"].as_array().unwrap();
+        assert_eq!(swapped.len(), 200, "swap {i}");
+        pauses.extend(swapped.iter().map(|s| s["pause_us"].as_u64().unwrap()));
+    }
+    let took = started.elapsed();
+    let summary = daemon.join().unwrap();
+    pauses.sort_unstable();
+    eprintln!(
+        "100 swaps of 200 scalers in {took:?}; swap pause median {} µs, max {} µs; tick lag p99 {:?} ms",
+        pauses[pauses.len() / 2],
+        pauses[pauses.len() - 1],
+        summary.lag_percentile_ms(99.0)
+    );
+    assert!(summary.lost_scalers.is_empty(), "{:?}", summary.lost_scalers);
+    assert_eq!(summary.missed_ticks, 0, "no tick was late by a whole interval");
+    assert_eq!(summary.ticks, 200 * ticks);
+    let (records, skipped) = wasmscale::audit::read(&dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(skipped, 0);
+    assert_eq!(records.len() as u64, 200 * ticks);
+    for r in &records {
+        assert!(digests.contains(&r.policy_digest.to_string()), "one of the two versions: {r:?}");
+        assert!(r.failures.is_empty(), "{r:?}");
+        assert_eq!(r.final_replicas, 4, "both versions decide alike: {r:?}");
+    }
+    // The last activation (the 100th) made version 1 active.
+    for i in 0..200 {
+        let last = records.iter().rev().find(|r| *r.scaler == *format!("s{i}")).unwrap();
+        assert_eq!(*last.policy_digest, *digests[0], "s{i}");
+    }
+}
