@@ -517,3 +517,96 @@ fn a_hundred_swaps_while_200_scalers_tick_each_tick_on_one_version_and_on_time()
         assert_eq!(*last.policy_digest, *digests[0], "s{i}");
     }
 }
+
+/// The child side of the crash test: upload and activate in a loop until killed.
+fn churn(dir: &Path) -> ! {
+    let r = Registry::open(dir).unwrap();
+    let bytes = queue_depth();
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let mut blob = bytes.clone();
+        blob.extend_from_slice(&n.to_le_bytes());
+        let v = r
+            .put("churn", &blob, Upload { uploader: "child".into(), ..Upload::default() })
+            .unwrap();
+        r.activate("churn", v.version, "child").unwrap();
+        if n % 3 == 0 {
+            let _ = r.rollback("churn", "child", "");
+        }
+        if n % 5 == 0 && v.version > 2 {
+            let _ = r.delete("churn", v.version - 2, "child");
+        }
+    }
+}
+
+#[test]
+fn kill_9_during_uploads_and_activations_leaves_the_registry_whole() {
+    if let Some(dir) = std::env::var_os("WASMSCALE_REGISTRY_CHURN") {
+        churn(Path::new(&dir));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry_dir = dir.path().join("registry");
+    let mut last_versions = 0;
+    for (round, delay_ms) in [150u64, 300, 450, 600, 750].into_iter().enumerate() {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "kill_9_during_uploads_and_activations_leaves_the_registry_whole",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env("WASMSCALE_REGISTRY_CHURN", &registry_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Reopened: every version's blob is whole, the active one exists,
+        // and no temporary file is left.
+        let r = Registry::open(&registry_dir).unwrap();
+        let Ok(info) = r.policy("churn") else {
+            assert_eq!(round, 0, "killed before the first upload committed");
+            continue;
+        };
+        for v in &info.versions {
+            let bytes = r.blob(&v.digest).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(digest_of(&bytes), v.digest);
+            assert_eq!(bytes.len() as u64, v.size);
+        }
+        if let Some(active) = info.active {
+            assert!(info.versions.iter().any(|v| v.version == active), "round {round}");
+            r.blob(&r.active("churn").unwrap().digest).unwrap();
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(registry_dir.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let newest = info.versions.iter().map(|v| v.version).max().unwrap_or(0);
+        assert!(newest >= last_versions, "versions only grow");
+        last_versions = newest;
+    }
+    assert!(last_versions > 0, "the child uploaded something in 2 seconds");
+}
+
+#[test]
+fn a_restarted_server_comes_back_with_the_active_version() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded_registry(dir.path());
+    let port = free_port();
+    let daemon = serve(dir.path(), &config(port, 1, 0.1, ""), 30);
+    wait_up(port);
+    let (status, body) = upload(port, "qd", &queue_depth_v1());
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(activate(port, 2).0, 200);
+    daemon.join().unwrap();
+    // The same config again: the scaler starts on version 2.
+    let daemon = serve(dir.path(), &config(free_port(), 1, 0.1, ""), 5);
+    daemon.join().unwrap();
+    let (records, _) = wasmscale::audit::read(&dir.path().join("audit.jsonl")).unwrap();
+    let last = records.last().unwrap();
+    assert_eq!(*last.policy_digest, *hex(&digest_of(&queue_depth_v1())));
+}

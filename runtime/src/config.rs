@@ -87,7 +87,7 @@ impl Default for AdminSettings {
 }
 
 /// One scaler.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScalerConfig {
     pub name: String,
@@ -160,7 +160,7 @@ impl Default for Rollout {
 pub const MAX_PROBATION_TICKS: u32 = 100_000;
 
 /// A safety-net policy and its params.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SafetyNet {
     pub policy: String,
@@ -304,6 +304,19 @@ pub struct Checked {
     /// Metrics nothing seems to read (scaler, metric, the error): problems
     /// unless the policy probe finds them in a 0.2 manifest.
     pending: Vec<(usize, String, ConfigError)>,
+    /// A problem outside every `[[scaler]]` (audit, admin, state_dir).
+    process_flawed: bool,
+}
+
+/// A config of which some scalers are good: what a reload applies.
+#[derive(Debug)]
+pub struct PartialConfig {
+    /// The config with only its good scalers.
+    pub config: Config,
+    /// The scalers refused, by name.
+    pub rejected: Vec<String>,
+    /// Their problems, if any were found.
+    pub errors: Option<ConfigErrors>,
 }
 
 impl Checked {
@@ -317,6 +330,7 @@ impl Checked {
             errors,
             flawed: Vec::new(),
             pending: Vec::new(),
+            process_flawed: true,
         }
     }
 
@@ -353,6 +367,46 @@ impl Checked {
     /// says so): it is not an unused metric after all.
     pub fn read_by_policy(&mut self, index: usize, name: &str) {
         self.pending.retain(|(i, n, _)| !(*i == index && n == name));
+    }
+
+    /// The good scalers, apart from the bad: a reload applies one bad entry
+    /// as that scaler refused, not the whole file. The whole file is refused
+    /// only when it does not parse or its process settings are wrong.
+    pub fn into_partial(mut self) -> Result<PartialConfig, ConfigErrors> {
+        for (i, _, _) in &self.pending {
+            if let Some(f) = self.flawed.get_mut(*i) {
+                *f = true;
+            }
+        }
+        let (Some(mut config), false) = (self.config.take(), self.process_flawed) else {
+            return Err(self.into_result().err().unwrap_or_else(|| ConfigErrors {
+                file: String::new(),
+                errors: Vec::new(),
+            }));
+        };
+        let flawed = std::mem::take(&mut self.flawed);
+        let mut rejected = Vec::new();
+        let mut i = 0;
+        config.scalers.retain(|s| {
+            let bad = flawed.get(i).copied().unwrap_or(true);
+            i += 1;
+            if bad {
+                rejected.push(s.name.clone());
+            }
+            !bad
+        });
+        self.errors
+            .extend(std::mem::take(&mut self.pending).into_iter().map(|(_, _, e)| e));
+        self.errors.sort_by_key(|e| (e.line, e.column));
+        let errors = (!self.errors.is_empty()).then(|| ConfigErrors {
+            file: self.file.clone(),
+            errors: std::mem::take(&mut self.errors),
+        });
+        Ok(PartialConfig {
+            config,
+            rejected,
+            errors,
+        })
     }
 
     /// The config, or every problem in the order of the file (the probe's
@@ -400,6 +454,7 @@ pub fn check(file: &str, src: &str, base: &Path) -> Checked {
     check_process_settings(&config, base, &mut |path, message, hint| {
         errors.push(doc.error(doc.locate_top(tree.get_ref(), path), &message, hint));
     });
+    let process_flawed = !errors.is_empty();
     let mut names = std::collections::HashSet::new();
     let mut flawed = vec![false; config.scalers.len()];
     let mut pending = Vec::new();
@@ -565,6 +620,7 @@ pub fn check(file: &str, src: &str, base: &Path) -> Checked {
         errors,
         flawed,
         pending,
+        process_flawed,
     }
 }
 
