@@ -48,7 +48,10 @@ fn read_response(s: &mut std::net::TcpStream) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
     (status, body)
 }
 
@@ -68,11 +71,16 @@ fn wait_up(port: u16) {
 /// The built-in queue-depth component, and the same policy as a 0.1 build
 /// (the checked-in fixture): both decide alike.
 fn queue_depth() -> Vec<u8> {
-    wasmscale::host::builtin_bytes("queue-depth").unwrap().to_vec()
+    wasmscale::host::builtin_bytes("queue-depth")
+        .unwrap()
+        .to_vec()
 }
 
 fn queue_depth_v1() -> Vec<u8> {
-    std::fs::read(wasmscale_tests::from_root("tests/fixtures/v0.1/queue-depth.wasm")).unwrap()
+    std::fs::read(wasmscale_tests::from_root(
+        "tests/fixtures/v0.1/queue-depth.wasm",
+    ))
+    .unwrap()
 }
 
 /// The same component with a custom section appended: other bytes, the
@@ -138,7 +146,9 @@ fn serve(dir: &Path, text: &str, ticks: u64) -> std::thread::JoinHandle<RunSumma
     let dir = dir.to_path_buf();
     std::thread::spawn(move || {
         let host = Arc::new(host());
-        let registry = wasmscale::cli::open_registry(&host, &path).unwrap().unwrap();
+        let registry = wasmscale::cli::open_registry(&host, &path)
+            .unwrap()
+            .unwrap();
         let config = controller::load(&path, &host).unwrap();
         let server = wasmscale::admin::AdminServer::new(&config.admin.listen)
             .with_registry(registry, host.clone());
@@ -157,7 +167,12 @@ fn serve(dir: &Path, text: &str, ticks: u64) -> std::thread::JoinHandle<RunSumma
 }
 
 fn upload(port: u16, name: &str, bytes: &[u8]) -> (u16, serde_json::Value) {
-    let (status, body) = http(port, "POST", &format!("/v1/policies/{name}/versions"), bytes);
+    let (status, body) = http(
+        port,
+        "POST",
+        &format!("/v1/policies/{name}/versions"),
+        bytes,
+    );
     (status, json(&body))
 }
 
@@ -202,7 +217,12 @@ fn the_admin_api_serves_http_properly_and_refuses_bad_uploads_with_json() {
     assert!(json(&body)["error"].as_str().unwrap().contains("POST"));
     let (status, body) = http(port, "GET", "/nope", b"");
     assert_eq!(status, 404);
-    assert!(json(&body)["hint"].as_str().unwrap().contains("/v1/policies"));
+    assert!(
+        json(&body)["hint"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/policies")
+    );
     // A request split across two TCP sends.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /hea").unwrap();
@@ -217,9 +237,19 @@ fn the_admin_api_serves_http_properly_and_refuses_bad_uploads_with_json() {
     let wat = |name: &str| std::fs::read(fixtures::wat(name)).unwrap();
     let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
         ("not wasm", b"hello, world".to_vec(), 422, Some("compile")),
-        ("truncated", good[..good.len() / 2].to_vec(), 422, Some("compile")),
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            422,
+            Some("compile"),
+        ),
         ("a core module", wat("not_a_component"), 422, None),
-        ("the wrong contract", wat("wrong_version"), 422, Some("validate")),
+        (
+            "the wrong contract",
+            wat("wrong_version"),
+            422,
+            Some("validate"),
+        ),
         ("empty", Vec::new(), 400, None),
     ];
     for (what, bytes, want, step) in cases {
@@ -252,12 +282,21 @@ fn the_admin_api_serves_http_properly_and_refuses_bad_uploads_with_json() {
     });
     let (status, body) = read_response(&mut s);
     assert_eq!(status, 413, "{body}");
-    assert!(json(&body)["hint"].as_str().unwrap().contains("max_module_bytes"));
+    assert!(
+        json(&body)["hint"]
+            .as_str()
+            .unwrap()
+            .contains("max_module_bytes")
+    );
     feeding.join().unwrap();
     // Nothing bad was stored.
     let (status, body) = http(port, "GET", "/v1/policies/qd", b"");
     assert_eq!(status, 200);
-    assert_eq!(json(&body)["policy"]["versions"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(
+        json(&body)["policy"]["versions"].as_array().unwrap().len(),
+        1,
+        "{body}"
+    );
 
     // Concurrent uploads of different bytes: each its own version.
     let uploads: Vec<_> = (0..6u8)
@@ -322,7 +361,12 @@ fn activation_swaps_every_follower_and_a_failed_step_changes_nothing() {
     let (_, body) = http(port, "GET", "/v1/scalers/s0", b"");
     assert_eq!(json(&body)["running"]["policy"], "registry:qd@2");
     std::thread::sleep(Duration::from_millis(400));
-    let (status, body) = http(port, "GET", "/v1/scalers/s0/decisions?limit=3&since=1h", b"");
+    let (status, body) = http(
+        port,
+        "GET",
+        "/v1/scalers/s0/decisions?limit=3&since=1h",
+        b"",
+    );
     assert_eq!(status, 200, "{body}");
     let records = json(&body);
     let records = records.as_array().unwrap();
@@ -346,7 +390,10 @@ fn activation_swaps_every_follower_and_a_failed_step_changes_nothing() {
     let (status, body) = activate(port, 3);
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["step"], "configure", "{body}");
-    assert!(body["error"].as_str().unwrap().contains("scaler s0"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("scaler s0"),
+        "{body}"
+    );
     let (_, body) = http(port, "GET", "/v1/policies/qd", b"");
     assert_eq!(json(&body)["policy"]["active"], 2);
     assert_eq!(running_digest(port, "s1"), hex(&v2));
@@ -363,8 +410,14 @@ fn activation_swaps_every_follower_and_a_failed_step_changes_nothing() {
     assert_eq!(status, 409, "nothing older: {body}");
 
     // Deleting: never the active version; an unused one goes.
-    assert_eq!(http(port, "DELETE", "/v1/policies/qd/versions/1", b"").0, 409);
-    assert_eq!(http(port, "DELETE", "/v1/policies/qd/versions/3", b"").0, 204);
+    assert_eq!(
+        http(port, "DELETE", "/v1/policies/qd/versions/1", b"").0,
+        409
+    );
+    assert_eq!(
+        http(port, "DELETE", "/v1/policies/qd/versions/3", b"").0,
+        204
+    );
     assert_eq!(http(port, "GET", "/v1/policies/qd/versions/3", b"").0, 404);
     let (status, body) = http(port, "GET", &format!("/v1/policies/qd/versions/{v2}"), b"");
     assert_eq!(status, 200, "{body}");
@@ -385,12 +438,25 @@ fn activation_swaps_every_follower_and_a_failed_step_changes_nothing() {
     assert_eq!(breaker["mode"], "freeze", "{body}");
     let left = breaker["until_ms"].as_u64().unwrap() - controller::wall_clock_ms();
     assert!((3_500_000..=3_600_000).contains(&left), "{left}");
-    for bad in [&br#"{"mode": "melt"}"#[..], br#"{"mode": "pause", "for": "1 fortnight"}"#, b"{"] {
+    for bad in [
+        &br#"{"mode": "melt"}"#[..],
+        br#"{"mode": "pause", "for": "1 fortnight"}"#,
+        b"{",
+    ] {
         let (status, body) = http(port, "PUT", "/v1/scalers/s0/breaker", bad);
         assert_eq!(status, 400, "{body}");
         assert!(json(&body)["error"].is_string());
     }
-    assert_eq!(http(port, "PUT", "/v1/scalers/ghost/breaker", br#"{"mode": "pause"}"#).0, 404);
+    assert_eq!(
+        http(
+            port,
+            "PUT",
+            "/v1/scalers/ghost/breaker",
+            br#"{"mode": "pause"}"#
+        )
+        .0,
+        404
+    );
     assert_eq!(http(port, "DELETE", "/v1/scalers/s0/breaker", b"").0, 202);
     std::thread::sleep(Duration::from_millis(300));
     let (_, body) = http(port, "GET", "/v1/scalers/s0/breaker", b"");
@@ -402,11 +468,22 @@ fn activation_swaps_every_follower_and_a_failed_step_changes_nothing() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| format!("{} v{} by {}", e["kind"].as_str().unwrap(), e["version"], e["by"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{} v{} by {}",
+                e["kind"].as_str().unwrap(),
+                e["version"],
+                e["by"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(
         kinds[..3],
-        ["delete v3 by tester", "rollback v1 by tester", "upload v3 by tester"],
+        [
+            "delete v3 by tester",
+            "rollback v1 by tester",
+            "upload v3 by tester"
+        ],
         "{kinds:?}"
     );
 }
@@ -429,13 +506,22 @@ fn a_version_that_fails_its_probation_is_rolled_back_everywhere() {
     // queue-depth's state is not the counter's: it starts fresh, and says so.
     let first = &body["swapped"][0];
     assert_eq!(first["state_handed_over"], false, "{body}");
-    assert!(first["state_rejected"].as_str().unwrap().contains("8 bytes"), "{body}");
+    assert!(
+        first["state_rejected"]
+            .as_str()
+            .unwrap()
+            .contains("8 bytes"),
+        "{body}"
+    );
     let v1 = hex(&digest_of(&queue_depth())).to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, body) = http(port, "GET", "/v1/policies/qd", b"");
         let info = json(&body);
-        if info["policy"]["active"] == 1 && running_digest(port, "s0") == v1 && running_digest(port, "s1") == v1 {
+        if info["policy"]["active"] == 1
+            && running_digest(port, "s0") == v1
+            && running_digest(port, "s1") == v1
+        {
             let rollback = info["events"]
                 .as_array()
                 .unwrap()
@@ -444,7 +530,13 @@ fn a_version_that_fails_its_probation_is_rolled_back_everywhere() {
                 .cloned()
                 .unwrap();
             assert_eq!(rollback["by"], "wasmscale (probation)", "{info}");
-            assert!(rollback["detail"].as_str().unwrap().contains("outside the band"), "{info}");
+            assert!(
+                rollback["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("outside the band"),
+                "{info}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "never rolled back: {info}");
@@ -461,10 +553,16 @@ fn a_version_that_fails_its_probation_is_rolled_back_everywhere() {
                 .map(|f| f.message.clone())
         });
         if let Some(message) = rolled {
-            assert!(message.contains("registry:qd@2 rolled back to"), "{message}");
+            assert!(
+                message.contains("registry:qd@2 rolled back to"),
+                "{message}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "the audit log never recorded the rollback");
+        assert!(
+            Instant::now() < deadline,
+            "the audit log never recorded the rollback"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -481,7 +579,10 @@ fn a_hundred_swaps_while_200_scalers_tick_each_tick_on_one_version_and_on_time()
     std::thread::sleep(Duration::from_secs(1));
     let (status, body) = upload(port, "qd", &queue_depth_v1());
     assert_eq!(status, 201, "{body}");
-    let digests = [hex(&digest_of(&queue_depth())).to_owned(), hex(&digest_of(&queue_depth_v1())).to_owned()];
+    let digests = [
+        hex(&digest_of(&queue_depth())).to_owned(),
+        hex(&digest_of(&queue_depth_v1())).to_owned(),
+    ];
     let mut pauses = Vec::new();
     let started = Instant::now();
     for i in 0..100 {
@@ -500,20 +601,34 @@ fn a_hundred_swaps_while_200_scalers_tick_each_tick_on_one_version_and_on_time()
         pauses[pauses.len() - 1],
         summary.lag_percentile_ms(99.0)
     );
-    assert!(summary.lost_scalers.is_empty(), "{:?}", summary.lost_scalers);
-    assert_eq!(summary.missed_ticks, 0, "no tick was late by a whole interval");
+    assert!(
+        summary.lost_scalers.is_empty(),
+        "{:?}",
+        summary.lost_scalers
+    );
+    assert_eq!(
+        summary.missed_ticks, 0,
+        "no tick was late by a whole interval"
+    );
     assert_eq!(summary.ticks, 200 * ticks);
     let (records, skipped) = wasmscale::audit::read(&dir.path().join("audit.jsonl")).unwrap();
     assert_eq!(skipped, 0);
     assert_eq!(records.len() as u64, 200 * ticks);
     for r in &records {
-        assert!(digests.contains(&r.policy_digest.to_string()), "one of the two versions: {r:?}");
+        assert!(
+            digests.contains(&r.policy_digest.to_string()),
+            "one of the two versions: {r:?}"
+        );
         assert!(r.failures.is_empty(), "{r:?}");
         assert_eq!(r.final_replicas, 4, "both versions decide alike: {r:?}");
     }
     // The last activation (the 100th) made version 1 active.
     for i in 0..200 {
-        let last = records.iter().rev().find(|r| *r.scaler == *format!("s{i}")).unwrap();
+        let last = records
+            .iter()
+            .rev()
+            .find(|r| *r.scaler == *format!("s{i}"))
+            .unwrap();
         assert_eq!(*last.policy_digest, *digests[0], "s{i}");
     }
 }
@@ -528,7 +643,14 @@ fn churn(dir: &Path) -> ! {
         let mut blob = bytes.clone();
         blob.extend_from_slice(&n.to_le_bytes());
         let v = r
-            .put("churn", &blob, Upload { uploader: "child".into(), ..Upload::default() })
+            .put(
+                "churn",
+                &blob,
+                Upload {
+                    uploader: "child".into(),
+                    ..Upload::default()
+                },
+            )
             .unwrap();
         r.activate("churn", v.version, "child").unwrap();
         if n % 3 == 0 {
@@ -571,12 +693,17 @@ fn kill_9_during_uploads_and_activations_leaves_the_registry_whole() {
             continue;
         };
         for v in &info.versions {
-            let bytes = r.blob(&v.digest).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let bytes = r
+                .blob(&v.digest)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
             assert_eq!(digest_of(&bytes), v.digest);
             assert_eq!(bytes.len() as u64, v.size);
         }
         if let Some(active) = info.active {
-            assert!(info.versions.iter().any(|v| v.version == active), "round {round}");
+            assert!(
+                info.versions.iter().any(|v| v.version == active),
+                "round {round}"
+            );
             r.blob(&r.active("churn").unwrap().digest).unwrap();
         }
         let leftovers: Vec<_> = std::fs::read_dir(registry_dir.join("blobs/sha256"))
@@ -589,7 +716,10 @@ fn kill_9_during_uploads_and_activations_leaves_the_registry_whole() {
         assert!(newest >= last_versions, "versions only grow");
         last_versions = newest;
     }
-    assert!(last_versions > 0, "the child uploaded something in 2 seconds");
+    assert!(
+        last_versions > 0,
+        "the child uploaded something in 2 seconds"
+    );
 }
 
 #[test]

@@ -58,7 +58,10 @@ fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned())
+    (
+        status,
+        raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned(),
+    )
 }
 
 /// The component with a custom section appended: new bytes, same policy.
@@ -89,7 +92,8 @@ fn main() {
     ))
     .unwrap();
     let versions = [
-        host.load(&PolicySource::parse("builtin:queue-depth")).unwrap(),
+        host.load(&PolicySource::parse("builtin:queue-depth"))
+            .unwrap(),
         host.load_bytes("v0.1", &v01).unwrap(),
     ];
 
@@ -100,7 +104,10 @@ fn main() {
     let state_dir = dir.path().join("state");
     std::fs::create_dir_all(&state_dir).unwrap();
     let mut pauses = Vec::new();
-    for (label, state) in [("with state_dir", Some(state_dir.as_path())), ("in memory", None)] {
+    for (label, state) in [
+        ("with state_dir", Some(state_dir.as_path())),
+        ("in memory", None),
+    ] {
         let mut scaler = Scaler::new(&config.scalers[0], dir.path(), &host, state).unwrap();
         let mut i = 0usize;
         c.bench_function(&format!("swap/pause ({label})"), |b| {
@@ -144,10 +151,12 @@ fn main() {
     let base = dir.path().to_path_buf();
     std::thread::spawn(move || {
         let host = Arc::new(Host::new(HostConfig::default()).unwrap());
-        let registry = wasmscale::cli::open_registry(&host, &path).unwrap().unwrap();
+        let registry = wasmscale::cli::open_registry(&host, &path)
+            .unwrap()
+            .unwrap();
         let config = wasmscale::controller::load(&path, &host).unwrap();
-        let server =
-            wasmscale::admin::AdminServer::new(&config.admin.listen).with_registry(registry, host.clone());
+        let server = wasmscale::admin::AdminServer::new(&config.admin.listen)
+            .with_registry(registry, host.clone());
         wasmscale::controller::run(
             config,
             Path::new(&base),
@@ -169,7 +178,12 @@ fn main() {
         n += 1;
         let bytes = variant(builtin, n);
         let t = Instant::now();
-        let (status, body) = http(port, "POST", "/v1/policies/qd/versions?activate=true", &bytes);
+        let (status, body) = http(
+            port,
+            "POST",
+            "/v1/policies/qd/versions?activate=true",
+            &bytes,
+        );
         let took = t.elapsed();
         assert_eq!(status, 201, "{body}");
         assert!(body.contains("\"swapped\":[{"), "{body}");
@@ -197,7 +211,11 @@ fn main() {
 
     println!("\nswap pause (Scaler::swap_policy, 2000 swaps each): median / p99");
     for (label, median, p99) in pauses {
-        println!("  {label:<16} {:>8.1} µs / {:>8.1} µs", median.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6);
+        println!(
+            "  {label:<16} {:>8.1} µs / {:>8.1} µs",
+            median.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6
+        );
     }
     println!(
         "upload to active (30 uploads of {} bytes): median {:.1} ms, p99 {:.1} ms",

@@ -395,8 +395,11 @@ impl Checked {
             }
             !bad
         });
-        self.errors
-            .extend(std::mem::take(&mut self.pending).into_iter().map(|(_, _, e)| e));
+        self.errors.extend(
+            std::mem::take(&mut self.pending)
+                .into_iter()
+                .map(|(_, _, e)| e),
+        );
         self.errors.sort_by_key(|e| (e.line, e.column));
         let errors = (!self.errors.is_empty()).then(|| ConfigErrors {
             file: self.file.clone(),

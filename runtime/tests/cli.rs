@@ -353,7 +353,7 @@ fn wait_until_ready(port: u16) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\n\r\n");
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n");
             let mut t = String::new();
             let _ = s.read_to_string(&mut t);
             t.starts_with("HTTP/1.1 200")
@@ -574,17 +574,20 @@ rate = "none"
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
-    let reply = http("POST /scalers/swing/breaker?mode=freeze&seconds=600 HTTP/1.1\r\n\r\n");
+    let reply = http(
+        "POST /scalers/swing/breaker?mode=freeze&seconds=600 HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
     assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
     assert!(
-        http("POST /scalers/nope/breaker?mode=freeze HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404")
+        http("POST /scalers/nope/breaker?mode=freeze HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .starts_with("HTTP/1.1 404")
     );
     assert!(
-        http("POST /scalers/swing/breaker?mode=sideways HTTP/1.1\r\n\r\n")
+        http("POST /scalers/swing/breaker?mode=sideways HTTP/1.1\r\nConnection: close\r\n\r\n")
             .starts_with("HTTP/1.1 400")
     );
     std::thread::sleep(std::time::Duration::from_millis(800));
-    let reply = http("DELETE /scalers/swing/breaker HTTP/1.1\r\n\r\n");
+    let reply = http("DELETE /scalers/swing/breaker HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
     std::thread::sleep(std::time::Duration::from_millis(600));
     let _ = Command::new("kill")
@@ -901,4 +904,121 @@ fn the_checked_in_0_1_builds_decide_as_the_builtins() {
     let fixture = decisions("fixture");
     assert_eq!(fixture.len(), 4, "{log}");
     assert_eq!(fixture, decisions("builtin"));
+}
+
+/// A reload is a diff: a changed scaler is rebuilt (keeping its state), an
+/// unchanged one is left alone, a new one starts, and a bad entry refuses
+/// only its own scaler, which goes on as it was.
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_only_what_changed_and_a_bad_entry_refuses_only_its_scaler() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let scaler = |name: &str, target: u32, policy: &str| {
+        format!(
+            r#"
+[[scaler]]
+name = "{name}"
+policy = "{policy}"
+params = {{ target_per_replica = {target} }}
+min_replicas = 1
+max_replicas = 8
+interval_seconds = 0.05
+metrics = {{ queue_depth = 55 }}
+[scaler.guard]
+rate = "none"
+"#
+        )
+    };
+    let head = format!(
+        "state_dir = \"state\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\n[audit]\npath = \"audit.jsonl\"\n"
+    );
+    let config = dir.path().join("config.toml");
+    let qd = "builtin:queue-depth";
+    std::fs::write(
+        &config,
+        format!(
+            "{head}{}{}{}",
+            scaler("a", 10, qd),
+            scaler("b", 10, qd),
+            scaler("c", 10, qd)
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
+        .args(["run", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_ready(port);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // a: 55 at 5 per replica -> 8 (the max); b: unchanged; c: a policy that
+    // does not exist (refused: c goes on at 6); d: new, at 20 per replica -> 3.
+    std::fs::write(
+        &config,
+        format!(
+            "{head}{}{}{}{}",
+            scaler("a", 5, qd),
+            scaler("b", 10, qd),
+            scaler("c", 5, "builtin:no-such-policy"),
+            scaler("d", 20, qd)
+        ),
+    )
+    .unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The log's colours stripped: ESC [ ... m.
+    let mut err = String::new();
+    let mut in_escape = false;
+    for c in stderr(&out).chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (false, c) => err.push(c),
+            (true, _) => {}
+        }
+    }
+    assert!(err.contains("reloading the config as a diff"), "{err}");
+    assert!(
+        err.contains("changed=2") && err.contains("rejected=1") && err.contains("unchanged=1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no-such-policy"),
+        "the refused entry is named: {err}"
+    );
+    let (records, _) = wasmscale::audit::read(&dir.path().join("audit.jsonl")).unwrap();
+    let last = |name: &str| {
+        records
+            .iter()
+            .rev()
+            .find(|r| &*r.scaler == name)
+            .unwrap_or_else(|| panic!("no record of {name}"))
+            .final_replicas
+    };
+    assert_eq!(
+        (last("a"), last("b"), last("c"), last("d")),
+        (8, 6, 6, 3),
+        "a changed, b unchanged, c refused and still running, d new"
+    );
+    // a kept its state across its rebuild: its first tick after started at 6.
+    let a: Vec<_> = records.iter().filter(|r| &*r.scaler == "a").collect();
+    let first_eight = a.iter().position(|r| r.final_replicas == 8).unwrap();
+    assert_eq!(a[first_eight].previous_replicas, 6);
 }

@@ -285,7 +285,9 @@ async fn switch(
                 .into_iter()
                 .filter_map(|r| r.snapshot)
                 .collect();
-            prepared.push(crate::controller::prepare(desk, &compiled, &label, &snapshots)?);
+            prepared.push(crate::controller::prepare(
+                desk, &compiled, &label, &snapshots,
+            )?);
         }
         // Only now does the pointer move: a restart from here on runs it.
         match target {

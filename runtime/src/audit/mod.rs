@@ -366,8 +366,10 @@ pub fn recent_of(
         scaler: std::borrow::Cow<'a, str>,
         time_ms: u64,
     }
-    let mut found: std::collections::HashMap<String, Vec<AuditRecord>> =
-        scalers.iter().map(|s| ((*s).to_owned(), Vec::new())).collect();
+    let mut found: std::collections::HashMap<String, Vec<AuditRecord>> = scalers
+        .iter()
+        .map(|s| ((*s).to_owned(), Vec::new()))
+        .collect();
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),

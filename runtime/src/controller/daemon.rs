@@ -7,8 +7,10 @@ use super::scaler::{Scaler, SetupCause, SetupError};
 use super::wall_clock_ms;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
+use crate::config::ScalerConfig;
 use crate::host::Host;
 use futures_core::future::BoxFuture;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,7 +101,7 @@ struct TaskResult {
 
 /// Which scaler each running task is, so a task that ends abnormally is
 /// reported by name.
-type TaskNames = std::collections::HashMap<tokio::task::Id, String>;
+type TaskNames = HashMap<tokio::task::Id, String>;
 
 /// The running scaler tasks and their names.
 #[derive(Default)]
@@ -155,99 +157,164 @@ fn account_task(
     }
 }
 
-/// Spawn one task per scaler, each on its own interval.
-fn spawn_scalers(
-    tasks: &mut ScalerTasks,
-    scalers: Vec<Scaler>,
-    records: &tokio::sync::mpsc::Sender<AuditRecord>,
-    stop: &tokio::sync::watch::Receiver<bool>,
-    metrics: &super::Metrics,
-    controls: &super::Controls,
+/// What a scaler's task is spawned with.
+struct Spawn<'a> {
+    records: &'a tokio::sync::mpsc::Sender<AuditRecord>,
+    metrics: &'a super::Metrics,
+    controls: &'a super::Controls,
     ticks: Option<u64>,
-) {
-    // One origin for every scaler's phase, so the slots line up.
-    let origin = tokio::time::Instant::now();
-    for (i, mut scaler) in scalers.into_iter().enumerate() {
-        let tx = records.clone();
-        let mut stop = stop.clone();
-        let metrics = metrics.scaler(scaler.name());
-        let controls = controls.clone();
-        let name = scaler.name().to_owned();
-        let (commands_tx, mut commands) = tokio::sync::mpsc::channel(4);
-        controls.open_desk(scaler.desk(commands_tx));
-        let handle = tasks.set.spawn(async move {
-            let interval = scaler.interval();
-            // Spread scalers over the whole interval (golden-ratio steps) so
-            // thousands of them do not all tick at once, on a grid of slots
-            // so that each wake-up of the runtime serves many of them (one
-            // wake-up per millisecond, each for a handful of ticks, cost more
-            // in context switches than the ticks themselves).
-            let jitter = interval.mul_f64(((i as f64) * 0.618_034).fract());
-            let jitter =
-                Duration::from_millis((jitter.as_millis() as u64 / TICK_SLOT_MS) * TICK_SLOT_MS);
-            let mut timer = tokio::time::interval_at(origin + jitter, interval);
-            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let (mut done, mut missed, mut failed) = (0u64, 0u64, 0u64);
-            let mut stopped_early = None;
-            let mut lags = vec![0u64; LAG_BUCKETS];
-            // One wait for the stop signal for the task's whole life, not one
-            // per tick: 10,000 tasks re-registering each second contend on it.
-            let stopped = stop.changed();
-            tokio::pin!(stopped);
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    // Between two ticks: a tick never sees half a swap.
-                    Some(command) = commands.recv() => match command {
-                        super::swap::Command::Swap { policy, label, reply } => {
-                            // Whoever asked gave up (timed out): no late swap.
-                            if !reply.is_closed() {
-                                let _ = reply.send(scaler.swap_policy(*policy, &label));
-                            }
+    /// One origin for every scaler's phase, so the slots line up.
+    origin: tokio::time::Instant,
+}
+
+/// Spawn one scaler's task on its own interval; the `i`-th spawned gets the
+/// `i`-th phase. Returns what stops it.
+fn spawn_scaler(
+    tasks: &mut ScalerTasks,
+    mut scaler: Scaler,
+    i: usize,
+    at: &Spawn<'_>,
+) -> tokio::sync::watch::Sender<bool> {
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    let tx = at.records.clone();
+    let metrics = at.metrics.scaler(scaler.name());
+    let controls = at.controls.clone();
+    let (ticks, origin) = (at.ticks, at.origin);
+    let name = scaler.name().to_owned();
+    let (commands_tx, mut commands) = tokio::sync::mpsc::channel(4);
+    controls.open_desk(scaler.desk(commands_tx));
+    let handle = tasks.set.spawn(async move {
+        let interval = scaler.interval();
+        // Spread scalers over the whole interval (golden-ratio steps) so
+        // thousands of them do not all tick at once, on a grid of slots
+        // so that each wake-up of the runtime serves many of them (one
+        // wake-up per millisecond, each for a handful of ticks, cost more
+        // in context switches than the ticks themselves).
+        let jitter = interval.mul_f64(((i as f64) * 0.618_034).fract());
+        let jitter =
+            Duration::from_millis((jitter.as_millis() as u64 / TICK_SLOT_MS) * TICK_SLOT_MS);
+        let mut timer = tokio::time::interval_at(origin + jitter, interval);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let (mut done, mut missed, mut failed) = (0u64, 0u64, 0u64);
+        let mut stopped_early = None;
+        let mut lags = vec![0u64; LAG_BUCKETS];
+        // One wait for the stop signal for the task's whole life, not one
+        // per tick: 10,000 tasks re-registering each second contend on it.
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                // Between two ticks: a tick never sees half a swap.
+                Some(command) = commands.recv() => match command {
+                    super::swap::Command::Swap { policy, label, reply } => {
+                        // Whoever asked gave up (timed out): no late swap.
+                        if !reply.is_closed() {
+                            let _ = reply.send(scaler.swap_policy(*policy, &label));
                         }
-                        super::swap::Command::Inspect { reply } => {
-                            let _ = reply.send(scaler.inspect());
-                        }
-                    },
-                    at = timer.tick() => {
-                        let late = at.elapsed();
-                        lags[(late.as_millis() as usize).min(LAG_BUCKETS - 1)] += 1;
-                        if late > interval {
-                            let n = (late.as_secs_f64() / interval.as_secs_f64()) as u64;
-                            missed += n;
-                            metrics.missed(n);
-                        }
-                        if let Some(request) = controls.take(scaler.name()) {
-                            scaler.set_breaker(request);
-                        }
-                        let record = scaler.tick(wall_clock_ms()).await;
-                        if let Some(notice) = scaler.take_notice() {
-                            controls.notify(notice);
-                        }
-                        metrics.observe(&record);
-                        failed += u64::from(!record.failures.is_empty());
-                        if tx.send(record).await.is_err() {
-                            stopped_early = Some("stopped: the audit log writer is gone");
-                            break;
-                        }
-                        done += 1;
-                        if ticks.is_some_and(|n| done >= n) {
-                            break;
-                        }
+                    }
+                    super::swap::Command::Inspect { reply } => {
+                        let _ = reply.send(scaler.inspect());
+                    }
+                },
+                at = timer.tick() => {
+                    let late = at.elapsed();
+                    lags[(late.as_millis() as usize).min(LAG_BUCKETS - 1)] += 1;
+                    if late > interval {
+                        let n = (late.as_secs_f64() / interval.as_secs_f64()) as u64;
+                        missed += n;
+                        metrics.missed(n);
+                    }
+                    if let Some(request) = controls.take(scaler.name()) {
+                        scaler.set_breaker(request);
+                    }
+                    let record = scaler.tick(wall_clock_ms()).await;
+                    if let Some(notice) = scaler.take_notice() {
+                        controls.notify(notice);
+                    }
+                    metrics.observe(&record);
+                    failed += u64::from(!record.failures.is_empty());
+                    if tx.send(record).await.is_err() {
+                        stopped_early = Some("stopped: the audit log writer is gone");
+                        break;
+                    }
+                    done += 1;
+                    if ticks.is_some_and(|n| done >= n) {
+                        break;
                     }
                 }
             }
-            TaskResult {
-                scaler,
-                done,
-                failed,
-                missed,
-                lags,
-                stopped_early,
-            }
-        });
-        tasks.names.insert(handle.id(), name);
+        }
+        TaskResult {
+            scaler,
+            done,
+            failed,
+            missed,
+            lags,
+            stopped_early,
+        }
+    });
+    tasks.names.insert(handle.id(), name);
+    stop_tx
+}
+
+/// What a reload changes: the scalers to start (new, or changed: these
+/// replace the running one and take its state), the ones to stop (gone from
+/// the file), and the ones refused (they keep running as they were).
+struct ReloadPlan {
+    config: Config,
+    start: Vec<ScalerConfig>,
+    stop: Vec<String>,
+    rejected: Vec<String>,
+}
+
+/// Read and check the config again, as a diff against what runs: unchanged
+/// scalers are left alone, and a bad `[[scaler]]` entry refuses only that
+/// scaler. `None` when the file as a whole is refused (it does not parse,
+/// or its process settings are wrong): then nothing changes.
+fn plan_reload(
+    path: &Path,
+    host: &Host,
+    running: &HashMap<String, (tokio::sync::watch::Sender<bool>, ScalerConfig)>,
+) -> Option<ReloadPlan> {
+    let mut checked = crate::config::read(path);
+    super::probe::probe(&mut checked, host);
+    let partial = match checked.into_partial() {
+        Ok(p) => p,
+        Err(errors) => {
+            tracing::error!(%errors, "the new config is invalid; the running scalers go on");
+            return None;
+        }
+    };
+    if let Some(errors) = &partial.errors {
+        tracing::error!(%errors, rejected = ?partial.rejected, "these scalers' new config is invalid; they go on as they were, the rest reload");
     }
+    let config = partial.config;
+    let start: Vec<ScalerConfig> = config
+        .scalers
+        .iter()
+        .filter(|s| running.get(&s.name).is_none_or(|(_, old)| old != *s))
+        .cloned()
+        .collect();
+    let stop: Vec<String> = running
+        .keys()
+        .filter(|n| !config.scalers.iter().any(|s| &s.name == *n) && !partial.rejected.contains(n))
+        .cloned()
+        .collect();
+    tracing::warn!(
+        path = %path.display(),
+        changed = start.len(),
+        removed = stop.len(),
+        rejected = partial.rejected.len(),
+        unchanged = config.scalers.len() - start.len(),
+        "reloading the config as a diff"
+    );
+    Some(ReloadPlan {
+        config,
+        start,
+        stop,
+        rejected: partial.rejected,
+    })
 }
 
 /// Build the scalers of a config, handing each the state of the scaler of the
@@ -338,61 +405,106 @@ pub fn run(
             .and_then(|_| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok());
         let mut summary = RunSummary { lag_ms_buckets: vec![0; LAG_BUCKETS], ..RunSummary::default() };
         let mut stopping = false;
-        let mut generation = Some(scalers);
-        while let Some(scalers) = generation.take() {
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let mut tasks = ScalerTasks::default();
-            spawn_scalers(&mut tasks, scalers, &records_tx, &stop_rx, &metrics, &controls, options.ticks);
-            let mut next: Option<Config> = None;
-            let mut finished = Vec::new();
-            loop {
-                let reload = async {
-                    #[cfg(unix)]
-                    if let Some(h) = hangup.as_mut() {
-                        h.recv().await;
-                        return;
+        let at = Spawn {
+            records: &records_tx,
+            metrics: &metrics,
+            controls: &controls,
+            ticks: options.ticks,
+            origin: tokio::time::Instant::now(),
+        };
+        let mut tasks = ScalerTasks::default();
+        // The running scalers: what stops each, and the config it runs.
+        let mut running: HashMap<String, (tokio::sync::watch::Sender<bool>, ScalerConfig)> = HashMap::new();
+        // Scalers built from a reloaded config, waiting for the task they replace to end.
+        let mut replacing: HashMap<String, Scaler> = HashMap::new();
+        let mut spawned = 0usize;
+        for (scaler, config) in scalers.into_iter().zip(config.scalers.iter()) {
+            let stop = spawn_scaler(&mut tasks, scaler, spawned, &at);
+            spawned += 1;
+            running.insert(config.name.clone(), (stop, config.clone()));
+        }
+        let mut finished = Vec::new();
+        loop {
+            let reload = async {
+                #[cfg(unix)]
+                if let Some(h) = hangup.as_mut() {
+                    h.recv().await;
+                    return;
+                }
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                _ = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    replacing.clear();
+                    tracing::info!("shutting down: finishing in-flight ticks and flushing the audit log");
+                    for (stop, _) in running.values() {
+                        let _ = stop.send(true);
                     }
-                    std::future::pending::<()>().await
-                };
-                tokio::select! {
-                    _ = &mut shutdown, if !stopping => {
-                        stopping = true;
-                        next = None;
-                        tracing::info!("shutting down: finishing in-flight ticks and flushing the audit log");
-                        let _ = stop_tx.send(true);
-                    }
-                    _ = reload, if !stopping && next.is_none() => {
-                        let Some(path) = options.reload_from.as_ref() else { continue };
-                        match super::probe::load(path, host) {
-                            Ok(config) => {
-                                tracing::warn!(path = %path.display(), scalers = config.scalers.len(), "reloading the config");
-                                next = Some(config);
-                                let _ = stop_tx.send(true);
-                            }
-                            Err(errors) => tracing::error!(%errors, "the new config is invalid; the running scalers go on"),
+                }
+                _ = reload, if !stopping => {
+                    let Some(path) = options.reload_from.as_ref() else { continue };
+                    let Some(plan) = plan_reload(path, host, &running) else { continue };
+                    for name in &plan.stop {
+                        if let Some((stop, _)) = running.get(name) {
+                            let _ = stop.send(true);
                         }
                     }
-                    joined = tasks.set.join_next_with_id() => match joined {
-                        Some(joined) => account_task(joined, &mut tasks.names, &metrics, &mut summary, &mut finished),
-                        None => break,
-                    },
-                }
-            }
-            if let Some(config) = next {
-                match build_scalers(&config, base, host, &mut finished) {
-                    Ok(scalers) => {
-                        controls.set_scalers(scalers.iter().map(|s| s.name().to_owned()).collect());
-                        metrics.set_expected(scalers.len());
-                        linger.store(audit_linger(&config), Ordering::Relaxed);
-                        generation = Some(scalers);
+                    for s in plan.start {
+                        let state_dir = plan.config.state_dir.as_ref().map(|d| base.join(d));
+                        match Scaler::new(&s, base, host, state_dir.as_deref()) {
+                            Ok(scaler) if running.contains_key(&s.name) => {
+                                // Swapped in when the old task hands its state over.
+                                replacing.insert(s.name.clone(), scaler);
+                                if let Some((stop, old)) = running.get_mut(&s.name) {
+                                    *old = s;
+                                    let _ = stop.send(true);
+                                }
+                            }
+                            Ok(scaler) => {
+                                let stop = spawn_scaler(&mut tasks, scaler, spawned, &at);
+                                spawned += 1;
+                                running.insert(s.name.clone(), (stop, s));
+                            }
+                            Err(e) => tracing::error!(scaler = %s.name, error = %e, "cannot apply this scaler's new config; it keeps running as it was"),
+                        }
                     }
-                    Err(e) => {
-                        // The config validated but a scaler cannot start (e.g. a
-                        // trace vanished): keep the previous scalers running.
-                        tracing::error!(error = %e, "cannot apply the new config; keeping the previous scalers");
-                        generation = Some(finished);
-                    }
+                    let names: Vec<String> = plan.config.scalers.iter().map(|s| s.name.clone()).chain(plan.rejected.iter().cloned()).filter(|n| running.contains_key(n)).collect();
+                    controls.set_scalers(names.clone());
+                    metrics.set_expected(names.len());
+                    linger.store(audit_linger(&plan.config), Ordering::Relaxed);
                 }
+                joined = tasks.set.join_next_with_id() => match joined {
+                    Some(joined) => {
+                        let id = match &joined { Ok((id, _)) => *id, Err(e) => e.id() };
+                        let name = tasks.names.get(&id).cloned();
+                        account_task(joined, &mut tasks.names, &metrics, &mut summary, &mut finished);
+                        let Some(name) = name else { continue };
+                        let old = finished.pop();
+                        match (replacing.remove(&name), old) {
+                            (Some(mut new), Some(old)) => {
+                                new.adopt(old.into_state());
+                                let stop = spawn_scaler(&mut tasks, new, spawned, &at);
+                                spawned += 1;
+                                if let Some(entry) = running.get_mut(&name) {
+                                    entry.0 = stop;
+                                }
+                            }
+                            (Some(new), None) => {
+                                // The old task was lost: the new scaler starts without its state.
+                                let stop = spawn_scaler(&mut tasks, new, spawned, &at);
+                                spawned += 1;
+                                if let Some(entry) = running.get_mut(&name) {
+                                    entry.0 = stop;
+                                }
+                            }
+                            (None, _) => {
+                                running.remove(&name);
+                            }
+                        }
+                    }
+                    None => break,
+                },
             }
         }
         drop(records_tx);
