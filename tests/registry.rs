@@ -653,10 +653,10 @@ fn churn(dir: &Path) -> ! {
             )
             .unwrap();
         r.activate("churn", v.version, "child").unwrap();
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             let _ = r.rollback("churn", "child", "");
         }
-        if n % 5 == 0 && v.version > 2 {
+        if n.is_multiple_of(5) && v.version > 2 {
             let _ = r.delete("churn", v.version - 2, "child");
         }
     }
