@@ -196,9 +196,9 @@ impl Declares for SpotMix {
         reads
     }
 
-    /// No replica count beyond `current`.
+    /// The ready count: how fast the queue drains.
     fn declares_counts(&self) -> &'static [&'static str] {
-        &[]
+        &["replicas.ready"]
     }
 }
 

@@ -431,10 +431,11 @@ impl Declares for TargetTracking {
         Some(per)
     }
 
-    /// The observed count: an average-value object or external metric's
-    /// ratio is taken against it, as the HPA's status replicas.
+    /// The observed count (an average-value object or external metric's
+    /// ratio is taken against it, as the HPA's status replicas) and the
+    /// ready count (the ready-pod count when no replica reports).
     fn declares_counts(&self) -> &'static [&'static str] {
-        &["replicas.observed"]
+        &["replicas.observed", "replicas.ready"]
     }
 }
 
