@@ -732,11 +732,92 @@ fn a_restarted_server_comes_back_with_the_active_version() {
     let (status, body) = upload(port, "qd", &queue_depth_v1());
     assert_eq!(status, 201, "{body}");
     assert_eq!(activate(port, 2).0, 200);
+    let flaky = std::fs::read(fixtures::FLAKY_COUNTER).unwrap();
+    assert_eq!(upload(port, "qd", &flaky).0, 201);
+    let (status, body) = http(port, "PUT", "/v1/policies/qd/shadow", br#"{"version": 3}"#);
+    assert_eq!(status, 200, "{body}");
     daemon.join().unwrap();
-    // The same config again: the scaler starts on version 2.
+    // The same config again: the scaler starts on version 2, version 3 shadowing it.
     let daemon = serve(dir.path(), &config(free_port(), 1, 0.1, ""), 5);
     daemon.join().unwrap();
     let (records, _) = wasmscale::audit::read(&dir.path().join("audit.jsonl")).unwrap();
     let last = records.last().unwrap();
     assert_eq!(*last.policy_digest, *hex(&digest_of(&queue_depth_v1())));
+    assert_eq!(
+        last.shadow.as_ref().map(|s| s.digest.as_str()),
+        Some(hex(&digest_of(&flaky))),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn a_shadow_evaluates_beside_the_active_version_never_acts_and_one_call_promotes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded_registry(dir.path());
+    let port = free_port();
+    let _daemon = serve(dir.path(), &config(port, 2, 0.1, ""), 1200);
+    wait_up(port);
+    std::thread::sleep(Duration::from_millis(300));
+    // The flaky counter proposes 1, 2, 3, ... where queue-depth says 4.
+    let flaky = std::fs::read(fixtures::FLAKY_COUNTER).unwrap();
+    assert_eq!(upload(port, "qd", &flaky).0, 201);
+    let (status, body) = http(port, "PUT", "/v1/policies/qd/shadow", br#"{"version": 1}"#);
+    assert_eq!(
+        status, 409,
+        "the active version cannot shadow itself: {body}"
+    );
+    let (status, body) = http(port, "PUT", "/v1/policies/qd/shadow", br#"{"version": 2}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["scalers"], serde_json::json!(["s0", "s1"]));
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, body) = http(port, "GET", "/v1/scalers/s0", b"");
+    let view = json(&body);
+    let stats = &view["running"]["shadow"];
+    assert!(stats["evaluations"].as_u64().unwrap() >= 3, "{view}");
+    assert!(stats["differing"].as_u64().unwrap() >= 2, "{view}");
+    assert_eq!(
+        view["counters"]["current"], 4,
+        "the shadow never acts: {view}"
+    );
+    let (_, body) = http(port, "GET", "/v1/scalers/s0/decisions?limit=2", b"");
+    for r in json(&body).as_array().unwrap() {
+        assert_eq!(r["final_replicas"], 4);
+        assert_eq!(r["shadow"]["digest"], hex(&digest_of(&flaky)), "{r}");
+    }
+    let (_, metrics) = http(port, "GET", "/metrics", b"");
+    let differing = metrics
+        .lines()
+        .find(|l| l.starts_with("wasmscale_shadow_differing_total{scaler=\"s0\""))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_ne!(differing.rsplit(' ').next(), Some("0"), "{differing}");
+
+    // A shadow that agrees (the 0.1 build), then promote it: it is active,
+    // and nothing shadows any more.
+    assert_eq!(upload(port, "qd", &queue_depth_v1()).0, 201);
+    let (status, body) = http(port, "PUT", "/v1/policies/qd/shadow", br#"{"version": 3}"#);
+    assert_eq!(status, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, body) = http(port, "GET", "/v1/scalers/s1", b"");
+    let stats = json(&body)["running"]["shadow"].clone();
+    assert_eq!(stats["label"], "registry:qd@3", "{stats}");
+    assert!(stats["compared"].as_u64().unwrap() >= 2, "{stats}");
+    assert_eq!(stats["differing"], 0, "{stats}");
+    let (status, body) = http(port, "POST", "/v1/policies/qd/promote", b"");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["active"], 3);
+    for name in ["s0", "s1"] {
+        let (_, body) = http(port, "GET", &format!("/v1/scalers/{name}"), b"");
+        let view = json(&body);
+        assert_eq!(view["running"]["policy"], "registry:qd@3", "{view}");
+        assert!(view["running"]["shadow"].is_null(), "{view}");
+    }
+    let (_, body) = http(port, "GET", "/v1/policies/qd", b"");
+    assert!(json(&body)["policy"]["shadow"].is_null(), "{body}");
+    assert_eq!(
+        http(port, "POST", "/v1/policies/qd/promote", b"").0,
+        409,
+        "no shadow now"
+    );
+    let (status, body) = http(port, "DELETE", "/v1/policies/qd/shadow", b"");
+    assert_eq!(status, 200, "{body}");
 }

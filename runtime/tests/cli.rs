@@ -1022,3 +1022,160 @@ rate = "none"
     let first_eight = a.iter().position(|r| r.final_replicas == 8).unwrap();
     assert_eq!(a[first_eight].previous_replicas, 6);
 }
+
+/// `wasmscale policy ...` and `wasmscale scaler ...` against a running
+/// `wasmscale run`: the tables, `-o json`, and the API's errors as the CLI
+/// shows them.
+#[test]
+fn the_policy_and_scaler_commands_drive_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The registry holds the built-in queue-depth as `qd` version 1, active.
+    let qd = dir.path().join("qd.wasm");
+    std::fs::write(&qd, wasmscale::host::builtin_bytes("queue-depth").unwrap()).unwrap();
+    {
+        let r = wasmscale::registry::Registry::open(&dir.path().join("state/registry")).unwrap();
+        let v = r
+            .put(
+                "qd",
+                &std::fs::read(&qd).unwrap(),
+                wasmscale::registry::Upload::default(),
+            )
+            .unwrap();
+        r.activate("qd", v.version, "seed").unwrap();
+    }
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "state"
+[admin]
+listen = "127.0.0.1:{port}"
+[audit]
+path = "audit.jsonl"
+[[scaler]]
+name = "chat"
+policy = "registry:qd"
+params = {{ target_per_replica = 10 }}
+min_replicas = 1
+max_replicas = 8
+interval_seconds = 0.1
+metrics = {{ queue_depth = 55 }}
+"#
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
+        .args(["run", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_ready(port);
+    let server = format!("http://127.0.0.1:{port}");
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &server]);
+        wasmscale(&all)
+    };
+    let v01 = root().join("tests/fixtures/v0.1/queue-depth.wasm");
+    let out = cli(&["policy", "push", "qd", v01.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("pushed qd version 2"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("wasmscale:policy@0.1.0"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(&["policy", "list"]);
+    assert!(
+        stdout(&out).contains("qd") && stdout(&out).contains(" 2 "),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(&["policy", "shadow", "qd", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("shadows the active one on: chat"),
+        "{}",
+        stdout(&out)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let out = cli(&["scaler", "status", "chat"]);
+    assert!(
+        stdout(&out).contains("shadow registry:qd@2"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("differed on 0 of"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(&["policy", "promote", "qd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("qd version 2 is active"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("swapped chat"), "{}", stdout(&out));
+    let out = cli(&["policy", "show", "qd", "-o", "json"]);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["policy"]["active"], 2);
+    assert_eq!(shown["scalers"], serde_json::json!(["chat"]));
+    let out = cli(&["policy", "rollback", "qd"]);
+    assert!(
+        stdout(&out).contains("qd version 1 is active"),
+        "{}",
+        stdout(&out)
+    );
+    // An error from the API: its message and hint, and a non-zero exit.
+    let out = cli(&["policy", "activate", "qd", "9"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("404") && stderr(&out).contains("no version `9`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(&["scaler", "list"]);
+    assert!(
+        stdout(&out).contains("chat") && stdout(&out).contains("registry:qd@1"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(&[
+        "scaler",
+        "decisions",
+        "chat",
+        "--since",
+        "1h",
+        "--limit",
+        "2",
+    ]);
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+    let out = cli(&["scaler", "pause", "chat", "--for", "10m"]);
+    assert!(stdout(&out).contains("chat: paused"), "{}", stdout(&out));
+    let out = cli(&["scaler", "resume", "chat"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait_with_output();
+    // With no server: a clear error, not a hang.
+    let out = wasmscale(&["scaler", "list", "--server", "http://127.0.0.1:9"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot reach the admin API"),
+        "{}",
+        stderr(&out)
+    );
+}

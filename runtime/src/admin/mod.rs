@@ -110,6 +110,11 @@ pub(crate) fn router(app: App) -> Router {
         )
         .route("/v1/policies/{name}/activate", post(policies::activate))
         .route("/v1/policies/{name}/rollback", post(policies::rollback))
+        .route(
+            "/v1/policies/{name}/shadow",
+            axum::routing::put(policies::set_shadow).delete(policies::clear_shadow),
+        )
+        .route("/v1/policies/{name}/promote", post(policies::promote))
         .route("/v1/scalers", get(scalers::list))
         .route("/v1/scalers/{name}", get(scalers::status))
         .route("/v1/scalers/{name}/decisions", get(scalers::decisions))

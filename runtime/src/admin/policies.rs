@@ -247,48 +247,16 @@ async fn switch(
     why: &str,
 ) -> Result<Activated, ApiError> {
     let _one_at_a_time = app.swaps.lock().await;
-    let followers: Vec<_> = app
-        .handle
-        .controls
-        .desks()
-        .into_iter()
-        .filter(|d| d.policy == format!("registry:{name}"))
-        .collect();
+    let followers = followers(app, name);
     let (app2, name2, followers2) = (app.clone(), name.to_owned(), followers.clone());
     let (by, why) = (by.to_owned(), why.to_owned());
     let (version, prepared) = blocking(move || {
-        let (registry, host) = app2.registry()?;
+        let (registry, _) = app2.registry()?;
         let number = match target {
             Target::Version(v) => v,
             Target::Previous => registry.previous(&name2)?,
         };
-        let version = registry.version(&name2, &number.to_string())?;
-        let bytes = registry
-            .blob(&version.digest)
-            .map_err(|e| SwapError::new(SwapStep::Upload, None, e.to_string()))?;
-        let label = format!("registry:{name2}@{}", version.version);
-        let compiled = host
-            .load_bytes(&label, &bytes)
-            .map_err(|e| SwapError::new(SwapStep::of_load_error(&e), None, e.to_string()))?;
-        let names: Vec<&str> = followers2.iter().map(|d| d.scaler.as_str()).collect();
-        let mut recent = app2
-            .handle
-            .audit
-            .as_deref()
-            .and_then(|p| crate::audit::recent_of(p, &names, 0, SMOKE_SNAPSHOTS).ok())
-            .unwrap_or_default();
-        let mut prepared = Vec::new();
-        for desk in &followers2 {
-            let snapshots: Vec<_> = recent
-                .remove(&desk.scaler)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|r| r.snapshot)
-                .collect();
-            prepared.push(crate::controller::prepare(
-                desk, &compiled, &label, &snapshots,
-            )?);
-        }
+        let (version, prepared) = prepare_all(&app2, &name2, number, &followers2)?;
         // Only now does the pointer move: a restart from here on runs it.
         match target {
             Target::Version(v) => registry.activate(&name2, v, &by)?,
@@ -317,6 +285,174 @@ async fn switch(
         swapped,
         not_swapped,
     })
+}
+
+/// The scalers that follow `registry:NAME`.
+fn followers(app: &App, name: &str) -> Vec<crate::controller::Desk> {
+    let spec = format!("registry:{name}");
+    app.handle
+        .controls
+        .desks()
+        .into_iter()
+        .filter(|d| d.policy == spec)
+        .collect()
+}
+
+/// Steps 1 to 5 for version `number` of `name` and every follower: read
+/// the blob back and check it, validate and compile, then configure and
+/// smoke-evaluate for each scaler. Nothing has changed when this returns.
+fn prepare_all(
+    app: &App,
+    name: &str,
+    number: u32,
+    followers: &[crate::controller::Desk],
+) -> Result<(Version, Vec<crate::controller::Prepared>), ApiError> {
+    let (registry, host) = app.registry()?;
+    let version = registry.version(name, &number.to_string())?;
+    let bytes = registry
+        .blob(&version.digest)
+        .map_err(|e| SwapError::new(SwapStep::Upload, None, e.to_string()))?;
+    let label = format!("registry:{name}@{}", version.version);
+    let compiled = host
+        .load_bytes(&label, &bytes)
+        .map_err(|e| SwapError::new(SwapStep::of_load_error(&e), None, e.to_string()))?;
+    let names: Vec<&str> = followers.iter().map(|d| d.scaler.as_str()).collect();
+    let mut recent = app
+        .handle
+        .audit
+        .as_deref()
+        .and_then(|p| crate::audit::recent_of(p, &names, 0, SMOKE_SNAPSHOTS).ok())
+        .unwrap_or_default();
+    let mut prepared = Vec::new();
+    for desk in followers {
+        let snapshots: Vec<_> = recent
+            .remove(&desk.scaler)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.snapshot)
+            .collect();
+        prepared.push(crate::controller::prepare(
+            desk, &compiled, &label, &snapshots,
+        )?);
+    }
+    Ok((version, prepared))
+}
+
+/// What setting or clearing a shadow did.
+#[derive(Debug, serde::Serialize)]
+pub(super) struct Shadowed {
+    policy: String,
+    shadow: Option<u32>,
+    digest: Option<String>,
+    /// Scalers now evaluating it beside their active version.
+    scalers: Vec<String>,
+}
+
+/// `PUT /v1/policies/NAME/shadow` `{"version": 4}`: every follower evaluates
+/// that version beside the active one on the same snapshots; it never acts.
+pub(super) async fn set_shadow(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<ActivateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Shadowed>, ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(e.body_text())
+            .hint(r#"send {"version": 3} or {"version": "sha256:..."}"#)
+    })?;
+    let selector = selector(&body.version)?;
+    let _one_at_a_time = app.swaps.lock().await;
+    let desks = followers(&app, &name);
+    let (app2, name2, desks2, by) = (app.clone(), name.clone(), desks.clone(), who(&headers));
+    let (version, prepared) = blocking(move || {
+        let registry = app2.registry()?.0;
+        let number = registry.version(&name2, &selector)?.version;
+        let active = registry.policy(&name2)?.active;
+        if active == Some(number) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("version {number} is the active one"),
+            )
+            .hint("shadow another version"));
+        }
+        let ready = prepare_all(&app2, &name2, number, &desks2)?;
+        registry.set_shadow(&name2, Some(number), &by)?;
+        Ok(ready)
+    })
+    .await?;
+    let mut scalers = Vec::new();
+    for (desk, p) in desks.iter().zip(prepared) {
+        match crate::controller::shadow(desk, Some(p)).await {
+            Ok(()) => scalers.push(desk.scaler.clone()),
+            Err(e) => tracing::warn!(error = %e, "a scaler did not take the shadow"),
+        }
+    }
+    Ok(Json(Shadowed {
+        policy: name,
+        shadow: Some(version.version),
+        digest: Some(version.digest),
+        scalers,
+    }))
+}
+
+/// `DELETE /v1/policies/NAME/shadow`.
+pub(super) async fn clear_shadow(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Shadowed>, ApiError> {
+    let _one_at_a_time = app.swaps.lock().await;
+    let (app2, name2, by) = (app.clone(), name.clone(), who(&headers));
+    blocking(move || Ok(app2.registry()?.0.set_shadow(&name2, None, &by)?)).await?;
+    let mut scalers = Vec::new();
+    for desk in followers(&app, &name) {
+        if crate::controller::shadow(&desk, None).await.is_ok() {
+            scalers.push(desk.scaler);
+        }
+    }
+    Ok(Json(Shadowed {
+        policy: name,
+        shadow: None,
+        digest: None,
+        scalers,
+    }))
+}
+
+/// `POST /v1/policies/NAME/promote`: the shadow becomes the active version
+/// (the activation pipeline), and stops shadowing.
+pub(super) async fn promote(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Activated>, ApiError> {
+    let (app2, name2) = (app.clone(), name.clone());
+    let shadow = blocking(move || Ok(app2.registry()?.0.shadow(&name2)?)).await?;
+    let Some(shadow) = shadow else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("policy `{name}` has no shadow version"),
+        )
+        .hint("set one with PUT /v1/policies/NAME/shadow"));
+    };
+    switch(
+        &app,
+        &name,
+        Target::Version(shadow.version),
+        &who(&headers),
+        "",
+    )
+    .await
+    .map(Json)
+}
+
+fn selector(v: &serde_json::Value) -> Result<String, ApiError> {
+    match v {
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::String(s) => Ok(s.clone()),
+        _ => Err(ApiError::bad_request(
+            "version is a number or a sha256: digest",
+        )),
+    }
 }
 
 /// Apply scalers' own rollbacks to the registry: when a swapped-in version

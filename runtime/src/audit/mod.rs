@@ -131,7 +131,21 @@ pub struct AuditRecord {
     /// `remove-first`): it set the count alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
+    /// What a shadow version proposed on the same snapshot (it never acts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowDecision>,
     pub latency_us: u64,
+}
+
+/// A shadow version's answer beside the active one's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowDecision {
+    /// The shadow's policy digest.
+    pub digest: String,
+    /// Its proposal, or `None` when it failed (then `failure` says why).
+    pub desired: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// The record's snapshot: written compact, read through the same parser as
@@ -518,6 +532,7 @@ mod tests {
             fuel: Some(10),
             pools: vec![],
             ignored: vec![],
+            shadow: None,
             latency_us: 3,
         }
     }

@@ -50,6 +50,19 @@ pub enum PolicyCommand {
     },
     /// Bring back the version active before the current one.
     Rollback { name: String },
+    /// Evaluate VERSION beside the active one on every follower, never acting; see how often they differ.
+    #[command(
+        after_help = "Example:\n  wasmscale policy shadow ttft-guard 4 && wasmscale scaler status llm-chat"
+    )]
+    Shadow {
+        name: String,
+        /// A version number or a sha256: digest.
+        version: String,
+    },
+    /// Stop the shadow.
+    Unshadow { name: String },
+    /// Make the shadow version active (the activation pipeline).
+    Promote { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -287,6 +300,46 @@ pub fn policy(command: &PolicyCommand, args: &RemoteArgs) -> Result<ExitCode> {
             )?;
             print(args.output, &v, print_activated);
         }
+        PolicyCommand::Shadow { name, version } => {
+            let version: Value = version
+                .parse::<u64>()
+                .map_or_else(|_| Value::String(version.clone()), Value::from);
+            let v = c.send(
+                c.http
+                    .put(c.url(&format!("/v1/policies/{}/shadow", enc(name))))
+                    .json(&serde_json::json!({ "version": version })),
+            )?;
+            print(args.output, &v, |v| {
+                let scalers: Vec<String> = v["scalers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect();
+                println!(
+                    "{name} version {} shadows the active one on: {}",
+                    text(&v["shadow"]),
+                    scalers.join(", ")
+                );
+                println!(
+                    "compare with `wasmscale scaler status SCALER`; promote with `wasmscale policy promote {name}`"
+                );
+            });
+        }
+        PolicyCommand::Unshadow { name } => {
+            let v = c.send(
+                c.http
+                    .delete(c.url(&format!("/v1/policies/{}/shadow", enc(name)))),
+            )?;
+            print(args.output, &v, |_| println!("{name}: no shadow"));
+        }
+        PolicyCommand::Promote { name } => {
+            let v = c.send(
+                c.http
+                    .post(c.url(&format!("/v1/policies/{}/promote", enc(name)))),
+            )?;
+            print(args.output, &v, print_activated);
+        }
         PolicyCommand::Rollback { name } => {
             let v = c.send(
                 c.http
@@ -338,6 +391,18 @@ pub fn scaler(command: &ScalerCommand, args: &RemoteArgs) -> Result<ExitCode> {
                 header();
                 row(v);
                 println!("digest: {}", text(&v["running"]["policy_digest"]));
+                let sh = &v["running"]["shadow"];
+                if !sh.is_null() {
+                    println!(
+                        "shadow {}: {} evaluations, {} failed, differed on {} of {} (max {} replicas apart)",
+                        text(&sh["label"]),
+                        text(&sh["evaluations"]),
+                        text(&sh["failures"]),
+                        text(&sh["differing"]),
+                        text(&sh["compared"]),
+                        text(&sh["max_abs_difference"])
+                    );
+                }
                 if v["running"]["on_probation"].as_bool() == Some(true) {
                     println!("on probation: a swapped-in version is still watched");
                 }

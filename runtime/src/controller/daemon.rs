@@ -216,6 +216,12 @@ fn spawn_scaler(
                     super::swap::Command::Inspect { reply } => {
                         let _ = reply.send(scaler.inspect());
                     }
+                    super::swap::Command::Shadow { policy, reply } => {
+                        if !reply.is_closed() {
+                            scaler.set_shadow(policy.map(|p| *p));
+                            let _ = reply.send(());
+                        }
+                    }
                 },
                 at = timer.tick() => {
                     let late = at.elapsed();

@@ -34,6 +34,11 @@ struct ScalerMetrics {
     latency_count: u64,
     errors: BTreeMap<String, u64>,
     interventions: BTreeMap<String, u64>,
+    /// A shadow version's ticks, those where it proposed another count,
+    /// and the sum of |shadow - active|.
+    shadow_ticks: u64,
+    shadow_differing: u64,
+    shadow_abs_difference: u64,
     /// Its task ended abnormally: the scaler no longer runs.
     lost: bool,
 }
@@ -99,6 +104,14 @@ impl ScalerHandle {
         }
         for g in &r.guardrails {
             *m.interventions.entry(g.guard.clone()).or_default() += 1;
+        }
+        if let Some(shadow) = &r.shadow {
+            m.shadow_ticks += 1;
+            if let (Some(s), Some(a)) = (shadow.desired, r.decision.as_ref().map(|d| d.desired)) {
+                let diff = s.abs_diff(a);
+                m.shadow_differing += u64::from(diff > 0);
+                m.shadow_abs_difference += u64::from(diff);
+            }
         }
     }
 
@@ -238,6 +251,27 @@ impl Metrics {
             "Ticks that could not run on time.",
             "counter",
             &|m| m.missed_ticks.to_string(),
+        );
+        gauge(
+            &mut out,
+            "wasmscale_shadow_ticks_total",
+            "Ticks a shadow version was evaluated beside the active one (it never acts).",
+            "counter",
+            &|m| m.shadow_ticks.to_string(),
+        );
+        gauge(
+            &mut out,
+            "wasmscale_shadow_differing_total",
+            "Ticks where the shadow version proposed another count than the active one.",
+            "counter",
+            &|m| m.shadow_differing.to_string(),
+        );
+        gauge(
+            &mut out,
+            "wasmscale_shadow_abs_difference_total",
+            "Sum over ticks of |shadow proposal - active proposal|, in replicas.",
+            "counter",
+            &|m| m.shadow_abs_difference.to_string(),
         );
         gauge(
             &mut out,

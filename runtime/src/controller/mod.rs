@@ -15,7 +15,10 @@ pub use handle::{Controls, Desk, Handle, Metrics, Notice, ScalerHandle, ScalerSt
 pub use probe::{load, probe};
 pub use replay::{ReplayedDecision, replay};
 pub use scaler::{PersistedState, Scaler, ScalerBuilder, SetupCause, SetupError};
-pub use swap::{Inspection, Prepared, SwapError, SwapStep, Swapped, commit, inspect, prepare};
+pub use swap::{
+    Inspection, Prepared, ShadowStats, SwapError, SwapStep, Swapped, commit, inspect, prepare,
+    shadow,
+};
 
 /// Milliseconds since the Unix epoch, from the wall clock.
 pub fn wall_clock_ms() -> u64 {

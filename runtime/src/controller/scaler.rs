@@ -227,6 +227,48 @@ pub struct Scaler {
     probation: Option<Box<OnProbation>>,
     /// A probation that failed, for whoever serves this scaler.
     rolled_back: Option<super::Notice>,
+    /// A candidate version evaluated beside the policy on every snapshot;
+    /// it never acts.
+    shadow: Option<Box<Shadow>>,
+}
+
+/// A shadow version and how its answers compared.
+struct Shadow {
+    policy: PolicyInstance,
+    stats: super::ShadowStats,
+}
+
+impl Shadow {
+    /// Evaluate on the active version's snapshot and compare with its proposal.
+    fn observe(
+        &mut self,
+        s: &crate::model::Snapshot,
+        active: Option<u32>,
+    ) -> crate::audit::ShadowDecision {
+        let st = &mut self.stats;
+        st.evaluations += 1;
+        let (desired, failure) = match self.policy.evaluate(s) {
+            Ok(eval) => (Some(eval.decision.desired), None),
+            Err(e) => {
+                st.failures += 1;
+                (None, Some(e.to_string()))
+            }
+        };
+        if let (Some(a), Some(d)) = (active, desired) {
+            st.compared += 1;
+            let diff = a.abs_diff(d);
+            if diff > 0 {
+                st.differing += 1;
+            }
+            st.total_abs_difference += u64::from(diff);
+            st.max_abs_difference = st.max_abs_difference.max(diff);
+        }
+        crate::audit::ShadowDecision {
+            digest: st.digest.clone(),
+            desired,
+            failure,
+        }
+    }
 }
 
 /// A swapped-in version on probation, and the version it replaced.
@@ -433,7 +475,39 @@ impl Scaler {
             unqueried,
             probation: None,
             rolled_back: None,
+            shadow: None,
         })
+        .map(|mut scaler| {
+            // A registry policy with a shadow set: the shadow comes back too.
+            if let Some(shadow) = host.load_shadow(&config.policy_source(base)) {
+                match shadow.and_then(|(label, c)| {
+                    with_limits(c)
+                        .instantiate(&config.params_json())
+                        .map(|p| (p, label))
+                }) {
+                    Ok(shadow) => scaler.set_shadow(Some(shadow)),
+                    Err(e) => {
+                        tracing::warn!(scaler = %config.name, error = %e, "cannot start the shadow version; running without it")
+                    }
+                }
+            }
+            scaler
+        })
+    }
+
+    /// Evaluate `policy` beside the running one on every snapshot from now
+    /// on, without acting on it (`None`: stop).
+    pub fn set_shadow(&mut self, shadow: Option<(PolicyInstance, String)>) {
+        self.shadow = shadow.map(|(policy, label)| {
+            Box::new(Shadow {
+                stats: super::ShadowStats {
+                    label,
+                    digest: policy.compiled().digest().to_owned(),
+                    ..super::ShadowStats::default()
+                },
+                policy,
+            })
+        });
     }
 
     /// What this scaler offers its server: what it runs, and `commands`.
@@ -472,6 +546,14 @@ impl Scaler {
             self.pending_failures.push(state_rejected(&e));
             rejected = Some(e.to_string());
         }
+        if self
+            .shadow
+            .as_ref()
+            .is_some_and(|s| s.stats.digest == next.compiled().digest())
+        {
+            // Promoted: what shadowed now runs.
+            self.shadow = None;
+        }
         let previous = std::mem::replace(&mut self.policy, next);
         let from_digest = previous.compiled().digest().to_owned();
         let previous_label = std::mem::replace(&mut self.identity.policy, label.into());
@@ -505,6 +587,7 @@ impl Scaler {
             on_probation: self.probation.is_some(),
             failed_ticks: self.state.failed_ticks,
             last_replicas: self.state.last_replicas,
+            shadow: self.shadow.as_ref().map(|s| s.stats.clone()),
         }
     }
 
@@ -683,6 +766,12 @@ impl Scaler {
             }
             None => (None, None),
         };
+        let shadowed = match (self.shadow.as_mut(), snapshot.as_ref()) {
+            (Some(shadow), Some(s)) => {
+                Some(shadow.observe(s, decision.as_ref().map(|d| d.desired)))
+            }
+            _ => None,
+        };
         // The safety net's proposal is a floor under the main policy's.
         if let (Some(net), Some(s)) = (self.safety.as_mut(), snapshot.as_ref()) {
             match net.evaluate(s) {
@@ -832,6 +921,7 @@ impl Scaler {
         )
         .with_fuel(fuel)
         .with_pools(verdict.pools, ignored)
+        .with_shadow(shadowed)
     }
 
     /// The source's reading as the snapshot the policy sees, with the replica
@@ -945,6 +1035,7 @@ impl Scaler {
             fuel: None,
             pools: Vec::new(),
             ignored: Vec::new(),
+            shadow: None,
             latency_us: started.elapsed().as_micros() as u64,
         }
     }
@@ -978,6 +1069,11 @@ impl AuditRecord {
 
     fn with_fuel(mut self, fuel: Option<u64>) -> Self {
         self.fuel = fuel;
+        self
+    }
+
+    fn with_shadow(mut self, shadow: Option<crate::audit::ShadowDecision>) -> Self {
+        self.shadow = shadow;
         self
     }
 }

@@ -95,6 +95,28 @@ pub(crate) enum Command {
     Inspect {
         reply: tokio::sync::oneshot::Sender<Inspection>,
     },
+    /// Start (or with `None` stop) evaluating a shadow version.
+    Shadow {
+        policy: Option<Box<(PolicyInstance, String)>>,
+        reply: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+/// How a shadow version's answers compared with the active one's, since it
+/// started shadowing on this scaler.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ShadowStats {
+    pub label: String,
+    pub digest: String,
+    pub evaluations: u64,
+    pub failures: u64,
+    /// Ticks where both proposed a count.
+    pub compared: u64,
+    /// Of those, the ones where the counts differed.
+    pub differing: u64,
+    /// Sum and largest of |shadow - active| over the compared ticks.
+    pub total_abs_difference: u64,
+    pub max_abs_difference: u32,
 }
 
 /// What a running scaler holds now, as its task reports it between ticks.
@@ -109,6 +131,24 @@ pub struct Inspection {
     /// Consecutive failed ticks (toward the fallback).
     pub failed_ticks: u32,
     pub last_replicas: Option<u32>,
+    pub shadow: Option<ShadowStats>,
+}
+
+/// Have a scaler evaluate `prepared` as its shadow (or, with `None`, stop).
+pub async fn shadow(desk: &super::Desk, prepared: Option<Prepared>) -> Result<(), SwapError> {
+    let scaler = Some(desk.scaler.as_str());
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    desk.commands
+        .send(Command::Shadow {
+            policy: prepared.map(|p| Box::new((p.policy, p.label))),
+            reply,
+        })
+        .await
+        .map_err(|_| SwapError::new(SwapStep::Swap, scaler, "the scaler is no longer running"))?;
+    tokio::time::timeout(SWAP_WAIT, answer)
+        .await
+        .map_err(|_| SwapError::new(SwapStep::Swap, scaler, "the scaler did not answer"))?
+        .map_err(|_| SwapError::new(SwapStep::Swap, scaler, "the scaler stopped"))
 }
 
 /// Ask a scaler's task what it holds now.

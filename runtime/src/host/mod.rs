@@ -132,6 +132,8 @@ pub trait PolicyStore: Send + Sync {
     fn active(&self, name: &str) -> Result<(String, Vec<u8>), String>;
     /// The bytes of the blob `digest` (`sha256:HEX`), checked against it.
     fn blob(&self, digest: &str) -> Result<Vec<u8>, String>;
+    /// The version of policy `name` that shadows the active one, if any.
+    fn shadow(&self, name: &str) -> Result<Option<(String, Vec<u8>)>, String>;
 }
 
 impl PolicySource {
@@ -364,6 +366,23 @@ impl Host {
     pub fn attach_store(&self, store: Arc<dyn PolicyStore>) {
         if let Ok(mut s) = self.store.write() {
             *s = Some(store);
+        }
+    }
+
+    /// The shadow version of a `registry:` source, if its store has one,
+    /// with its label (`registry:NAME@4`).
+    pub fn load_shadow(
+        &self,
+        source: &PolicySource,
+    ) -> Option<Result<(String, CompiledPolicy), PolicyError>> {
+        let PolicySource::Registry(name) = source else {
+            return None;
+        };
+        let store = self.store.read().ok()?.clone()?;
+        match store.shadow(name) {
+            Ok(Some((label, bytes))) => Some(self.load_bytes(&label, &bytes).map(|c| (label, c))),
+            Ok(None) => None,
+            Err(e) => Some(Err(PolicyError::Registry(e))),
         }
     }
 

@@ -607,6 +607,17 @@ fn active_version(db: &rusqlite::Connection, policy: &str) -> rusqlite::Result<O
 }
 
 impl crate::host::PolicyStore for Registry {
+    fn shadow(&self, name: &str) -> Result<Option<(String, Vec<u8>)>, String> {
+        match Registry::shadow(self, name) {
+            Ok(Some(v)) => {
+                let bytes = Registry::blob(self, &v.digest).map_err(|e| e.to_string())?;
+                Ok(Some((format!("registry:{name}@{}", v.version), bytes)))
+            }
+            Ok(None) | Err(RegistryError::UnknownPolicy(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn active(&self, name: &str) -> Result<(String, Vec<u8>), String> {
         let v = Registry::active(self, name).map_err(|e| e.to_string())?;
         let bytes = self.blob(&v.digest).map_err(|e| e.to_string())?;
