@@ -127,6 +127,10 @@ pub struct ScalerConfig {
     /// How a policy version swapped in while running is watched.
     #[serde(default)]
     pub rollout: Rollout,
+    /// Ed25519 public keys (hex): the policy must be a registry version
+    /// signed by one of them (`wasmscale policy sign`). Empty: any.
+    #[serde(default)]
+    pub require_signed_by: Vec<String>,
 }
 
 /// A hot-swapped policy version's probation: for its first
@@ -511,6 +515,25 @@ pub fn check(file: &str, src: &str, base: &Path) -> Checked {
                     Some("swap them, or raise max".into()),
                 );
             }
+        }
+        for key in &s.require_signed_by {
+            if let Err(e) = crate::registry::signatures::check_public_key(key) {
+                push(
+                    at(&["require_signed_by"]),
+                    format!("require_signed_by: {e}"),
+                    Some(
+                        "use the hex public key `wasmscale policy keygen` wrote to KEY.pub".into(),
+                    ),
+                );
+            }
+        }
+        let from_registry = s.policy.starts_with("registry:") || s.policy.starts_with("sha256:");
+        if !s.require_signed_by.is_empty() && !from_registry {
+            push(
+                at(&["require_signed_by"]),
+                "require_signed_by needs a registry policy (registry:NAME or sha256:HEX): only the registry keeps signatures".into(),
+                None,
+            );
         }
         let r = &s.rollout;
         if r.probation_ticks > MAX_PROBATION_TICKS || r.max_failures > r.probation_ticks {

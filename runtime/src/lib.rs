@@ -8,8 +8,9 @@
 //! an [`actuators`] target applies the result, and [`audit`] records why.
 //! The [`controller`] owns the tick ([`Scaler::tick`]) and the daemon;
 //! [`sim`] drives the same tick on a virtual clock; [`config`] is the file's
-//! schema and checks; [`admin`] serves the controller's metrics and breaker;
-//! [`cli`] is the command line. The layers and each module's public surface
+//! schema and checks; [`registry`] stores policy versions by digest;
+//! [`admin`] serves the admin API (the registry, hot swap, the scalers'
+//! status and breakers, `/metrics`); [`cli`] is the command line. The layers and each module's public surface
 //! are drawn in the README (`cargo test -p wasmscale-tests --test layers`).
 //!
 //! The names most callers need are re-exported here.

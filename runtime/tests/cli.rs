@@ -1179,3 +1179,151 @@ metrics = {{ queue_depth = 55 }}
         stderr(&out)
     );
 }
+
+/// Signed policies: `keygen`, `sign`, and a scaler that requires a key
+/// refuses unsigned, wrongly signed and other-key uploads with a clear error.
+#[test]
+fn a_scaler_that_requires_a_signature_takes_only_policies_signed_by_its_key() {
+    use wasmscale::registry::{Registry, Upload, digest_of, signatures};
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let keygen = |name: &str| {
+        let out = wasmscale(&["policy", "keygen", "--out", path(name).to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read_to_string(path(&format!("{name}.pub")))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let release = keygen("release");
+    let other = keygen("other");
+    let out = wasmscale(&[
+        "policy",
+        "keygen",
+        "--out",
+        path("release").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "never overwrites a key");
+    // Version 1, signed by the release key, is active.
+    let qd = wasmscale::host::builtin_bytes("queue-depth").unwrap();
+    {
+        let r = Registry::open(&path("state/registry")).unwrap();
+        let v = r.put("qd", qd, Upload::default()).unwrap();
+        let secret = std::fs::read_to_string(path("release")).unwrap();
+        r.add_signature(
+            &v.digest,
+            &release,
+            &signatures::sign(secret.trim(), &v.digest).unwrap(),
+        )
+        .unwrap();
+        r.activate("qd", 1, "seed").unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = path("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "state"
+[admin]
+listen = "127.0.0.1:{port}"
+[audit]
+path = "audit.jsonl"
+[[scaler]]
+name = "chat"
+policy = "registry:qd"
+params = {{ target_per_replica = 10 }}
+min_replicas = 1
+max_replicas = 8
+interval_seconds = 0.1
+metrics = {{ queue_depth = 55 }}
+require_signed_by = ["{release}"]
+"#
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
+        .args(["run", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_ready(port);
+    let server = format!("http://127.0.0.1:{port}");
+    let v01 = root().join("tests/fixtures/v0.1/queue-depth.wasm");
+    let file = path("qd-v2.wasm");
+    std::fs::copy(&v01, &file).unwrap();
+    let file_s = file.to_str().unwrap();
+    let push = |sig: Option<&str>| {
+        let mut args = vec![
+            "policy",
+            "push",
+            "qd",
+            file_s,
+            "--activate",
+            "--server",
+            &server,
+        ];
+        if let Some(s) = sig {
+            args.extend(["--signature", s]);
+        }
+        wasmscale(&args)
+    };
+    let out = push(None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("403") && stderr(&out).contains("is not signed"),
+        "{}",
+        stderr(&out)
+    );
+    // Signed, but by a key the scaler does not trust.
+    let sign = |key: &str| {
+        let out = wasmscale(&[
+            "policy",
+            "sign",
+            file_s,
+            "--key",
+            path(key).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        format!("{file_s}.sig")
+    };
+    let sig = sign("other");
+    let out = push(Some(&sig));
+    assert!(
+        stderr(&out).contains("none of the keys"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains(&other), "{}", stderr(&out));
+    // A signature over other bytes.
+    let sig = sign("release");
+    let mut forged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sig).unwrap()).unwrap();
+    let secret = std::fs::read_to_string(path("release")).unwrap();
+    forged["signature"] = signatures::sign(secret.trim(), &digest_of(b"something else"))
+        .unwrap()
+        .into();
+    let forged_path = path("forged.sig");
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let out = push(Some(forged_path.to_str().unwrap()));
+    assert!(stderr(&out).contains("bad signature"), "{}", stderr(&out));
+    // Signed by the release key: taken and swapped in.
+    let out = push(Some(&sig));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("swapped chat"), "{}", stdout(&out));
+    let out = wasmscale(&["policy", "show", "qd", "-o", "json", "--server", &server]);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        shown["policy"]["versions"][1]["signed_by"],
+        serde_json::json!([release])
+    );
+    assert_eq!(shown["policy"]["active"], 2);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait_with_output();
+}

@@ -58,6 +58,12 @@ impl From<crate::registry::RegistryError> for ApiError {
                 Some("list what exists with GET /v1/policies"),
             ),
             E::BadName(_) | E::BadDigest(_) => (StatusCode::BAD_REQUEST, None),
+            E::BadSignature(_) => (
+                StatusCode::FORBIDDEN,
+                Some(
+                    "sign the file with `wasmscale policy sign FILE --key KEY` and push it with --signature FILE.sig",
+                ),
+            ),
             E::InUse { .. } | E::NothingToRollBack(_) | E::NoActiveVersion(_) => {
                 (StatusCode::CONFLICT, None)
             }

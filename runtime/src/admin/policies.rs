@@ -108,6 +108,45 @@ pub(super) async fn upload(
             .hint("send the .wasm component's bytes as the body"));
     }
     let by = who(&headers);
+    let header = |h: &str| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned())
+    };
+    let signature = match (
+        header("x-wasmscale-signer"),
+        header("x-wasmscale-signature"),
+    ) {
+        (Some(signer), Some(sig)) => Some((signer, sig)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::bad_request(
+                "send both X-Wasmscale-Signer and X-Wasmscale-Signature, or neither",
+            ));
+        }
+    };
+    let digest = crate::registry::digest_of(&bytes);
+    if let Some((signer, sig)) = &signature {
+        crate::registry::signatures::verify(signer, &digest, sig)?;
+    }
+    // A scaler that follows this policy and requires a signature: an
+    // unsigned upload, or one signed by another key, is refused here.
+    for desk in followers(&app, &name) {
+        let required = &desk.require_signed_by;
+        if !required.is_empty()
+            && !signature
+                .as_ref()
+                .is_some_and(|(s, _)| required.contains(s))
+        {
+            let signers: Vec<String> = signature.iter().map(|(s, _)| s.clone()).collect();
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("scaler {}: {}", desk.scaler, crate::controller::unsigned_message(&digest, &signers)),
+            )
+            .hint("sign it with `wasmscale policy sign FILE --key KEY` and push it with --signature FILE.sig"));
+        }
+    }
     let app2 = app.clone();
     let name2 = name.clone();
     let by2 = by.clone();
@@ -133,7 +172,12 @@ pub(super) async fn upload(
             contract: compiled.contract().as_str().to_owned(),
             signals,
         };
-        Ok(registry.put(&name2, &bytes, upload)?)
+        let mut version = registry.put(&name2, &bytes, upload)?;
+        if let Some((signer, sig)) = &signature {
+            registry.add_signature(&version.digest, signer, sig)?;
+            version.signed_by = registry.signers(&version.digest)?;
+        }
+        Ok(version)
     })
     .await?;
     let mut body = serde_json::json!({ "version": version });
@@ -332,7 +376,11 @@ fn prepare_all(
             .filter_map(|r| r.snapshot)
             .collect();
         prepared.push(crate::controller::prepare(
-            desk, &compiled, &label, &snapshots,
+            desk,
+            &compiled,
+            &label,
+            &snapshots,
+            &version.signed_by,
         )?);
     }
     Ok((version, prepared))

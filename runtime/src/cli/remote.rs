@@ -36,6 +36,28 @@ pub enum PolicyCommand {
         /// Activate it once uploaded (configure and smoke-evaluate for every scaler that follows NAME).
         #[arg(long)]
         activate: bool,
+        /// Its signature, as `wasmscale policy sign` wrote it (FILE.sig).
+        #[arg(long, value_name = "SIG")]
+        signature: Option<PathBuf>,
+    },
+    /// Make an Ed25519 key pair for signing policies: KEY (secret) and KEY.pub.
+    #[command(
+        after_help = "Example:\n  wasmscale policy keygen --out release-key\n\n\
+        Put the public key (release-key.pub) in a scaler's `require_signed_by`; keep the secret one secret."
+    )]
+    Keygen {
+        #[arg(long, value_name = "KEY")]
+        out: PathBuf,
+    },
+    /// Sign a .wasm file's digest with a secret key: writes FILE.sig for `push --signature`.
+    #[command(
+        after_help = "Example:\n  wasmscale policy sign ttft_guard.wasm --key release-key\n  \
+        wasmscale policy push ttft-guard ttft_guard.wasm --signature ttft_guard.wasm.sig"
+    )]
+    Sign {
+        file: PathBuf,
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
     },
     /// List the registry's policies and their active versions.
     List,
@@ -182,25 +204,90 @@ fn print_activated(a: &Value) {
     }
 }
 
+/// Sign `file` with the secret key in `key`: `FILE.sig`, JSON.
+fn sign(file: &std::path::Path, key: &std::path::Path) -> Result<PathBuf> {
+    use crate::registry::signatures;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let secret = std::fs::read_to_string(key)
+        .with_context(|| format!("cannot read the key {}", key.display()))?;
+    let digest = crate::registry::digest_of(&bytes);
+    let signature = signatures::sign(secret.trim(), &digest)?;
+    let signer = signatures::public_of(secret.trim())?;
+    let mut out = file.as_os_str().to_owned();
+    out.push(".sig");
+    let out = PathBuf::from(out);
+    let body = serde_json::json!({ "digest": digest, "signer": signer, "signature": signature });
+    std::fs::write(&out, format!("{body:#}\n"))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(out)
+}
+
 pub fn policy(command: &PolicyCommand, args: &RemoteArgs) -> Result<ExitCode> {
+    match command {
+        PolicyCommand::Keygen { out } => {
+            let (secret, public) = crate::registry::signatures::keygen()?;
+            let mut public_path = out.as_os_str().to_owned();
+            public_path.push(".pub");
+            let public_path = PathBuf::from(public_path);
+            {
+                use std::io::Write as _;
+                let mut f = std::fs::OpenOptions::new();
+                f.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+                let mut file = f.open(out).with_context(|| {
+                    format!("cannot create {} (it must not exist yet)", out.display())
+                })?;
+                writeln!(file, "{secret}")?;
+            }
+            std::fs::write(&public_path, format!("{public}\n"))?;
+            println!(
+                "secret key: {} (keep it secret)\npublic key: {} = {public}",
+                out.display(),
+                public_path.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        PolicyCommand::Sign { file, key } => {
+            let out = sign(file, key)?;
+            println!("wrote {}", out.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let c = Client::new(args)?;
     let enc = |s: &str| s.replace('/', "%2F");
     match command {
+        PolicyCommand::Keygen { .. } | PolicyCommand::Sign { .. } => {}
         PolicyCommand::Push {
             name,
             file,
             activate,
+            signature,
         } => {
             let bytes =
                 std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
             let size = bytes.len();
-            let v = c.send(
-                c.http
-                    .post(c.url(&format!("/v1/policies/{}/versions", enc(name))))
-                    .query(&[("activate", activate.to_string())])
-                    .header("content-type", "application/wasm")
-                    .body(bytes),
-            )?;
+            let mut request = c
+                .http
+                .post(c.url(&format!("/v1/policies/{}/versions", enc(name))))
+                .query(&[("activate", activate.to_string())])
+                .header("content-type", "application/wasm");
+            if let Some(sig) = signature {
+                let text = std::fs::read_to_string(sig)
+                    .with_context(|| format!("cannot read {}", sig.display()))?;
+                let parsed: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a signature file", sig.display()))?;
+                let (Some(signer), Some(signature)) =
+                    (parsed["signer"].as_str(), parsed["signature"].as_str())
+                else {
+                    bail!("{} has no signer or signature", sig.display());
+                };
+                request = request
+                    .header("x-wasmscale-signer", signer)
+                    .header("x-wasmscale-signature", signature);
+            }
+            let v = c.send(request.body(bytes))?;
             print(args.output, &v, |v| {
                 let ver = &v["version"];
                 println!(

@@ -363,6 +363,8 @@ pub struct Desk {
     /// Configured metrics its source does not query (no policy read them
     /// when it was built): a version that reads one needs a reload.
     pub unqueried: Vec<String>,
+    /// The keys one of which must have signed what it runs (empty: any).
+    pub require_signed_by: Vec<String>,
     pub(crate) commands: tokio::sync::mpsc::Sender<super::swap::Command>,
 }
 

@@ -381,6 +381,17 @@ impl Scaler {
             host.load(&config.policy_source(base))
                 .map_err(|e| fail(SetupCause::Policy(e)))?,
         );
+        if !config.require_signed_by.is_empty() {
+            let digest = format!("sha256:{}", compiled.digest());
+            let signers = host
+                .signers(&digest)
+                .map_err(|e| fail(SetupCause::Policy(e)))?;
+            if !signers.iter().any(|s| config.require_signed_by.contains(s)) {
+                return Err(fail(SetupCause::Policy(
+                    crate::host::PolicyError::Registry(unsigned(&digest, &signers)),
+                )));
+            }
+        }
         let mut policy = compiled
             .instantiate(&config.params_json())
             .map_err(|e| fail(SetupCause::Policy(e)))?;
@@ -522,6 +533,7 @@ impl Scaler {
             params: self.config.params_json(),
             limits: self.config.limits.clone(),
             unqueried: self.unqueried.clone(),
+            require_signed_by: self.config.require_signed_by.clone(),
             commands,
         }
     }
@@ -1100,6 +1112,18 @@ fn guard_reads(config: &ScalerConfig, metric: &str) -> bool {
             .guard
             .cost_ceiling
             .is_some_and(|c| c.price_per_replica_hour.is_none())
+}
+
+/// Why a policy does not pass a scaler's `require_signed_by`.
+pub fn unsigned(digest: &str, signers: &[String]) -> String {
+    if signers.is_empty() {
+        format!("{digest} is not signed, and this scaler requires a signature (require_signed_by)")
+    } else {
+        format!(
+            "{digest} is signed by {}, none of the keys this scaler requires (require_signed_by)",
+            signers.join(", ")
+        )
+    }
 }
 
 /// The record of a policy that rejected the state it was handed.

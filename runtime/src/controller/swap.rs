@@ -167,7 +167,8 @@ pub struct Prepared {
     pub(crate) label: String,
 }
 
-/// Steps 4 and 5 for one scaler: configure `compiled` with the scaler's
+/// Steps 2 (its signature, if the scaler requires one: `signers` are the
+/// keys that signed it), 4 and 5 for one scaler: configure `compiled` with the scaler's
 /// params and limits, then evaluate it on `snapshots` (the scaler's last
 /// recorded ones) in a throwaway instance. A policy that declines a
 /// snapshot with its own error passes (it would hold, as the old one may);
@@ -177,8 +178,19 @@ pub fn prepare(
     compiled: &CompiledPolicy,
     label: &str,
     snapshots: &[Snapshot],
+    signers: &[String],
 ) -> Result<Prepared, SwapError> {
     let scaler = Some(desk.scaler.as_str());
+    if !desk.require_signed_by.is_empty()
+        && !signers.iter().any(|s| desk.require_signed_by.contains(s))
+    {
+        let digest = format!("sha256:{}", compiled.digest());
+        return Err(SwapError::new(
+            SwapStep::Validate,
+            scaler,
+            super::scaler::unsigned(&digest, signers),
+        ));
+    }
     let compiled = match &desk.limits {
         Some(l) => compiled.with_limits(l.clone()),
         None => compiled.clone(),

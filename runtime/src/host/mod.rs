@@ -134,6 +134,8 @@ pub trait PolicyStore: Send + Sync {
     fn blob(&self, digest: &str) -> Result<Vec<u8>, String>;
     /// The version of policy `name` that shadows the active one, if any.
     fn shadow(&self, name: &str) -> Result<Option<(String, Vec<u8>)>, String>;
+    /// The public keys whose signature over `digest` the store checked.
+    fn signers(&self, digest: &str) -> Result<Vec<String>, String>;
 }
 
 impl PolicySource {
@@ -367,6 +369,20 @@ impl Host {
         if let Ok(mut s) = self.store.write() {
             *s = Some(store);
         }
+    }
+
+    /// Who signed the blob `digest` (`sha256:HEX`), as the store knows;
+    /// an error without a store (only registry policies carry signatures).
+    pub fn signers(&self, digest: &str) -> Result<Vec<String>, PolicyError> {
+        let store = self
+            .store
+            .read()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or_else(|| {
+                PolicyError::Registry("signatures are kept by the registry: set `state_dir`".into())
+            })?;
+        store.signers(digest).map_err(PolicyError::Registry)
     }
 
     /// The shadow version of a `registry:` source, if its store has one,

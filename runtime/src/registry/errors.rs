@@ -4,6 +4,8 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
+    #[error("bad signature: {0}")]
+    BadSignature(String),
     #[error("no policy named `{0}` in the registry")]
     UnknownPolicy(String),
     #[error(

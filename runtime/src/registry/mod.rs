@@ -9,6 +9,7 @@
 //! temporary files and unreferenced blobs are removed at open.
 
 mod errors;
+pub mod signatures;
 
 pub use errors::RegistryError;
 
@@ -33,6 +34,8 @@ pub struct Version {
     pub contract: String,
     /// The signals it declares it reads (empty for 0.1, which reads all).
     pub signals: Vec<String>,
+    /// Public keys whose signature over the digest was verified at upload.
+    pub signed_by: Vec<String>,
 }
 
 /// What an uploader tells the registry about a blob it has checked.
@@ -80,6 +83,9 @@ CREATE TABLE IF NOT EXISTS versions (
 CREATE TABLE IF NOT EXISTS activations (
     id INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL,
     version INTEGER NOT NULL, undone INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS signatures (
+    digest TEXT NOT NULL, signer TEXT NOT NULL, signature TEXT NOT NULL,
+    PRIMARY KEY (digest, signer));
 CREATE TABLE IF NOT EXISTS shadows (policy TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, policy TEXT NOT NULL,
@@ -319,7 +325,10 @@ impl Registry {
             }
         };
         match found {
-            Some(v) => Ok(v),
+            Some(mut v) => {
+                v.signed_by = self.signers(&v.digest)?;
+                Ok(v)
+            }
             None if self.versions(policy)?.is_empty() => {
                 Err(RegistryError::UnknownPolicy(policy.to_owned()))
             }
@@ -332,9 +341,39 @@ impl Registry {
 
     /// Every version of `policy`, oldest first.
     pub fn versions(&self, policy: &str) -> Result<Vec<Version>, RegistryError> {
+        let mut versions: Vec<Version> = {
+            let db = self.db();
+            let mut q = db.prepare("SELECT * FROM versions WHERE policy = ?1 ORDER BY version")?;
+            q.query_map([policy], row_version)?
+                .collect::<Result<_, _>>()?
+        };
+        for v in &mut versions {
+            v.signed_by = self.signers(&v.digest)?;
+        }
+        Ok(versions)
+    }
+
+    /// Record `signer`'s `signature` over `digest`, after checking it.
+    pub fn add_signature(
+        &self,
+        digest: &str,
+        signer: &str,
+        signature: &str,
+    ) -> Result<(), RegistryError> {
+        signatures::verify(signer, digest, signature)?;
+        self.db().execute(
+            "INSERT INTO signatures VALUES (?1, ?2, ?3) ON CONFLICT DO UPDATE SET signature = ?3",
+            params![digest, signer.trim(), signature.trim()],
+        )?;
+        Ok(())
+    }
+
+    /// The public keys that signed `digest` (each checked when it was added).
+    pub fn signers(&self, digest: &str) -> Result<Vec<String>, RegistryError> {
         let db = self.db();
-        let mut q = db.prepare("SELECT * FROM versions WHERE policy = ?1 ORDER BY version")?;
-        Ok(q.query_map([policy], row_version)?
+        let mut q =
+            db.prepare("SELECT signer FROM signatures WHERE digest = ?1 ORDER BY signer")?;
+        Ok(q.query_map([digest], |r| r.get(0))?
             .collect::<Result<_, _>>()?)
     }
 
@@ -573,6 +612,7 @@ fn row_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<Version> {
         uploader: r.get(5)?,
         contract: r.get(6)?,
         signals: serde_json::from_str(&signals).unwrap_or_default(),
+        signed_by: Vec::new(),
     })
 }
 
@@ -622,6 +662,10 @@ impl crate::host::PolicyStore for Registry {
         let v = Registry::active(self, name).map_err(|e| e.to_string())?;
         let bytes = self.blob(&v.digest).map_err(|e| e.to_string())?;
         Ok((format!("registry:{name}@{}", v.version), bytes))
+    }
+
+    fn signers(&self, digest: &str) -> Result<Vec<String>, String> {
+        Registry::signers(self, digest).map_err(|e| e.to_string())
     }
 
     fn blob(&self, digest: &str) -> Result<Vec<u8>, String> {
