@@ -325,7 +325,7 @@ fn a_missing_deployment_and_a_server_that_is_down_reach_the_fallback_and_keep_th
             "{text}"
         );
         assert!(
-            text.contains("kind=\"actuator-read/transport\"} 1"),
+            text.contains("stage=\"actuator-read\",kind=\"transport\"} 1"),
             "{text}"
         );
     });

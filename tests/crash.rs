@@ -57,7 +57,9 @@ fn failed_policy_calls_count_their_fuel_and_a_rejected_state_is_recorded() {
     let metrics = controller::Metrics::new(1);
     metrics.scaler("s").observe(&r);
     assert!(
-        metrics.render().contains("kind=\"policy/load-state\"} 1"),
+        metrics
+            .render()
+            .contains("stage=\"policy\",kind=\"load-state\"} 1"),
         "{}",
         metrics.render()
     );

@@ -311,14 +311,16 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP wasmscale_errors_total Failed tick stages, by stage/kind.\n# TYPE wasmscale_errors_total counter"
+            "# HELP wasmscale_errors_total Failures recorded in ticks, by the stage that failed and the kind of failure.\n# TYPE wasmscale_errors_total counter"
         );
         for (name, m) in all.iter() {
-            for (kind, n) in &m.errors {
+            for (key, n) in &m.errors {
+                let (stage, kind) = key.split_once('/').unwrap_or(("", key));
                 let _ = writeln!(
                     out,
-                    "wasmscale_errors_total{{{},kind=\"{}\"}} {n}",
+                    "wasmscale_errors_total{{{},stage=\"{}\",kind=\"{}\"}} {n}",
                     label(name, m),
+                    escape(stage),
                     escape(kind)
                 );
             }
