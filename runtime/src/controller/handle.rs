@@ -195,6 +195,7 @@ impl Metrics {
             .collect();
         drop(handles);
         let mut out = String::new();
+        render_process(&mut out);
         let label = |name: &str, m: &ScalerMetrics| {
             format!(
                 "scaler=\"{}\",tenant=\"{}\"",
@@ -463,6 +464,61 @@ impl Controls {
     }
 }
 
+/// `wasmscale_build_info` and the standard process metrics (Linux: read
+/// from /proc/self; elsewhere only the build info).
+fn render_process(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP wasmscale_build_info The running binary's version (the value is always 1).\n# TYPE wasmscale_build_info gauge\nwasmscale_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name, which may hold spaces: state is field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    // Clock ticks per second: 100 on every Linux this runs on.
+    const TICKS: f64 = 100.0;
+    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
+            (utime + stime) / TICKS
+        );
+    }
+    if let Some(pages) = field(24) {
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
+            pages * 4096.0
+        );
+    }
+    if let Some(bytes) = field(23) {
+        let _ = writeln!(
+            out,
+            "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes {bytes}"
+        );
+    }
+    if let Some(threads) = field(20) {
+        let _ = writeln!(
+            out,
+            "# HELP process_threads Number of OS threads in the process.\n# TYPE process_threads gauge\nprocess_threads {threads}"
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(
+            out,
+            "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}",
+            fds.count()
+        );
+    }
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -472,6 +528,30 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_info_and_process_metrics_are_exported() {
+        let text = Metrics::new(0).render();
+        assert!(
+            text.contains(&format!(
+                "wasmscale_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        if cfg!(target_os = "linux") {
+            let value = |name: &str| -> f64 {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{name} missing: {text}"))
+            };
+            assert!(value("process_resident_memory_bytes") > 1e6, "{text}");
+            assert!(value("process_threads") >= 1.0);
+            assert!(value("process_open_fds") >= 3.0);
+            assert!(value("process_cpu_seconds_total") >= 0.0);
+        }
+    }
 
     #[test]
     fn labels_are_escaped_and_a_lost_scaler_shows() {
