@@ -83,6 +83,11 @@ fn queue_depth_v1() -> Vec<u8> {
     .unwrap()
 }
 
+/// The hostile fixture that proposes 1, 2, 3, ... (its evaluation count).
+fn flaky_counter() -> Vec<u8> {
+    std::fs::read(fixtures::FLAKY_COUNTER).unwrap()
+}
+
 /// The same component with a custom section appended: other bytes, the
 /// same behaviour.
 fn variant(bytes: &[u8], n: u8) -> Vec<u8> {
@@ -498,7 +503,7 @@ fn a_version_that_fails_its_probation_is_rolled_back_everywhere() {
     let _daemon = serve(dir.path(), &config(port, 2, 0.1, rollout), 1200);
     wait_up(port);
     std::thread::sleep(Duration::from_millis(300));
-    let flaky = std::fs::read(fixtures::FLAKY_COUNTER).unwrap();
+    let flaky = flaky_counter();
     let (status, body) = upload(port, "qd", &flaky);
     assert_eq!(status, 201, "{body}");
     let (status, body) = activate(port, 2);
@@ -732,7 +737,7 @@ fn a_restarted_server_comes_back_with_the_active_version() {
     let (status, body) = upload(port, "qd", &queue_depth_v1());
     assert_eq!(status, 201, "{body}");
     assert_eq!(activate(port, 2).0, 200);
-    let flaky = std::fs::read(fixtures::FLAKY_COUNTER).unwrap();
+    let flaky = flaky_counter();
     assert_eq!(upload(port, "qd", &flaky).0, 201);
     let (status, body) = http(port, "PUT", "/v1/policies/qd/shadow", br#"{"version": 3}"#);
     assert_eq!(status, 200, "{body}");
@@ -759,7 +764,7 @@ fn a_shadow_evaluates_beside_the_active_version_never_acts_and_one_call_promotes
     wait_up(port);
     std::thread::sleep(Duration::from_millis(300));
     // The flaky counter proposes 1, 2, 3, ... where queue-depth says 4.
-    let flaky = std::fs::read(fixtures::FLAKY_COUNTER).unwrap();
+    let flaky = flaky_counter();
     assert_eq!(upload(port, "qd", &flaky).0, 201);
     let (status, body) = http(port, "PUT", "/v1/policies/qd/shadow", br#"{"version": 1}"#);
     assert_eq!(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{root, stderr, stdout, wasmscale};
+use common::{free_port, root, stderr, stdout, wasmscale};
 
 #[test]
 fn seed_threshold_example_reproduces_its_table() {
@@ -475,11 +475,7 @@ fn validate_run_explain_and_replay_through_the_binary() {
 #[test]
 fn sigterm_flushes_and_sigkill_leaves_a_readable_audit_log() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = fast_config(dir.path(), &format!("127.0.0.1:{port}"));
     let audit = dir.path().join("audit.jsonl");
     for signal in ["-TERM", "-KILL"] {
@@ -523,11 +519,7 @@ fn sigterm_flushes_and_sigkill_leaves_a_readable_audit_log() {
 fn operators_freeze_and_release_a_scaler_over_http() {
     use std::io::{Read as _, Write as _};
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // A load that swings every tick: 1 <-> 9 replicas without a breaker.
     std::fs::write(dir.path().join("swing.csv"), "queue_depth\n10\n90\n").unwrap();
     let config = dir.path().join("config.toml");
@@ -619,11 +611,7 @@ rate = "none"
 #[test]
 fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = fast_config(dir.path(), &format!("127.0.0.1:{port}"));
     let child = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
         .args(["run", config.to_str().unwrap()])
@@ -913,11 +901,7 @@ fn the_checked_in_0_1_builds_decide_as_the_builtins() {
 #[test]
 fn sighup_reloads_only_what_changed_and_a_bad_entry_refuses_only_its_scaler() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let scaler = |name: &str, target: u32, policy: &str| {
         format!(
             r#"
@@ -1029,11 +1013,7 @@ rate = "none"
 #[test]
 fn the_policy_and_scaler_commands_drive_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // The registry holds the built-in queue-depth as `qd` version 1, active.
     let qd = dir.path().join("qd.wasm");
     std::fs::write(&qd, wasmscale::host::builtin_bytes("queue-depth").unwrap()).unwrap();
@@ -1218,11 +1198,7 @@ fn a_scaler_that_requires_a_signature_takes_only_policies_signed_by_its_key() {
         .unwrap();
         r.activate("qd", 1, "seed").unwrap();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = path("config.toml");
     std::fs::write(
         &config,

@@ -30,18 +30,26 @@ fn mode(text: Option<&str>) -> Result<BreakerMode, ApiError> {
     }
 }
 
-fn until(seconds: Option<u64>) -> Result<Option<u64>, ApiError> {
-    match seconds {
+/// An operator's setting in `mode` for `seconds` (until cleared without).
+fn setting(mode: BreakerMode, seconds: Option<u64>) -> Result<BreakerSetting, ApiError> {
+    let until_ms = match seconds {
         Some(s) if s <= crate::config::MAX_GUARD_SECONDS => {
-            Ok(Some(crate::controller::wall_clock_ms() + s * 1000))
+            Some(crate::controller::wall_clock_ms() + s * 1000)
         }
-        Some(_) => Err(ApiError::bad_request(format!(
-            "a breaker holds at most {} seconds (a week)",
-            crate::config::MAX_GUARD_SECONDS
-        ))
-        .hint("leave the duration out for no expiry")),
-        None => Ok(None),
-    }
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "a breaker holds at most {} seconds (a week)",
+                crate::config::MAX_GUARD_SECONDS
+            ))
+            .hint("leave the duration out for no expiry"));
+        }
+        None => None,
+    };
+    Ok(BreakerSetting {
+        mode,
+        until_ms,
+        automatic: false,
+    })
 }
 
 fn request(app: &App, name: &str, setting: Option<BreakerSetting>) -> Result<(), ApiError> {
@@ -80,11 +88,7 @@ pub(super) async fn set(
         .transpose()
         .map_err(ApiError::bad_request)?
         .map(|d| d.as_secs());
-    let setting = BreakerSetting {
-        mode,
-        until_ms: until(seconds)?,
-        automatic: false,
-    };
+    let setting = setting(mode, seconds)?;
     request(&app, &name, Some(setting))?;
     Ok((
         StatusCode::ACCEPTED,
@@ -125,11 +129,7 @@ pub(super) async fn legacy_set(
                 .map_err(|_| ApiError::bad_request("seconds must be a whole number"))
         })
         .transpose()?;
-    let setting = BreakerSetting {
-        mode,
-        until_ms: until(seconds)?,
-        automatic: false,
-    };
+    let setting = setting(mode, seconds)?;
     request(&app, &name, Some(setting))?;
     Ok((
         StatusCode::ACCEPTED,

@@ -54,12 +54,8 @@ pub(super) async fn show(
         let registry = app.registry()?.0;
         let info = registry.policy(&name)?;
         let events = registry.events(Some(&name), 20)?;
-        let followers: Vec<String> = app
-            .handle
-            .controls
-            .desks()
+        let followers: Vec<String> = followers(&app, &name)
             .into_iter()
-            .filter(|d| d.policy == format!("registry:{name}"))
             .map(|d| d.scaler)
             .collect();
         Ok(Json(serde_json::json!({
@@ -132,20 +128,15 @@ pub(super) async fn upload(
     }
     // A scaler that follows this policy and requires a signature: an
     // unsigned upload, or one signed by another key, is refused here.
+    let signers: Vec<String> = signature.iter().map(|(s, _)| s.clone()).collect();
     for desk in followers(&app, &name) {
-        let required = &desk.require_signed_by;
-        if !required.is_empty()
-            && !signature
-                .as_ref()
-                .is_some_and(|(s, _)| required.contains(s))
-        {
-            let signers: Vec<String> = signature.iter().map(|(s, _)| s.clone()).collect();
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("scaler {}: {}", desk.scaler, crate::controller::unsigned_message(&digest, &signers)),
-            )
-            .hint("sign it with `wasmscale policy sign FILE --key KEY` and push it with --signature FILE.sig"));
-        }
+        crate::controller::check_signed(&desk.require_signed_by, &digest, &signers).map_err(
+            |why| {
+                ApiError::new(StatusCode::FORBIDDEN, format!("scaler {}: {why}", desk.scaler)).hint(
+                    "sign it with `wasmscale policy sign FILE --key KEY` and push it with --signature FILE.sig",
+                )
+            },
+        )?;
     }
     let app2 = app.clone();
     let name2 = name.clone();
@@ -356,7 +347,7 @@ fn prepare_all(
     let bytes = registry
         .blob(&version.digest)
         .map_err(|e| SwapError::new(SwapStep::Upload, None, e.to_string()))?;
-    let label = format!("registry:{name}@{}", version.version);
+    let label = version.label();
     let compiled = host
         .load_bytes(&label, &bytes)
         .map_err(|e| SwapError::new(SwapStep::of_load_error(&e), None, e.to_string()))?;

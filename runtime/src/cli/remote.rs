@@ -160,6 +160,13 @@ impl Client {
     }
 }
 
+/// A version as the API takes it: a number, or a `sha256:` digest.
+fn version_value(version: &str) -> Value {
+    version
+        .parse::<u64>()
+        .map_or_else(|_| Value::String(version.to_owned()), Value::from)
+}
+
 fn print(output: Output, value: &Value, table: impl FnOnce(&Value)) {
     match output {
         Output::Json => println!(
@@ -377,24 +384,18 @@ pub fn policy(command: &PolicyCommand, args: &RemoteArgs) -> Result<ExitCode> {
             });
         }
         PolicyCommand::Activate { name, version } => {
-            let version: Value = version
-                .parse::<u64>()
-                .map_or_else(|_| Value::String(version.clone()), Value::from);
             let v = c.send(
                 c.http
                     .post(c.url(&format!("/v1/policies/{}/activate", enc(name))))
-                    .json(&serde_json::json!({ "version": version })),
+                    .json(&serde_json::json!({ "version": version_value(version) })),
             )?;
             print(args.output, &v, print_activated);
         }
         PolicyCommand::Shadow { name, version } => {
-            let version: Value = version
-                .parse::<u64>()
-                .map_or_else(|_| Value::String(version.clone()), Value::from);
             let v = c.send(
                 c.http
                     .put(c.url(&format!("/v1/policies/{}/shadow", enc(name))))
-                    .json(&serde_json::json!({ "version": version })),
+                    .json(&serde_json::json!({ "version": version_value(version) })),
             )?;
             print(args.output, &v, |v| {
                 let scalers: Vec<String> = v["scalers"]

@@ -323,25 +323,14 @@ fn plan_reload(
     })
 }
 
-/// Build the scalers of a config, handing each the state of the scaler of the
-/// same name that ran before a reload (guard windows, policy memory, count).
-fn build_scalers(
-    config: &Config,
-    base: &Path,
-    host: &Host,
-    previous: &mut Vec<Scaler>,
-) -> Result<Vec<Scaler>, SetupError> {
+/// Build the scalers of a config (each restores what it persisted in `state_dir`).
+fn build_scalers(config: &Config, base: &Path, host: &Host) -> Result<Vec<Scaler>, SetupError> {
     let state_dir = config.state_dir.as_ref().map(|d| base.join(d));
-    let mut scalers = Vec::new();
-    for s in &config.scalers {
-        let mut scaler = Scaler::new(s, base, host, state_dir.as_deref())?;
-        if let Some(i) = previous.iter().position(|p| p.name() == s.name) {
-            let old = previous.swap_remove(i);
-            scaler.adopt(old.into_state());
-        }
-        scalers.push(scaler);
-    }
-    Ok(scalers)
+    config
+        .scalers
+        .iter()
+        .map(|s| Scaler::new(s, base, host, state_dir.as_deref()))
+        .collect()
 }
 
 /// Run every scaler on its own interval until told to stop. Each scaler is its
@@ -356,7 +345,7 @@ pub fn run(
     host: &Host,
     mut options: RunOptions,
 ) -> Result<RunSummary, SetupError> {
-    let scalers = build_scalers(&config, base, host, &mut Vec::new())?;
+    let scalers = build_scalers(&config, base, host)?;
     let audit_path = base.join(&config.audit.path);
     let audit_log = AuditLog::open(&audit_path, config.audit.max_bytes, config.audit.keep)
         .map_err(|error| {
@@ -487,26 +476,18 @@ pub fn run(
                         account_task(joined, &mut tasks.names, &metrics, &mut summary, &mut finished);
                         let Some(name) = name else { continue };
                         let old = finished.pop();
-                        match (replacing.remove(&name), old) {
-                            (Some(mut new), Some(old)) => {
-                                new.adopt(old.into_state());
-                                let stop = spawn_scaler(&mut tasks, new, spawned, &at);
-                                spawned += 1;
-                                if let Some(entry) = running.get_mut(&name) {
-                                    entry.0 = stop;
-                                }
-                            }
-                            (Some(new), None) => {
-                                // The old task was lost: the new scaler starts without its state.
-                                let stop = spawn_scaler(&mut tasks, new, spawned, &at);
-                                spawned += 1;
-                                if let Some(entry) = running.get_mut(&name) {
-                                    entry.0 = stop;
-                                }
-                            }
-                            (None, _) => {
-                                running.remove(&name);
-                            }
+                        let Some(mut new) = replacing.remove(&name) else {
+                            running.remove(&name);
+                            continue;
+                        };
+                        // A task that was lost hands over no state: the new scaler starts without it.
+                        if let Some(old) = old {
+                            new.adopt(old.into_state());
+                        }
+                        let stop = spawn_scaler(&mut tasks, new, spawned, &at);
+                        spawned += 1;
+                        if let Some(entry) = running.get_mut(&name) {
+                            entry.0 = stop;
                         }
                     }
                     None => break,

@@ -14,7 +14,7 @@ pub use daemon::{RunOptions, RunSummary, Service, run};
 pub use handle::{Controls, Desk, Handle, Metrics, Notice, ScalerHandle, ScalerStatus};
 pub use probe::{load, probe};
 pub use replay::{ReplayedDecision, replay};
-pub use scaler::unsigned as unsigned_message;
+pub use scaler::check_signed;
 pub use scaler::{PersistedState, Scaler, ScalerBuilder, SetupCause, SetupError};
 pub use swap::{
     Inspection, Prepared, ShadowStats, SwapError, SwapStep, Swapped, commit, inspect, prepare,

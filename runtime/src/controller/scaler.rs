@@ -386,11 +386,8 @@ impl Scaler {
             let signers = host
                 .signers(&digest)
                 .map_err(|e| fail(SetupCause::Policy(e)))?;
-            if !signers.iter().any(|s| config.require_signed_by.contains(s)) {
-                return Err(fail(SetupCause::Policy(
-                    crate::host::PolicyError::Registry(unsigned(&digest, &signers)),
-                )));
-            }
+            check_signed(&config.require_signed_by, &digest, &signers)
+                .map_err(|why| fail(SetupCause::Policy(crate::host::PolicyError::Registry(why))))?;
         }
         let mut policy = compiled
             .instantiate(&config.params_json())
@@ -412,8 +409,7 @@ impl Scaler {
         };
         // A source asks only for what the policies read, when they say (0.2
         // manifests): a Prometheus scaler then sends no query nobody reads.
-        let read = read_by_policies(&policy, safety.as_ref());
-        let metrics = match &read {
+        let metrics = match read_by_policies(&policy, safety.as_ref()) {
             Some(read) => config
                 .metrics
                 .iter()
@@ -668,14 +664,14 @@ impl Scaler {
     }
 
     /// Why this tick counts against a version on probation, if it does.
-    fn probation_failure(&self, failures: &[Failure], proposal: Option<f64>) -> Option<String> {
+    fn probation_failure(&self, failures: &[Failure], proposal: Option<u32>) -> Option<String> {
         self.probation.as_ref()?;
         if let Some(f) = failures.iter().find(|f| f.stage == Stage::Policy) {
             return Some(format!("{}: {}", f.kind, f.message));
         }
         let r = &self.config.rollout;
-        let lo = f64::from(r.band_min.unwrap_or(self.config.min_replicas));
-        let hi = f64::from(r.band_max.unwrap_or(self.config.max_replicas));
+        let lo = r.band_min.unwrap_or(self.config.min_replicas);
+        let hi = r.band_max.unwrap_or(self.config.max_replicas);
         proposal
             .filter(|p| *p < lo || *p > hi)
             .map(|p| format!("proposed {p}, outside the band [{lo}, {hi}]"))
@@ -808,8 +804,7 @@ impl Scaler {
             }
         }
         if self.probation.is_some() && snapshot.is_some() {
-            let why =
-                self.probation_failure(&failures, decision.as_ref().map(|d| f64::from(d.desired)));
+            let why = self.probation_failure(&failures, decision.as_ref().map(|d| d.desired));
             self.watch_probation(why);
         }
         // A tick fails when the target cannot be read, when nothing produced
@@ -1114,15 +1109,20 @@ fn guard_reads(config: &ScalerConfig, metric: &str) -> bool {
             .is_some_and(|c| c.price_per_replica_hour.is_none())
 }
 
-/// Why a policy does not pass a scaler's `require_signed_by`.
-pub fn unsigned(digest: &str, signers: &[String]) -> String {
-    if signers.is_empty() {
-        format!("{digest} is not signed, and this scaler requires a signature (require_signed_by)")
+/// A scaler's `require_signed_by` against who signed `digest`: Ok when it
+/// requires nothing or one of its keys signed it, else why not.
+pub fn check_signed(required: &[String], digest: &str, signers: &[String]) -> Result<(), String> {
+    if required.is_empty() || signers.iter().any(|s| required.contains(s)) {
+        Ok(())
+    } else if signers.is_empty() {
+        Err(format!(
+            "{digest} is not signed, and this scaler requires a signature (require_signed_by)"
+        ))
     } else {
-        format!(
+        Err(format!(
             "{digest} is signed by {}, none of the keys this scaler requires (require_signed_by)",
             signers.join(", ")
-        )
+        ))
     }
 }
 

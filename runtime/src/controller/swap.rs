@@ -181,16 +181,9 @@ pub fn prepare(
     signers: &[String],
 ) -> Result<Prepared, SwapError> {
     let scaler = Some(desk.scaler.as_str());
-    if !desk.require_signed_by.is_empty()
-        && !signers.iter().any(|s| desk.require_signed_by.contains(s))
-    {
-        let digest = format!("sha256:{}", compiled.digest());
-        return Err(SwapError::new(
-            SwapStep::Validate,
-            scaler,
-            super::scaler::unsigned(&digest, signers),
-        ));
-    }
+    let digest = format!("sha256:{}", compiled.digest());
+    super::check_signed(&desk.require_signed_by, &digest, signers)
+        .map_err(|why| SwapError::new(SwapStep::Validate, scaler, why))?;
     let compiled = match &desk.limits {
         Some(l) => compiled.with_limits(l.clone()),
         None => compiled.clone(),

@@ -38,6 +38,13 @@ pub struct Version {
     pub signed_by: Vec<String>,
 }
 
+impl Version {
+    /// How a scaler running it names it: `registry:NAME@3`.
+    pub fn label(&self) -> String {
+        format!("registry:{}@{}", self.policy, self.version)
+    }
+}
+
 /// What an uploader tells the registry about a blob it has checked.
 #[derive(Debug, Clone, Default)]
 pub struct Upload {
@@ -651,7 +658,7 @@ impl crate::host::PolicyStore for Registry {
         match Registry::shadow(self, name) {
             Ok(Some(v)) => {
                 let bytes = Registry::blob(self, &v.digest).map_err(|e| e.to_string())?;
-                Ok(Some((format!("registry:{name}@{}", v.version), bytes)))
+                Ok(Some((v.label(), bytes)))
             }
             Ok(None) | Err(RegistryError::UnknownPolicy(_)) => Ok(None),
             Err(e) => Err(e.to_string()),
@@ -661,7 +668,7 @@ impl crate::host::PolicyStore for Registry {
     fn active(&self, name: &str) -> Result<(String, Vec<u8>), String> {
         let v = Registry::active(self, name).map_err(|e| e.to_string())?;
         let bytes = self.blob(&v.digest).map_err(|e| e.to_string())?;
-        Ok((format!("registry:{name}@{}", v.version), bytes))
+        Ok((v.label(), bytes))
     }
 
     fn signers(&self, digest: &str) -> Result<Vec<String>, String> {
