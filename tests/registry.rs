@@ -13,7 +13,7 @@ use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmscale::controller::{self, RunOptions, RunSummary};
+use wasmscale::controller::{self, RunSummary};
 use wasmscale::registry::{Registry, Upload, digest_of};
 use wasmscale_tests::{fixtures, host, write_file};
 
@@ -148,26 +148,8 @@ rate = "none"
 /// the binary does (the registry under its state_dir, the admin server).
 fn serve(dir: &Path, text: &str, ticks: u64) -> std::thread::JoinHandle<RunSummary> {
     let path = write_file(dir, "wasmscale.toml", text);
-    let dir = dir.to_path_buf();
     std::thread::spawn(move || {
-        let host = Arc::new(host());
-        let registry = wasmscale::cli::open_registry(&host, &path)
-            .unwrap()
-            .unwrap();
-        let config = controller::load(&path, &host).unwrap();
-        let server = wasmscale::admin::AdminServer::new(&config.admin.listen)
-            .with_registry(registry, host.clone());
-        controller::run(
-            config,
-            &dir,
-            &host,
-            RunOptions {
-                ticks: Some(ticks),
-                services: vec![Box::new(server)],
-                ..RunOptions::default()
-            },
-        )
-        .unwrap()
+        wasmscale::cli::serve(Arc::new(host()), &path, Some(ticks), false).unwrap()
     })
 }
 
@@ -825,4 +807,215 @@ fn a_shadow_evaluates_beside_the_active_version_never_acts_and_one_call_promotes
     );
     let (status, body) = http(port, "DELETE", "/v1/policies/qd/shadow", b"");
     assert_eq!(status, 200, "{body}");
+}
+
+/// An API scaler's entry: queue-depth at 0.1 s on a static queue of 35.
+fn api_entry(name: &str, max: u32) -> Vec<u8> {
+    serde_json::json!({
+        "name": name,
+        "policy": "builtin:queue-depth",
+        "params": { "target_per_replica": 10, "cooldown_seconds": 0 },
+        "min_replicas": 1,
+        "max_replicas": max,
+        "interval_seconds": 0.1,
+        "metrics": { "queue_depth": 35 },
+        "guard": { "rate": "none" },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The audit records of scaler `name` so far.
+fn records_of(dir: &Path, name: &str) -> Vec<wasmscale::audit::AuditRecord> {
+    let (records, _) = wasmscale::audit::read(&dir.join("audit.jsonl")).unwrap();
+    records.into_iter().filter(|r| *r.scaler == *name).collect()
+}
+
+#[test]
+fn scalers_created_through_the_api_run_are_checked_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded_registry(dir.path());
+    let port = free_port();
+    let daemon = serve(dir.path(), &config(port, 1, 0.1, ""), 80);
+    wait_up(port);
+
+    let (status, body) = http(port, "POST", "/v1/scalers", &api_entry("api-1", 5));
+    assert_eq!(status, 201, "{body}");
+    let v = json(&body);
+    assert_eq!(v["origin"], "api", "{v}");
+    assert_eq!(v["stored"]["updated_by"], "tester", "{v}");
+    let (status, body) = http(port, "POST", "/v1/scalers", &api_entry("api-1", 5));
+    assert_eq!(status, 409, "{body}");
+    // The file's scaler is the file's.
+    for method in ["PUT", "DELETE"] {
+        let (status, body) = http(port, method, "/v1/scalers/s0", &api_entry("s0", 5));
+        assert_eq!(status, 409, "{method}: {body}");
+        assert!(
+            json(&body)["hint"]
+                .as_str()
+                .unwrap()
+                .contains("config file")
+        );
+    }
+    let (status, body) = http(port, "GET", "/v1/scalers/s0", b"");
+    assert_eq!(
+        (status, json(&body)["origin"].clone()),
+        (200, "file".into())
+    );
+
+    // Bad entries: each refused with a message, nothing stored or started.
+    let bad: [(&[u8], u16, &str); 7] = [
+        (b"not json", 400, "not JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (br#"{"name": "x", "policy": "builtin:queue-depth", "min_replicas": 4, "max_replicas": 2}"#, 422, "min_replicas (4) is greater"),
+        (br#"{"name": "x", "policy": "builtin:queue-depth", "min_replicas": 1, "max_replicas": 2, "colour": "red"}"#, 422, "colour"),
+        (br#"{"name": "x", "policy": "builtin:no-such", "min_replicas": 1, "max_replicas": 2}"#, 422, "no-such"),
+        (br#"{"name": "x", "policy": "builtin:queue-depth", "max_replicas": null}"#, 422, "null"),
+        (br#"{"policy": "builtin:queue-depth", "min_replicas": 1, "max_replicas": 2}"#, 400, "no `name`"),
+    ];
+    for (body, want, needle) in bad {
+        let (status, text) = http(port, "POST", "/v1/scalers", body);
+        assert_eq!(status, want, "{}: {text}", String::from_utf8_lossy(body));
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let (status, body) = http(port, "PUT", "/v1/scalers/y", &api_entry("x", 5));
+    assert_eq!(
+        status, 400,
+        "the body and the path name two scalers: {body}"
+    );
+    let (status, body) = http(port, "GET", "/v1/scalers/x", b"");
+    assert_eq!(status, 404, "{body}");
+
+    // Replace: the new bounds apply, and the scaler goes on under its name.
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = http(port, "PUT", "/v1/scalers/api-1", &api_entry("api-1", 3));
+    assert_eq!(status, 200, "{body}");
+    // Create and delete.
+    assert_eq!(
+        http(port, "PUT", "/v1/scalers/api-2", &api_entry("api-2", 5)).0,
+        201
+    );
+    let (status, body) = http(port, "DELETE", "/v1/scalers/api-2", b"");
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(http(port, "GET", "/v1/scalers/api-2", b"").0, 404);
+    assert_eq!(http(port, "DELETE", "/v1/scalers/api-2", b"").0, 404);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, body) = http(port, "GET", "/v1/scalers", b"");
+    let names: Vec<String> = json(&body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["api-1", "s0"], "{body}");
+    let summary = daemon.join().unwrap();
+    assert!(summary.lost_scalers.is_empty(), "{summary:?}");
+    let before = records_of(dir.path(), "api-1");
+    assert!(
+        before.iter().any(|r| r.final_replicas == 4) && before.last().unwrap().final_replicas == 3,
+        "35 queued at 10 per replica wants 4; replaced with max 3, it holds 3: {:?}",
+        before.iter().map(|r| r.final_replicas).collect::<Vec<_>>()
+    );
+    let api2 = records_of(dir.path(), "api-2");
+    assert!(
+        api2.len() < 40,
+        "api-2 stopped when deleted ({} ticks)",
+        api2.len()
+    );
+
+    // A restart brings api-1 back (with its new bounds), not api-2.
+    let daemon = serve(dir.path(), &config(free_port(), 1, 0.1, ""), 5);
+    let summary = daemon.join().unwrap();
+    assert_eq!(
+        summary.ticks, 10,
+        "s0 and api-1, five ticks each: {summary:?}"
+    );
+    let after = records_of(dir.path(), "api-1");
+    assert_eq!(after.len(), before.len() + 5);
+    assert!(after[before.len()..].iter().all(|r| r.final_replicas == 3));
+    assert_eq!(records_of(dir.path(), "api-2").len(), api2.len());
+
+    // A file entry that takes api-1's name wins the name at start: the
+    // stored one is listed as not running, not lost.
+    let mut text = config(free_port(), 1, 0.1, "");
+    text = text.replace("name = \"s0\"", "name = \"api-1\"");
+    let daemon = serve(dir.path(), &text, 3);
+    assert_eq!(daemon.join().unwrap().ticks, 3);
+    let r = Registry::open(&dir.path().join("state/registry")).unwrap();
+    assert_eq!(r.scalers().unwrap().len(), 1, "the stored entry is kept");
+}
+
+/// `/openapi.json` documents every route, and every documented route is
+/// served: each answers something other than the "no such route" fallbacks.
+#[test]
+fn the_openapi_document_matches_the_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded_registry(dir.path());
+    let port = free_port();
+    let daemon = serve(dir.path(), &config(port, 1, 0.1, ""), 30);
+    wait_up(port);
+    let (status, body) = http(port, "GET", "/openapi.json", b"");
+    assert_eq!(status, 200, "{body}");
+    let doc = json(&body);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "put", "post", "delete"].contains(&method.as_str()) {
+                documented.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    documented.sort();
+    let mut expected = vec![
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+        "GET /v1/policies",
+        "GET /v1/policies/{name}",
+        "POST /v1/policies/{name}/versions",
+        "GET /v1/policies/{name}/versions/{version}",
+        "DELETE /v1/policies/{name}/versions/{version}",
+        "POST /v1/policies/{name}/activate",
+        "POST /v1/policies/{name}/rollback",
+        "PUT /v1/policies/{name}/shadow",
+        "DELETE /v1/policies/{name}/shadow",
+        "POST /v1/policies/{name}/promote",
+        "GET /v1/scalers",
+        "POST /v1/scalers",
+        "GET /v1/scalers/{name}",
+        "PUT /v1/scalers/{name}",
+        "DELETE /v1/scalers/{name}",
+        "GET /v1/scalers/{name}/decisions",
+        "GET /v1/scalers/{name}/breaker",
+        "PUT /v1/scalers/{name}/breaker",
+        "DELETE /v1/scalers/{name}/breaker",
+        "POST /scalers/{name}/breaker",
+        "DELETE /scalers/{name}/breaker",
+    ];
+    expected.sort();
+    assert_eq!(documented, expected);
+    for route in &documented {
+        let (method, path) = route.split_once(' ').unwrap();
+        let name = if path.starts_with("/v1/policies") {
+            "qd"
+        } else {
+            "s0"
+        };
+        let path = path.replace("{name}", name).replace("{version}", "1");
+        // No body: every write is refused (400/409) or harmless.
+        let (status, body) = http(port, method, &path, b"");
+        assert_ne!(status, 405, "{route}: {body}");
+        assert!(
+            !(status == 404 && body.contains("no route")),
+            "{route} is documented but not served: {body}"
+        );
+        // Every error is the documented JSON.
+        if status >= 400 && path != "/readyz" {
+            assert!(json(&body)["error"].is_string(), "{route}: {body}");
+        }
+    }
+    // Nothing above changed what runs.
+    assert_eq!(running_digest(port, "s0"), hex(&digest_of(&queue_depth())));
+    daemon.join().unwrap();
 }

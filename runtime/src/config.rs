@@ -437,6 +437,43 @@ impl Checked {
     }
 }
 
+/// Check one `[[scaler]]` entry given as JSON (an admin API body, or one
+/// the registry stored): the same checks as an entry of the config file,
+/// run on the entry written as TOML. Problems are placed in that TOML.
+pub fn check_entry(origin: &str, entry: &serde_json::Value, base: &Path) -> Checked {
+    let fail = |message: String, hint: Option<String>| {
+        Checked::failed(
+            origin,
+            "",
+            base,
+            vec![ConfigError {
+                line: 1,
+                column: 1,
+                message,
+                hint,
+            }],
+        )
+    };
+    let table: toml::Table = match serde_json::from_value(entry.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                format!("a scaler entry must be a JSON object without nulls: {e}"),
+                Some("send the keys of one [[scaler]] table, e.g. {\"name\": \"chat\", \"policy\": \"builtin:queue-depth\", \"min_replicas\": 1, \"max_replicas\": 8}".into()),
+            );
+        }
+    };
+    let mut doc = toml::Table::new();
+    doc.insert(
+        "scaler".into(),
+        toml::Value::Array(vec![toml::Value::Table(table)]),
+    );
+    match toml::to_string(&doc) {
+        Ok(src) => check(origin, &src, base),
+        Err(e) => fail(format!("this entry cannot be written as TOML: {e}"), None),
+    }
+}
+
 /// Check config text, finding every problem at once.
 pub fn check(file: &str, src: &str, base: &Path) -> Checked {
     let doc = Doc::new(src);

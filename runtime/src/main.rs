@@ -41,7 +41,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             },
         ),
         Command::Validate { config } => cli::validate(&cli.host()?, config),
-        Command::Run { config, ticks } => cli::run(cli.host()?, config, *ticks),
+        Command::Run {
+            config,
+            ticks,
+            no_watch,
+        } => cli::run(cli.host()?, config, *ticks, !*no_watch),
         Command::Audit(AuditCommand::Explain {
             scaler,
             file,

@@ -614,7 +614,7 @@ fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
     let port = free_port();
     let config = fast_config(dir.path(), &format!("127.0.0.1:{port}"));
     let child = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
-        .args(["run", config.to_str().unwrap()])
+        .args(["run", config.to_str().unwrap(), "--no-watch"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -900,6 +900,18 @@ fn the_checked_in_0_1_builds_decide_as_the_builtins() {
 #[cfg(unix)]
 #[test]
 fn sighup_reloads_only_what_changed_and_a_bad_entry_refuses_only_its_scaler() {
+    reload_as_a_diff(true);
+}
+
+/// The same, with no signal: saving the file is enough (the file watch).
+#[cfg(unix)]
+#[test]
+fn saving_the_config_file_reloads_it_as_a_diff() {
+    reload_as_a_diff(false);
+}
+
+#[cfg(unix)]
+fn reload_as_a_diff(by_signal: bool) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let scaler = |name: &str, target: u32, policy: &str| {
@@ -935,6 +947,7 @@ rate = "none"
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_wasmscale"))
         .args(["run", config.to_str().unwrap()])
+        .args(by_signal.then_some("--no-watch"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -954,14 +967,16 @@ rate = "none"
         ),
     )
     .unwrap();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    if by_signal {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1200));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -979,6 +994,17 @@ rate = "none"
         }
     }
     assert!(err.contains("reloading the config as a diff"), "{err}");
+    let trigger = if by_signal {
+        "trigger=\"SIGHUP\""
+    } else {
+        "trigger=\"file-changed\""
+    };
+    assert_eq!(err.matches(trigger).count(), 1, "{err}");
+    assert_eq!(
+        err.matches("reloading the config as a diff").count(),
+        1,
+        "one reload: {err}"
+    );
     assert!(
         err.contains("changed=2") && err.contains("rejected=1") && err.contains("unchanged=1"),
         "{err}"

@@ -61,6 +61,14 @@ fn request(app: &App, name: &str, setting: Option<BreakerSetting>) -> Result<(),
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/scalers/{name}/breaker",
+    tag = "breaker",
+    summary = "The scaler's circuit breaker",
+    params(("name" = String, Path, description = "the scaler's name")),
+    responses((status = 200, description = "the breaker (null: closed)", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn show(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -71,6 +79,15 @@ pub(super) async fn show(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/scalers/{name}/breaker",
+    tag = "breaker",
+    summary = "Hold the scaler's count (pause) or forbid scale-in (freeze), until cleared or for a while",
+    params(("name" = String, Path, description = "the scaler's name")),
+    request_body(content = serde_json::Value, description = "{\"mode\": \"pause\", \"for\": \"1h\"}"),
+    responses((status = 202, description = "applies at its next tick", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn set(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -98,6 +115,14 @@ pub(super) async fn set(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/scalers/{name}/breaker",
+    tag = "breaker",
+    summary = "Clear the breaker",
+    params(("name" = String, Path, description = "the scaler's name")),
+    responses((status = 202, description = "applies at its next tick", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn clear(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -116,6 +141,14 @@ pub(super) struct LegacyQuery {
     seconds: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/scalers/{name}/breaker",
+    tag = "breaker",
+    summary = "Set the breaker, the query-string form of earlier releases",
+    params(("name" = String, Path, description = "the scaler's name"), ("mode" = Option<String>, Query, description = "pause or freeze"), ("seconds" = Option<String>, Query, description = "how long")),
+    responses((status = 202, description = "applies at its next tick", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn legacy_set(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -137,6 +170,14 @@ pub(super) async fn legacy_set(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/scalers/{name}/breaker",
+    tag = "breaker",
+    summary = "Clear the breaker, the form of earlier releases",
+    params(("name" = String, Path, description = "the scaler's name")),
+    responses((status = 202, description = "applies at its next tick", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn clear_legacy(
     State(app): State<App>,
     Path(name): Path<String>,

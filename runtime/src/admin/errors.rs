@@ -14,6 +14,28 @@ pub struct ApiError {
     pub hint: Option<String>,
     /// The swap step that failed, for activation errors.
     pub step: Option<&'static str>,
+    /// Every problem found in a scaler entry, each with its own hint.
+    pub problems: Vec<crate::config::ConfigError>,
+}
+
+/// An error's JSON body, as the OpenAPI document describes it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorBody {
+    /// What went wrong.
+    error: String,
+    /// What to do about it.
+    hint: Option<String>,
+    /// The swap step that failed (upload, validate, compile, configure, smoke-evaluate, swap).
+    step: Option<String>,
+    /// Every problem of a refused scaler entry.
+    problems: Option<Vec<Problem>>,
+}
+
+/// One problem of a scaler entry.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Problem {
+    message: String,
+    hint: Option<String>,
 }
 
 impl ApiError {
@@ -23,6 +45,7 @@ impl ApiError {
             message: message.into(),
             hint: None,
             step: None,
+            problems: Vec::new(),
         }
     }
 
@@ -67,6 +90,7 @@ impl From<crate::registry::RegistryError> for ApiError {
             E::InUse { .. } | E::NothingToRollBack(_) | E::NoActiveVersion(_) => {
                 (StatusCode::CONFLICT, None)
             }
+            E::Oci(_) => (StatusCode::BAD_GATEWAY, None),
             E::Corrupt { .. } | E::Io { .. } | E::Database(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Some("see the server's log"),
@@ -93,6 +117,53 @@ impl From<crate::controller::SwapError> for ApiError {
     }
 }
 
+impl From<crate::controller::ChangeError> for ApiError {
+    fn from(e: crate::controller::ChangeError) -> Self {
+        use crate::controller::ChangeError as E;
+        let (status, hint) = match &e {
+            E::FromFile(_) => (
+                StatusCode::CONFLICT,
+                "edit its [[scaler]] entry in the config file and reload (SIGHUP), or pick another name",
+            ),
+            E::NotManaged(_) => (
+                StatusCode::NOT_FOUND,
+                "list the scalers with GET /v1/scalers",
+            ),
+            E::Setup(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "nothing changed: fix the entry and send it again",
+            ),
+            E::Stopping => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "try again once the server is back",
+            ),
+        };
+        ApiError::new(status, e.to_string()).hint(hint)
+    }
+}
+
+impl From<crate::config::ConfigErrors> for ApiError {
+    fn from(e: crate::config::ConfigErrors) -> Self {
+        let n = e.errors.len();
+        let first = e
+            .errors
+            .first()
+            .map(|p| p.message.clone())
+            .unwrap_or_default();
+        let mut api = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            if n > 1 {
+                format!("the scaler entry has {n} problems; the first: {first}")
+            } else {
+                format!("the scaler entry is invalid: {first}")
+            },
+        )
+        .hint("nothing changed: see `problems`, fix them and send it again");
+        api.problems = e.errors;
+        api
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = serde_json::json!({ "error": self.message });
@@ -101,6 +172,13 @@ impl IntoResponse for ApiError {
         }
         if let Some(s) = self.step {
             body["step"] = s.into();
+        }
+        if !self.problems.is_empty() {
+            body["problems"] = self
+                .problems
+                .iter()
+                .map(|p| serde_json::json!({ "message": p.message, "hint": p.hint }))
+                .collect();
         }
         (self.status, axum::Json(body)).into_response()
     }

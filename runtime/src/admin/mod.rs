@@ -12,6 +12,7 @@ mod policies;
 mod scalers;
 
 pub use errors::ApiError;
+pub use scalers::stored_scalers;
 
 use crate::controller::{Handle, Service};
 use crate::host::Host;
@@ -19,9 +20,11 @@ use crate::registry::Registry;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use futures_core::future::BoxFuture;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The admin server on `listen` (`IP:PORT`), started with the scalers.
 #[derive(Debug, Clone)]
@@ -53,6 +56,8 @@ pub(crate) struct App {
     /// One activation or rollback at a time: two racing swaps of one policy
     /// would leave scalers on different versions.
     swaps: Arc<tokio::sync::Mutex<()>>,
+    /// One create, update or delete of a stored scaler at a time.
+    scaler_changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl App {
@@ -71,6 +76,7 @@ impl Service for AdminServer {
                 handle,
                 registry: self.registry,
                 swaps: Arc::default(),
+                scaler_changes: Arc::default(),
             };
             match tokio::net::TcpListener::bind(&self.listen).await {
                 Ok(listener) => {
@@ -88,50 +94,83 @@ impl Service for AdminServer {
     }
 }
 
-/// Every route of the admin API.
+/// The OpenAPI document's frame; the paths come from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "wasmscale admin API",
+        description = "The policy registry (upload, activate, roll back, shadow, promote), the scalers (status, decisions, create, replace, delete) and their circuit breakers. Errors are JSON: `error`, and a `hint` saying what to do."
+    ),
+    tags(
+        (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "policies", description = "The policy registry and hot swap"),
+        (name = "scalers", description = "The running scalers"),
+        (name = "breaker", description = "An operator's hold on a scaler"),
+    )
+)]
+struct ApiDoc;
+
+/// Every route of the admin API, each registered with its OpenAPI entry
+/// (so the document cannot miss a route), and `/openapi.json` serving it.
 pub(crate) fn router(app: App) -> Router {
-    let upload_limit = app
-        .registry
-        .as_ref()
-        .map_or(1 << 20, |(_, h)| h.limits().max_module_bytes);
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/policies", get(policies::list))
-        .route("/v1/policies/{name}", get(policies::show))
+    let (router, doc) = routes().split_for_parts();
+    let doc = Arc::new(doc);
+    router
         .route(
-            "/v1/policies/{name}/versions",
-            post(policies::upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc) }
+            }),
         )
-        .route(
-            "/v1/policies/{name}/versions/{version}",
-            get(policies::show_version).delete(policies::delete_version),
-        )
-        .route("/v1/policies/{name}/activate", post(policies::activate))
-        .route("/v1/policies/{name}/rollback", post(policies::rollback))
-        .route(
-            "/v1/policies/{name}/shadow",
-            axum::routing::put(policies::set_shadow).delete(policies::clear_shadow),
-        )
-        .route("/v1/policies/{name}/promote", post(policies::promote))
-        .route("/v1/scalers", get(scalers::list))
-        .route("/v1/scalers/{name}", get(scalers::status))
-        .route("/v1/scalers/{name}/decisions", get(scalers::decisions))
-        .route(
-            "/v1/scalers/{name}/breaker",
-            get(breaker::show).put(breaker::set).delete(breaker::clear),
-        )
-        // The query-string form of earlier releases.
-        .route(
-            "/scalers/{name}/breaker",
-            post(breaker::legacy_set).delete(breaker::clear_legacy),
-        )
+        .layer(axum::extract::DefaultBodyLimit::max(upload_limit(&app)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
 }
 
+/// The largest body taken: a component of the largest size the host loads.
+fn upload_limit(app: &App) -> usize {
+    app.registry
+        .as_ref()
+        .map_or(1 << 20, |(_, h)| h.limits().max_module_bytes)
+}
+
+/// The OpenAPI document alone (for `wasmscale openapi` and tests).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(policies::list))
+        .routes(routes!(policies::show))
+        .routes(routes!(policies::upload))
+        .routes(routes!(policies::show_version, policies::delete_version))
+        .routes(routes!(policies::activate))
+        .routes(routes!(policies::rollback))
+        .routes(routes!(policies::set_shadow, policies::clear_shadow))
+        .routes(routes!(policies::promote))
+        .routes(routes!(scalers::list, scalers::create))
+        .routes(routes!(scalers::status, scalers::put, scalers::delete))
+        .routes(routes!(scalers::decisions))
+        .routes(routes!(breaker::show, breaker::set, breaker::clear))
+        // The query-string form of earlier releases.
+        .routes(routes!(breaker::legacy_set, breaker::clear_legacy))
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "health", summary = "The process is alive",
+    responses((status = 200, description = "ok", body = String)))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "health", summary = "Every scaler has ticked",
+    responses((status = 200, description = "ready", body = String),
+              (status = 503, description = "not every scaler has ticked yet", body = String)))]
 async fn readyz(axum::extract::State(app): axum::extract::State<App>) -> impl IntoResponse {
     if app.handle.metrics.ready() {
         (StatusCode::OK, "ready\n")
@@ -143,9 +182,14 @@ async fn readyz(axum::extract::State(app): axum::extract::State<App>) -> impl In
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "health", summary = "Prometheus metrics (OpenMetrics text)",
+    responses((status = 200, description = "the exposition", body = String, content_type = "application/openmetrics-text")))]
 async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            header::CONTENT_TYPE,
+            crate::controller::METRICS_CONTENT_TYPE,
+        )],
         app.handle.metrics.render(),
     )
 }

@@ -21,7 +21,7 @@ pub(super) const SMOKE_SNAPSHOTS: usize = 5;
 
 /// Who made a change: the `X-Wasmscale-User` header (tenants' tokens will
 /// replace it), else `anonymous`.
-fn who(headers: &HeaderMap) -> String {
+pub(super) fn who(headers: &HeaderMap) -> String {
     headers
         .get("x-wasmscale-user")
         .and_then(|v| v.to_str().ok())
@@ -39,6 +39,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/policies",
+    tag = "policies",
+    summary = "Every policy in the registry, with its versions",
+    responses((status = 200, description = "the policies", body = Vec<PolicyInfo>), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn list(State(app): State<App>) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
     let app2 = app.clone();
     blocking(move || Ok(app2.registry()?.0.policies()?))
@@ -46,6 +53,14 @@ pub(super) async fn list(State(app): State<App>) -> Result<Json<Vec<PolicyInfo>>
         .map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/policies/{name}",
+    tag = "policies",
+    summary = "One policy: its versions, the scalers that follow it, its history",
+    params(("name" = String, Path, description = "the policy's name")),
+    responses((status = 200, description = "the policy", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn show(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -67,6 +82,14 @@ pub(super) async fn show(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/policies/{name}/versions/{version}",
+    tag = "policies",
+    summary = "One version",
+    params(("name" = String, Path, description = "the policy's name"), ("version" = String, Path, description = "a version number, or a sha256: digest")),
+    responses((status = 200, description = "the version", body = Version), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn show_version(
     State(app): State<App>,
     Path((name, version)): Path<(String, String)>,
@@ -83,6 +106,15 @@ pub(super) struct UploadQuery {
 }
 
 /// `POST /v1/policies/NAME/versions`, the component's bytes as the body.
+#[utoipa::path(
+    post,
+    path = "/v1/policies/{name}/versions",
+    tag = "policies",
+    summary = "Upload a .wasm component as a new version (validated and compiled first)",
+    params(("name" = String, Path, description = "the policy's name"), ("activate" = Option<bool>, Query, description = "activate it once uploaded"), ("X-Wasmscale-User" = Option<String>, Header, description = "who makes the change, for the history"), ("X-Wasmscale-Signer" = Option<String>, Header, description = "the hex Ed25519 public key that signed it"), ("X-Wasmscale-Signature" = Option<String>, Header, description = "the hex signature over its digest")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"),
+    responses((status = 201, description = "a new version", body = serde_json::Value), (status = 200, description = "these bytes were already a version", body = serde_json::Value), (status = 413, description = "over the module size limit", body = super::errors::ErrorBody), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn upload(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -179,6 +211,14 @@ pub(super) async fn upload(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/policies/{name}/versions/{version}",
+    tag = "policies",
+    summary = "Delete a version that is neither active nor shadowing",
+    params(("name" = String, Path, description = "the policy's name"), ("version" = String, Path, description = "a version number, or a sha256: digest"), ("X-Wasmscale-User" = Option<String>, Header, description = "who makes the change, for the history")),
+    responses((status = 204, description = "deleted"), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn delete_version(
     State(app): State<App>,
     Path((name, version)): Path<(String, String)>,
@@ -214,6 +254,15 @@ pub(super) struct ActivateBody {
     version: serde_json::Value,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/policies/{name}/activate",
+    tag = "policies",
+    summary = "Activate a version: configure, smoke-evaluate and swap it into every scaler that follows the policy",
+    params(("name" = String, Path, description = "the policy's name"), ("X-Wasmscale-User" = Option<String>, Header, description = "who makes the change, for the history")),
+    request_body(content = serde_json::Value, description = "{\"version\": 3} or {\"version\": \"sha256:...\"}"),
+    responses((status = 200, description = "active everywhere", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn activate(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -242,6 +291,14 @@ pub(super) async fn activate(
         .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/policies/{name}/rollback",
+    tag = "policies",
+    summary = "Bring the previously active version back",
+    params(("name" = String, Path, description = "the policy's name"), ("X-Wasmscale-User" = Option<String>, Header, description = "who makes the change, for the history")),
+    responses((status = 200, description = "the previous version is active", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn rollback(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -389,6 +446,15 @@ pub(super) struct Shadowed {
 
 /// `PUT /v1/policies/NAME/shadow` `{"version": 4}`: every follower evaluates
 /// that version beside the active one on the same snapshots; it never acts.
+#[utoipa::path(
+    put,
+    path = "/v1/policies/{name}/shadow",
+    tag = "policies",
+    summary = "Evaluate a version beside the active one on the same snapshots; it never acts",
+    params(("name" = String, Path, description = "the policy's name"), ("X-Wasmscale-User" = Option<String>, Header, description = "who makes the change, for the history")),
+    request_body(content = serde_json::Value, description = "{\"version\": 4}"),
+    responses((status = 200, description = "shadowing", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn set_shadow(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -435,6 +501,14 @@ pub(super) async fn set_shadow(
 }
 
 /// `DELETE /v1/policies/NAME/shadow`.
+#[utoipa::path(
+    delete,
+    path = "/v1/policies/{name}/shadow",
+    tag = "policies",
+    summary = "Stop shadowing",
+    params(("name" = String, Path, description = "the policy's name"), ("X-Wasmscale-User" = Option<String>, Header, description = "who makes the change, for the history")),
+    responses((status = 200, description = "no shadow", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn clear_shadow(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -459,6 +533,14 @@ pub(super) async fn clear_shadow(
 
 /// `POST /v1/policies/NAME/promote`: the shadow becomes the active version
 /// (the activation pipeline), and stops shadowing.
+#[utoipa::path(
+    post,
+    path = "/v1/policies/{name}/promote",
+    tag = "policies",
+    summary = "Activate the shadow version",
+    params(("name" = String, Path, description = "the policy's name"), ("X-Wasmscale-User" = Option<String>, Header, description = "who makes the change, for the history")),
+    responses((status = 200, description = "the shadow is active", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn promote(
     State(app): State<App>,
     Path(name): Path<String>,

@@ -1,4 +1,7 @@
-//! The running scalers: list, status, recent decisions.
+//! The scalers: list, status, recent decisions, and those created, replaced
+//! and deleted through the API. An API scaler is checked as a config file's
+//! entry is (and its policy probed), started, then stored in the registry,
+//! so that a restart brings it back.
 
 use super::{ApiError, App};
 use axum::Json;
@@ -12,6 +15,14 @@ pub(super) struct ScalerView {
     tenant: String,
     /// The policy as configured.
     policy: String,
+    /// `file` (the config file's) or `api` (created through this API).
+    origin: &'static str,
+    /// An API scaler's entry as stored, and when and by whom it last changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<crate::registry::StoredScaler>,
+    /// Why a stored scaler is not running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
     /// What runs now, from the scaler's task (absent if it did not answer).
     running: Option<crate::controller::Inspection>,
     counters: Option<crate::controller::ScalerStatus>,
@@ -40,8 +51,12 @@ pub(super) fn desk(app: &App, name: &str) -> Result<crate::controller::Desk, Api
 
 async fn view(app: &App, desk: crate::controller::Desk) -> ScalerView {
     let running = crate::controller::inspect(&desk).await;
+    let stored = stored(app, &desk.scaler);
     ScalerView {
         counters: app.handle.metrics.status(&desk.scaler),
+        origin: if stored.is_some() { "api" } else { "file" },
+        stored,
+        problem: None,
         name: desk.scaler,
         tenant: desk.tenant,
         policy: desk.policy,
@@ -49,20 +64,324 @@ async fn view(app: &App, desk: crate::controller::Desk) -> ScalerView {
     }
 }
 
+fn stored(app: &App, name: &str) -> Option<crate::registry::StoredScaler> {
+    let (registry, _) = app.registry().ok()?;
+    registry.scaler(name).ok().flatten()
+}
+
+/// A stored scaler with no running task: it was refused at start.
+fn not_running(s: crate::registry::StoredScaler) -> ScalerView {
+    let entry: serde_json::Value = serde_json::from_str(&s.spec).unwrap_or_default();
+    let field = |k: &str| entry[k].as_str().unwrap_or_default().to_owned();
+    ScalerView {
+        name: s.name.clone(),
+        tenant: field("tenant"),
+        policy: field("policy"),
+        origin: "api",
+        stored: Some(s),
+        problem: Some(
+            "stored, but not running: its entry was refused when the server started (the server's log says why); PUT it again to fix it".into(),
+        ),
+        running: None,
+        counters: None,
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/scalers",
+    tag = "scalers",
+    summary = "Every scaler: the config file's and the API's",
+    responses((status = 200, description = "the scalers", body = Vec<serde_json::Value>), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn list(State(app): State<App>) -> Json<Vec<ScalerView>> {
     let mut out = Vec::new();
-    for desk in app.handle.controls.desks() {
+    let desks = app.handle.controls.desks();
+    let stored = app
+        .registry()
+        .ok()
+        .and_then(|(r, _)| r.scalers().ok())
+        .unwrap_or_default();
+    for s in stored {
+        if !desks.iter().any(|d| d.scaler == s.name) {
+            out.push(not_running(s));
+        }
+    }
+    for desk in desks {
         out.push(view(&app, desk).await);
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Json(out)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/scalers/{name}",
+    tag = "scalers",
+    summary = "One scaler: what it runs, its breaker, its counters",
+    params(("name" = String, Path, description = "the scaler's name")),
+    responses((status = 200, description = "the scaler", body = serde_json::Value), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn status(
     State(app): State<App>,
     Path(name): Path<String>,
 ) -> Result<Json<ScalerView>, ApiError> {
-    let desk = desk(&app, &name)?;
-    Ok(Json(view(&app, desk).await))
+    match desk(&app, &name) {
+        Ok(desk) => Ok(Json(view(&app, desk).await)),
+        Err(e) => stored(&app, &name).map(|s| Json(not_running(s))).ok_or(e),
+    }
+}
+
+use super::policies::who as user;
+
+/// Check an entry (a `[[scaler]]` table as JSON) for scaler `name`, as a
+/// config file's would be, and probe its policy.
+async fn check_entry(
+    app: &App,
+    name: &str,
+    entry: &mut serde_json::Value,
+) -> Result<crate::config::ScalerConfig, ApiError> {
+    let host = app
+        .registry
+        .as_ref()
+        .map(|(_, h)| h.clone())
+        .ok_or_else(ApiError::no_registry)?;
+    let Some(object) = entry.as_object_mut() else {
+        return Err(ApiError::bad_request("the body must be a JSON object: the keys of one [[scaler]] entry")
+            .hint("e.g. {\"policy\": \"builtin:queue-depth\", \"min_replicas\": 1, \"max_replicas\": 8, \"metrics\": {\"queue_depth\": 12}}"));
+    };
+    match object.get("name") {
+        None => {
+            object.insert("name".into(), name.into());
+        }
+        Some(n) if n.as_str() == Some(name) => {}
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "the body names scaler {n}, the path {name:?}"
+            ))
+            .hint("leave `name` out of the body, or make the two agree"));
+        }
+    }
+    let base = app.handle.base.clone();
+    let origin = format!("scaler {name}");
+    let entry = entry.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let mut checked = crate::config::check_entry(&origin, &entry, &base);
+        crate::controller::probe(&mut checked, &host);
+        checked.into_result()
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut config = checked?;
+    config
+        .scalers
+        .pop()
+        .ok_or_else(|| ApiError::bad_request("the entry holds no scaler"))
+}
+
+fn changes(app: &App) -> Result<&crate::controller::ScalerChanges, ApiError> {
+    app.handle.changes.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this server takes no scaler changes",
+        )
+    })
+}
+
+/// The body of `POST /v1/scalers`: a `[[scaler]]` entry with its name.
+#[utoipa::path(
+    post,
+    path = "/v1/scalers",
+    tag = "scalers",
+    summary = "Create a scaler from a [[scaler]] entry as JSON; it is checked as the config file's are, and kept across restarts",
+    params(("X-Wasmscale-User" = Option<String>, Header, description = "who makes the change, for the history")),
+    request_body(content = serde_json::Value, description = "the keys of one [[scaler]] entry, with its name"),
+    responses((status = 201, description = "created and running", body = serde_json::Value), (status = 409, description = "a scaler of that name exists", body = super::errors::ErrorBody), (status = 422, description = "the entry is invalid: `problems` lists each", body = super::errors::ErrorBody), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
+pub(super) async fn create(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<ScalerView>), ApiError> {
+    let entry = parse_body(&body)?;
+    let Some(name) = entry
+        .get("name")
+        .and_then(|n| n.as_str())
+        .map(str::to_owned)
+    else {
+        return Err(ApiError::bad_request("the entry has no `name`").hint(
+            "POST /v1/scalers takes the name in the body; PUT /v1/scalers/NAME in the path",
+        ));
+    };
+    if app.handle.controls.desk(&name).is_some() || stored(&app, &name).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("a scaler named {name:?} exists"),
+        )
+        .hint(format!("PUT /v1/scalers/{name} replaces it")));
+    }
+    put_entry(&app, &name, entry, &user(&headers)).await
+}
+
+/// `PUT /v1/scalers/{name}`: create the scaler, or replace it.
+#[utoipa::path(
+    put,
+    path = "/v1/scalers/{name}",
+    tag = "scalers",
+    summary = "Create or replace an API scaler (a replaced one keeps its state)",
+    params(("name" = String, Path, description = "the scaler's name"), ("X-Wasmscale-User" = Option<String>, Header, description = "who makes the change, for the history")),
+    request_body(content = serde_json::Value, description = "the keys of one [[scaler]] entry"),
+    responses((status = 201, description = "created", body = serde_json::Value), (status = 200, description = "replaced", body = serde_json::Value), (status = 409, description = "it comes from the config file", body = super::errors::ErrorBody), (status = 422, description = "the entry is invalid: `problems` lists each", body = super::errors::ErrorBody), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
+pub(super) async fn put(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<ScalerView>), ApiError> {
+    let entry = parse_body(&body)?;
+    put_entry(&app, &name, entry, &user(&headers)).await
+}
+
+fn parse_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let hint = "send the keys of one [[scaler]] entry as a JSON object";
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")).hint(hint))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object").hint(hint));
+    }
+    Ok(value)
+}
+
+/// Check, store, then start: a scaler that cannot start is not stored (the
+/// entry it replaced is put back), so what is stored is what runs.
+async fn put_entry(
+    app: &App,
+    name: &str,
+    mut entry: serde_json::Value,
+    by: &str,
+) -> Result<(StatusCode, Json<ScalerView>), ApiError> {
+    let (registry, _) = app.registry()?;
+    if name.trim().is_empty() || name.len() > 253 || name.chars().any(char::is_control) {
+        return Err(
+            ApiError::bad_request(format!("{name:?} is not a scaler name"))
+                .hint("use 1 to 253 printable characters"),
+        );
+    }
+    let config = check_entry(app, name, &mut entry).await?;
+    let changes = changes(app)?;
+    // The entry as checked: a restart checks the same.
+    let spec = entry.to_string();
+    // One change to the stored scalers at a time: a put racing another
+    // could otherwise restore the wrong entry.
+    let _one = app.scaler_changes.lock().await;
+    let old = registry.put_scaler(name, &spec, by)?;
+    match changes.put(config).await {
+        Ok(applied) => {
+            let status = match applied {
+                crate::controller::Applied::Created => StatusCode::CREATED,
+                _ => StatusCode::OK,
+            };
+            drop(_one);
+            let view = match app.handle.controls.desk(name) {
+                Some(desk) => view(app, desk).await,
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the scaler started but has no desk",
+                    ));
+                }
+            };
+            Ok((status, Json(view)))
+        }
+        Err(e) => {
+            if let Err(undo) = registry.restore_scaler(name, old.as_ref()) {
+                tracing::error!(scaler = %name, error = %undo, "cannot restore the stored entry after a failed put; the registry holds the refused entry");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// `DELETE /v1/scalers/{name}`: stop and forget an API scaler.
+#[utoipa::path(
+    delete,
+    path = "/v1/scalers/{name}",
+    tag = "scalers",
+    summary = "Stop and forget an API scaler",
+    params(("name" = String, Path, description = "the scaler's name"), ("X-Wasmscale-User" = Option<String>, Header, description = "who makes the change, for the history")),
+    responses((status = 204, description = "deleted"), (status = 409, description = "it comes from the config file", body = super::errors::ErrorBody), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
+pub(super) async fn delete(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let (registry, _) = app.registry()?;
+    let changes = changes(&app)?;
+    let _one = app.scaler_changes.lock().await;
+    let old = registry.delete_scaler(&name, &user(&headers))?;
+    match changes.remove(&name).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        // Stored but not running (refused at start): deleting it is all there is.
+        Err(crate::controller::ChangeError::NotManaged(_)) if old.is_some() => {
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(e) => {
+            if old.is_some()
+                && let Err(undo) = registry.restore_scaler(&name, old.as_ref())
+            {
+                tracing::error!(scaler = %name, error = %undo, "cannot restore the stored entry after a failed delete");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// The stored scalers, checked as at their creation, to start with `run`:
+/// one that no longer passes (or has a file scaler's name) is left out with
+/// an error in the log, and `GET /v1/scalers` shows it as not running.
+pub fn stored_scalers(
+    registry: &crate::registry::Registry,
+    host: &crate::host::Host,
+    base: &std::path::Path,
+    file: &crate::config::Config,
+) -> Vec<crate::config::ScalerConfig> {
+    let stored = match registry.scalers() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the scalers created through the admin API; none of them start");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for s in stored {
+        if file.scalers.iter().any(|f| f.name == s.name) {
+            tracing::error!(scaler = %s.name, "a scaler created through the admin API has the name of one in the config file; the file's runs");
+            continue;
+        }
+        let entry: serde_json::Value = match serde_json::from_str(&s.spec) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(scaler = %s.name, error = %e, "a stored scaler's entry is not JSON; it does not start");
+                continue;
+            }
+        };
+        let mut checked = crate::config::check_entry(&format!("scaler {}", s.name), &entry, base);
+        crate::controller::probe(&mut checked, host);
+        match checked.into_result() {
+            Ok(mut c) if c.scalers.len() == 1 && c.scalers[0].name == s.name => {
+                out.extend(c.scalers.pop());
+            }
+            Ok(_) => {
+                tracing::error!(scaler = %s.name, "a stored scaler's entry names another scaler; it does not start")
+            }
+            Err(errors) => {
+                tracing::error!(scaler = %s.name, %errors, "a stored scaler's entry no longer passes its checks; it does not start (PUT it again to fix it)")
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -77,6 +396,14 @@ pub(super) struct DecisionsQuery {
 /// The most records `decisions` returns.
 const MAX_DECISIONS: usize = 1000;
 
+#[utoipa::path(
+    get,
+    path = "/v1/scalers/{name}/decisions",
+    tag = "scalers",
+    summary = "Recent decisions, from the audit log, newest last",
+    params(("name" = String, Path, description = "the scaler's name"), ("since" = Option<String>, Query, description = "how far back: 90s, 15m, 1h, 2d"), ("limit" = Option<usize>, Query, description = "at most this many, the newest (default 50, at most 1000)")),
+    responses((status = 200, description = "audit records", body = Vec<serde_json::Value>), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
+)]
 pub(super) async fn decisions(
     State(app): State<App>,
     Path(name): Path<String>,

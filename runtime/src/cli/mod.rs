@@ -14,7 +14,7 @@ pub use audit::{explain, replay};
 pub use check::check;
 pub use eval::{EvalArgs, eval};
 pub use remote::{Output, PolicyCommand, RemoteArgs, ScalerCommand, policy, scaler};
-pub use run::{open_registry, run, validate};
+pub use run::{open_registry, run, serve, validate};
 pub use scaffold::{build, new_policy};
 pub use simulate::{SimulateArgs, demo, simulate};
 
@@ -220,15 +220,21 @@ pub enum Command {
         wasmscale run examples/configs/gpu-inference.toml --ticks 5\n\n\
         Each scaler ticks on its own interval: read the source, evaluate the policy in its sandbox, \
         apply the guardrails, act, and append one audit record (see `wasmscale audit explain`). \
-        On SIGTERM in-flight ticks finish and the audit log is flushed. On SIGHUP the config is \
-        re-read and validated: if valid, the scalers are replaced and each keeps its state (guard \
-        windows, policy memory); if not, the errors are logged and the running scalers go on."
+        On SIGTERM in-flight ticks finish and the audit log is flushed. When the config file \
+        changes (or on SIGHUP) it is re-read, checked and applied as a diff: only scalers whose \
+        entry changed are rebuilt, each keeping its state (guard windows, policy memory); a bad \
+        entry refuses only its scaler, which goes on as it was; a file that does not parse \
+        changes nothing. Scalers created through the admin API (`wasmscale scaler apply`) start \
+        beside the file's, and survive restarts."
     )]
     Run {
         config: PathBuf,
         /// Stop each scaler after N ticks (for trials and tests).
         #[arg(long, value_name = "N")]
         ticks: Option<u64>,
+        /// Reload only on SIGHUP, not when the config file changes.
+        #[arg(long)]
+        no_watch: bool,
     },
 
     /// Read the audit log.

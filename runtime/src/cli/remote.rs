@@ -16,6 +16,9 @@ pub struct RemoteArgs {
     /// Output: a table for people, or the API's JSON.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Who makes the change, as the registry's history records it.
+    #[arg(long, global = true, env = "WASMSCALE_USER")]
+    pub user: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -112,6 +115,16 @@ pub enum ScalerCommand {
     },
     /// Clear the scaler's breaker.
     Resume { name: String },
+    /// Create or replace scalers from a file of `[[scaler]]` entries (TOML,
+    /// as in the config file, or one JSON object), checked by the server as
+    /// the config file's are, and kept across restarts.
+    #[command(
+        after_help = "Example:\n  wasmscale scaler apply chat.toml\n\nwhere chat.toml holds\n  [[scaler]]\n  name = \"chat\"\n  policy = \"registry:ttft-guard\"\n  min_replicas = 1\n  max_replicas = 16\n  source = { type = \"prometheus\", url = \"http://127.0.0.1:9090\" }\n  metrics = { ttft_p99_seconds = \"histogram_quantile(0.99, rate(ttft_bucket[1m]))\" }"
+    )]
+    Apply { file: PathBuf },
+    /// Stop and forget a scaler created through the API (the config file's
+    /// are changed in the file).
+    Delete { name: String },
 }
 
 struct Client {
@@ -122,10 +135,17 @@ struct Client {
 
 impl Client {
     fn new(args: &RemoteArgs) -> Result<Self> {
+        crate::tls::install_provider();
+        let mut headers = reqwest::header::HeaderMap::new();
+        let user = args.user.clone().or_else(|| std::env::var("USER").ok());
+        if let Some(user) = user.and_then(|u| reqwest::header::HeaderValue::from_str(&u).ok()) {
+            headers.insert("x-wasmscale-user", user);
+        }
         Ok(Client {
             base: args.server.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(120))
+                .default_headers(headers)
                 .build()?,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -142,12 +162,18 @@ impl Client {
                 format!("cannot reach the admin API at {base} (is `wasmscale run` serving it? see --server)")
             })?;
             let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            let raw = response.text().await.unwrap_or_default();
+            let body: Value = serde_json::from_str(&raw).unwrap_or(Value::String(raw));
             if status.is_success() {
                 return Ok(body);
             }
-            let message = body["error"].as_str().unwrap_or("no message").to_owned();
+            let mut message = body["error"].as_str().unwrap_or("no message").to_owned();
+            for p in body["problems"].as_array().into_iter().flatten() {
+                message.push_str(&format!("\n  - {}", text(&p["message"])));
+                if let Some(h) = p["hint"].as_str() {
+                    message.push_str(&format!("\n    hint: {h}"));
+                }
+            }
             match body["hint"].as_str() {
                 Some(hint) => bail!("{status}: {message}\nhint: {hint}"),
                 None => bail!("{status}: {message}"),
@@ -532,6 +558,35 @@ pub fn scaler(command: &ScalerCommand, args: &RemoteArgs) -> Result<ExitCode> {
                 println!("{name}: paused (applies at its next tick)")
             });
         }
+        ScalerCommand::Apply { file } => {
+            let mut applied = Vec::new();
+            for entry in scaler_entries(file)? {
+                let name = entry["name"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .with_context(|| format!("{}: every entry needs a `name`", file.display()))?;
+                let v = c
+                    .send(
+                        c.http
+                            .put(c.url(&format!("/v1/scalers/{}", enc(&name))))
+                            .json(&entry),
+                    )
+                    .with_context(|| format!("scaler {name}"))?;
+                if args.output == Output::Table {
+                    println!("{name}: applied (policy {})", text(&v["policy"]));
+                }
+                applied.push(v);
+            }
+            if args.output == Output::Json {
+                print(args.output, &Value::Array(applied), |_| {});
+            }
+        }
+        ScalerCommand::Delete { name } => {
+            c.send(c.http.delete(c.url(&format!("/v1/scalers/{}", enc(name)))))?;
+            if args.output == Output::Table {
+                println!("{name}: deleted");
+            }
+        }
         ScalerCommand::Resume { name } => {
             let v = c.send(
                 c.http
@@ -543,4 +598,33 @@ pub fn scaler(command: &ScalerCommand, args: &RemoteArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `[[scaler]]` entries of a file for `scaler apply`: TOML (a config
+/// file's `[[scaler]]` tables, or one bare table) or one JSON object.
+fn scaler_entries(file: &std::path::Path) -> Result<Vec<Value>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if file.extension().is_some_and(|e| e == "json") {
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", file.display()))?;
+        return Ok(match v {
+            Value::Array(a) => a,
+            v => vec![v],
+        });
+    }
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not TOML", file.display()))?;
+    let entries = match table.get("scaler") {
+        Some(toml::Value::Array(a)) => a.clone(),
+        Some(_) => bail!("{}: `scaler` must be [[scaler]] tables", file.display()),
+        None => vec![toml::Value::Table(table)],
+    };
+    if entries.is_empty() {
+        bail!("{} holds no scaler", file.display());
+    }
+    entries
+        .into_iter()
+        .map(|e| Ok(serde_json::to_value(e)?))
+        .collect()
 }

@@ -39,47 +39,13 @@ pub fn validate(host: &Host, path: &Path) -> Result<std::process::ExitCode> {
     }
 }
 
-pub fn run(host: Host, path: &Path, ticks: Option<u64>) -> Result<std::process::ExitCode> {
-    let host = Arc::new(host);
-    let registry = open_registry(&host, path)?;
-    let config = match crate::controller::load(path, &host) {
-        Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{errors}");
-            bail!(
-                "{} has {} error(s); nothing was started",
-                path.display(),
-                errors.errors.len()
-            );
-        }
-    };
-    let base = path.parent().unwrap_or(Path::new("."));
-    let audit = base.join(&config.audit.path);
-    eprintln!(
-        "running {} scaler(s); audit log: {}",
-        config.scalers.len(),
-        audit.display()
-    );
-    let admin: Vec<Box<dyn crate::controller::Service>> = if config.admin.listen.is_empty() {
-        Vec::new()
-    } else {
-        let server = crate::admin::AdminServer::new(&config.admin.listen);
-        vec![Box::new(match registry {
-            Some(r) => server.with_registry(r, host.clone()),
-            None => server,
-        })]
-    };
-    let summary = crate::controller::run(
-        config,
-        base,
-        &host,
-        crate::controller::RunOptions {
-            ticks,
-            metrics: None,
-            reload_from: Some(path.to_path_buf()),
-            services: admin,
-        },
-    )?;
+pub fn run(
+    host: Host,
+    path: &Path,
+    ticks: Option<u64>,
+    watch: bool,
+) -> Result<std::process::ExitCode> {
+    let summary = serve(Arc::new(host), path, ticks, watch)?;
     eprintln!(
         "stopped: {} ticks, {} with failures, {} missed, {} audit write errors",
         summary.ticks, summary.failed_ticks, summary.missed_ticks, summary.audit_errors
@@ -94,4 +60,62 @@ pub fn run(host: Host, path: &Path, ticks: Option<u64>) -> Result<std::process::
         );
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// What `wasmscale run` does: the config's scalers and those the admin API
+/// created (stored in the registry), the admin server beside them, SIGHUP
+/// (and, with `watch`, a change of the file) reloading it, until a signal
+/// or `ticks` ticks per scaler.
+pub fn serve(
+    host: Arc<Host>,
+    path: &Path,
+    ticks: Option<u64>,
+    watch: bool,
+) -> Result<crate::controller::RunSummary> {
+    let registry = open_registry(&host, path)?;
+    let config = match crate::controller::load(path, &host) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            bail!(
+                "{} has {} error(s); nothing was started",
+                path.display(),
+                errors.errors.len()
+            );
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let managed = registry
+        .as_ref()
+        .map(|r| crate::admin::stored_scalers(r, &host, base, &config))
+        .unwrap_or_default();
+    let audit = base.join(&config.audit.path);
+    eprintln!(
+        "running {} scaler(s) from the file and {} created through the API; audit log: {}",
+        config.scalers.len(),
+        managed.len(),
+        audit.display()
+    );
+    let admin: Vec<Box<dyn crate::controller::Service>> = if config.admin.listen.is_empty() {
+        Vec::new()
+    } else {
+        let server = crate::admin::AdminServer::new(&config.admin.listen);
+        vec![Box::new(match registry {
+            Some(r) => server.with_registry(r, host.clone()),
+            None => server,
+        })]
+    };
+    Ok(crate::controller::run(
+        config,
+        base,
+        &host,
+        crate::controller::RunOptions {
+            ticks,
+            metrics: None,
+            reload_from: Some(path.to_path_buf()),
+            watch,
+            services: admin,
+            managed,
+        },
+    )?)
 }

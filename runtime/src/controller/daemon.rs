@@ -2,6 +2,7 @@
 //! interval, the audit writer, the services beside them (the admin server),
 //! signals and reload.
 
+use super::changes::{Applied, ChangeError, ScalerChange};
 use super::handle::Handle;
 use super::scaler::{Scaler, SetupCause, SetupError};
 use super::wall_clock_ms;
@@ -25,8 +26,14 @@ pub struct RunOptions {
     pub metrics: Option<super::Metrics>,
     /// Re-read this config file on SIGHUP.
     pub reload_from: Option<PathBuf>,
+    /// Re-read it also when its contents change.
+    pub watch: bool,
     /// What runs beside the scalers, given their [`Handle`] (the admin server).
     pub services: Vec<Box<dyn Service>>,
+    /// Scalers a service manages (the admin API's, stored in the registry),
+    /// started beside the file's. Reloads of the file leave them alone, and
+    /// the service changes them through [`Handle::changes`].
+    pub managed: Vec<ScalerConfig>,
 }
 
 /// Something that runs beside the scalers for as long as `run` does (the
@@ -77,12 +84,10 @@ impl RunSummary {
 /// Scalers' first ticks are spread over their interval on this grid.
 const TICK_SLOT_MS: u64 = 10;
 
-/// The audit writer's linger for a config's shortest tick interval.
-fn audit_linger(config: &Config) -> u64 {
+/// The audit writer's linger for the scalers' shortest tick interval.
+fn audit_linger<'a>(scalers: impl Iterator<Item = &'a ScalerConfig>) -> u64 {
     crate::audit::writer::linger_for(
-        config
-            .scalers
-            .iter()
+        scalers
             .map(|s| s.interval_seconds)
             .fold(f64::INFINITY, f64::min),
     )
@@ -271,18 +276,15 @@ struct ReloadPlan {
     config: Config,
     start: Vec<ScalerConfig>,
     stop: Vec<String>,
-    rejected: Vec<String>,
 }
 
 /// Read and check the config again, as a diff against what runs: unchanged
 /// scalers are left alone, and a bad `[[scaler]]` entry refuses only that
 /// scaler. `None` when the file as a whole is refused (it does not parse,
-/// or its process settings are wrong): then nothing changes.
-fn plan_reload(
-    path: &Path,
-    host: &Host,
-    running: &HashMap<String, (tokio::sync::watch::Sender<bool>, ScalerConfig)>,
-) -> Option<ReloadPlan> {
+/// or its process settings are wrong): then nothing changes. Scalers a
+/// service manages are not the file's: the file cannot stop them, and an
+/// entry of the same name is refused.
+fn plan_reload(path: &Path, trigger: &str, host: &Host, live: &Live) -> Option<ReloadPlan> {
     let mut checked = crate::config::read(path);
     super::probe::probe(&mut checked, host);
     let partial = match checked.into_partial() {
@@ -295,20 +297,33 @@ fn plan_reload(
     if let Some(errors) = &partial.errors {
         tracing::error!(%errors, rejected = ?partial.rejected, "these scalers' new config is invalid; they go on as they were, the rest reload");
     }
-    let config = partial.config;
+    let mut config = partial.config;
+    config.scalers.retain(|s| {
+        let clash = live.managed.contains(&s.name);
+        if clash {
+            tracing::error!(scaler = %s.name, "this [[scaler]] entry has the name of a scaler created through the admin API; it is refused (rename it, or delete the API's first)");
+        }
+        !clash
+    });
     let start: Vec<ScalerConfig> = config
         .scalers
         .iter()
-        .filter(|s| running.get(&s.name).is_none_or(|(_, old)| old != *s))
+        .filter(|s| live.running.get(&s.name).is_none_or(|(_, old)| old != *s))
         .cloned()
         .collect();
-    let stop: Vec<String> = running
+    let stop: Vec<String> = live
+        .running
         .keys()
-        .filter(|n| !config.scalers.iter().any(|s| &s.name == *n) && !partial.rejected.contains(n))
+        .filter(|n| {
+            !live.managed.contains(*n)
+                && !config.scalers.iter().any(|s| &s.name == *n)
+                && !partial.rejected.contains(n)
+        })
         .cloned()
         .collect();
     tracing::warn!(
         path = %path.display(),
+        trigger,
         changed = start.len(),
         removed = stop.len(),
         rejected = partial.rejected.len(),
@@ -319,8 +334,149 @@ fn plan_reload(
         config,
         start,
         stop,
-        rejected: partial.rejected,
     })
+}
+
+/// The scaler tasks of a run, and what each runs.
+#[derive(Default)]
+struct Live {
+    tasks: ScalerTasks,
+    /// The running scalers: what stops each, and the config it runs. A
+    /// stopped scaler stays here until its task ends.
+    running: HashMap<String, (tokio::sync::watch::Sender<bool>, ScalerConfig)>,
+    /// Scalers built to replace a running one, waiting for its task to end.
+    replacing: HashMap<String, Scaler>,
+    /// The running scalers a service manages (the rest are the file's).
+    managed: std::collections::HashSet<String>,
+    /// Tasks spawned so far: the next one's phase.
+    spawned: usize,
+}
+
+impl Live {
+    fn start(&mut self, scaler: Scaler, config: ScalerConfig, at: &Spawn<'_>) {
+        let stop = spawn_scaler(&mut self.tasks, scaler, self.spawned, at);
+        self.spawned += 1;
+        self.running.insert(config.name.clone(), (stop, config));
+    }
+
+    /// Start a new scaler, or stop the running one of that name and swap
+    /// this one in (with its state) once its task has ended.
+    fn start_or_replace(&mut self, scaler: Scaler, config: ScalerConfig, at: &Spawn<'_>) {
+        match self.running.get_mut(&config.name) {
+            Some((stop, old)) => {
+                stop.send_replace(true);
+                self.replacing.insert(config.name.clone(), scaler);
+                *old = config;
+            }
+            None => self.start(scaler, config, at),
+        }
+    }
+
+    fn stop(&mut self, name: &str) {
+        self.replacing.remove(name);
+        if let Some((stop, _)) = self.running.get(name) {
+            stop.send_replace(true);
+        }
+    }
+
+    /// Apply a service's change and answer it.
+    fn apply(
+        &mut self,
+        change: ScalerChange,
+        stopping: bool,
+        base: &Path,
+        host: &Host,
+        state_dir: Option<&Path>,
+        at: &Spawn<'_>,
+    ) {
+        match change {
+            ScalerChange::Put { config, reply } => {
+                let name = config.name.clone();
+                let outcome = if stopping {
+                    Err(ChangeError::Stopping)
+                } else if self.running.contains_key(&name) && !self.managed.contains(&name) {
+                    Err(ChangeError::FromFile(name.clone()))
+                } else {
+                    match Scaler::new(&config, base, host, state_dir) {
+                        Ok(scaler) => {
+                            let replaced = self.running.contains_key(&name);
+                            self.managed.insert(name.clone());
+                            self.start_or_replace(scaler, *config, at);
+                            tracing::info!(scaler = %name, replaced, "a scaler was put through the admin API");
+                            Ok(if replaced {
+                                Applied::Replaced
+                            } else {
+                                Applied::Created
+                            })
+                        }
+                        Err(e) => Err(ChangeError::Setup(Box::new(e))),
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+            ScalerChange::Remove { name, reply } => {
+                let outcome = if self.managed.remove(&name) {
+                    self.stop(&name);
+                    tracing::info!(scaler = %name, "a scaler was removed through the admin API");
+                    Ok(())
+                } else if self.running.contains_key(&name) {
+                    Err(ChangeError::FromFile(name))
+                } else {
+                    Err(ChangeError::NotManaged(name))
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Tell the breaker controls, metrics and audit writer what runs now.
+    /// A scaler being stopped is no longer counted.
+    fn publish(&self, controls: &super::Controls, metrics: &super::Metrics, linger: &AtomicU64) {
+        let stopping: Vec<&String> = self
+            .running
+            .iter()
+            .filter(|(name, (stop, _))| *stop.borrow() && !self.replacing.contains_key(*name))
+            .map(|(name, _)| name)
+            .collect();
+        let names: Vec<String> = self
+            .running
+            .keys()
+            .filter(|n| !stopping.contains(n))
+            .cloned()
+            .collect();
+        metrics.set_expected(names.len());
+        controls.set_scalers(names);
+        linger.store(
+            audit_linger(self.running.values().map(|(_, c)| c)),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// The scalers a service manages, built to start beside the file's. One that
+/// has a file scaler's name, or cannot be built, is left out with an error:
+/// the rest start.
+fn build_managed(
+    config: &Config,
+    base: &Path,
+    host: &Host,
+    managed: Vec<ScalerConfig>,
+) -> Vec<(Scaler, ScalerConfig)> {
+    let state_dir = config.state_dir.as_ref().map(|d| base.join(d));
+    let mut out = Vec::new();
+    for s in managed {
+        if config.scalers.iter().any(|f| f.name == s.name) {
+            tracing::error!(scaler = %s.name, "a scaler created through the admin API has the name of one in the config file; the file's runs");
+            continue;
+        }
+        match Scaler::new(&s, base, host, state_dir.as_deref()) {
+            Ok(scaler) => out.push((scaler, s)),
+            Err(e) => {
+                tracing::error!(scaler = %s.name, error = %e, "cannot start this scaler created through the admin API; it is not running (PUT it again to fix it)")
+            }
+        }
+    }
+    out
 }
 
 /// Build the scalers of a config (each restores what it persisted in `state_dir`).
@@ -336,9 +492,10 @@ fn build_scalers(config: &Config, base: &Path, host: &Host) -> Result<Vec<Scaler
 /// Run every scaler on its own interval until told to stop. Each scaler is its
 /// own task, so a slow scaler never delays another; the audit log has one
 /// writer, fed through a channel, flushed per batch of ready records and synced
-/// at shutdown. With `options.reload_from`, SIGHUP re-reads and re-validates
-/// that file: a valid config replaces the scalers (each keeping its state), an
-/// invalid one is reported and the running scalers go on.
+/// at shutdown. With `options.reload_from`, SIGHUP or a change to that file
+/// re-reads and re-checks it and applies it as a diff: changed scalers are
+/// replaced (each keeping its state), one bad entry refuses only that
+/// scaler, and a file that does not parse changes nothing.
 pub fn run(
     config: Config,
     base: &Path,
@@ -346,6 +503,7 @@ pub fn run(
     mut options: RunOptions,
 ) -> Result<RunSummary, SetupError> {
     let scalers = build_scalers(&config, base, host)?;
+    let managed_scalers = build_managed(&config, base, host, std::mem::take(&mut options.managed));
     let audit_path = base.join(&config.audit.path);
     let audit_log = AuditLog::open(&audit_path, config.audit.max_bytes, config.audit.keep)
         .map_err(|error| {
@@ -362,15 +520,23 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| SetupError::new("*", SetupCause::Runtime(e)))?;
+    let names: Vec<String> = scalers
+        .iter()
+        .chain(managed_scalers.iter().map(|(s, _)| s))
+        .map(|s| s.name().to_owned())
+        .collect();
     let metrics = options
         .metrics
         .clone()
-        .unwrap_or_else(|| super::Metrics::new(scalers.len()));
-    let controls = super::Controls::new(scalers.iter().map(|s| s.name().to_owned()).collect());
+        .unwrap_or_else(|| super::Metrics::new(names.len()));
+    let controls = super::Controls::new(names);
+    let (changes_tx, mut changes) = tokio::sync::mpsc::channel(16);
     let handle = Handle {
         metrics: metrics.clone(),
         controls: controls.clone(),
         audit: Some(audit_path.clone()),
+        base: base.to_path_buf(),
+        changes: Some(super::ScalerChanges(changes_tx)),
     };
     let services = std::mem::take(&mut options.services);
     runtime.block_on(async move {
@@ -378,7 +544,9 @@ pub fn run(
             tokio::spawn(service.start(handle.clone()));
         }
         let (records_tx, records_rx) = tokio::sync::mpsc::channel::<AuditRecord>(crate::audit::writer::CHANNEL);
-        let linger = Arc::new(AtomicU64::new(audit_linger(&config)));
+        let linger = Arc::new(AtomicU64::new(audit_linger(
+            config.scalers.iter().chain(managed_scalers.iter().map(|(_, c)| c)),
+        )));
         let writer = crate::audit::writer::spawn(audit_log, records_rx, linger.clone());
         let shutdown = async {
             #[cfg(unix)]
@@ -407,86 +575,100 @@ pub fn run(
             ticks: options.ticks,
             origin: tokio::time::Instant::now(),
         };
-        let mut tasks = ScalerTasks::default();
-        // The running scalers: what stops each, and the config it runs.
-        let mut running: HashMap<String, (tokio::sync::watch::Sender<bool>, ScalerConfig)> = HashMap::new();
-        // Scalers built from a reloaded config, waiting for the task they replace to end.
-        let mut replacing: HashMap<String, Scaler> = HashMap::new();
-        let mut spawned = 0usize;
+        let mut live = Live::default();
         for (scaler, config) in scalers.into_iter().zip(config.scalers.iter()) {
-            let stop = spawn_scaler(&mut tasks, scaler, spawned, &at);
-            spawned += 1;
-            running.insert(config.name.clone(), (stop, config.clone()));
+            live.start(scaler, config.clone(), &at);
         }
+        for (scaler, config) in managed_scalers {
+            live.managed.insert(config.name.clone());
+            live.start(scaler, config, &at);
+        }
+        let mut state_dir = config.state_dir.as_ref().map(|d| base.join(d));
+        let mut watch = options
+            .reload_from
+            .as_deref()
+            .filter(|_| options.watch)
+            .and_then(super::watch::ConfigWatch::start);
+        let mut changes_open = true;
         let mut finished = Vec::new();
         loop {
             let reload = async {
                 #[cfg(unix)]
-                if let Some(h) = hangup.as_mut() {
-                    h.recv().await;
-                    return;
+                let hangup = async {
+                    match hangup.as_mut() {
+                        Some(h) => {
+                            h.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                #[cfg(not(unix))]
+                let hangup = std::future::pending::<()>();
+                let edited = async {
+                    match watch.as_mut() {
+                        Some(w) => w.changed().await,
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = hangup => "SIGHUP",
+                    _ = edited => "file-changed",
                 }
-                std::future::pending::<()>().await
             };
             tokio::select! {
                 _ = &mut shutdown, if !stopping => {
                     stopping = true;
-                    replacing.clear();
+                    live.replacing.clear();
                     tracing::info!("shutting down: finishing in-flight ticks and flushing the audit log");
-                    for (stop, _) in running.values() {
+                    for (stop, _) in live.running.values() {
                         let _ = stop.send(true);
                     }
                 }
-                _ = reload, if !stopping => {
+                trigger = reload, if !stopping => {
                     let Some(path) = options.reload_from.as_ref() else { continue };
-                    let Some(plan) = plan_reload(path, host, &running) else { continue };
+                    let Some(plan) = plan_reload(path, trigger, host, &live) else { continue };
                     for name in &plan.stop {
-                        if let Some((stop, _)) = running.get(name) {
-                            let _ = stop.send(true);
-                        }
+                        live.stop(name);
                     }
+                    state_dir = plan.config.state_dir.as_ref().map(|d| base.join(d));
                     for s in plan.start {
-                        let state_dir = plan.config.state_dir.as_ref().map(|d| base.join(d));
                         match Scaler::new(&s, base, host, state_dir.as_deref()) {
-                            Ok(scaler) if running.contains_key(&s.name) => {
-                                // Swapped in when the old task hands its state over.
-                                replacing.insert(s.name.clone(), scaler);
-                                if let Some((stop, old)) = running.get_mut(&s.name) {
-                                    *old = s;
-                                    let _ = stop.send(true);
-                                }
-                            }
-                            Ok(scaler) => {
-                                let stop = spawn_scaler(&mut tasks, scaler, spawned, &at);
-                                spawned += 1;
-                                running.insert(s.name.clone(), (stop, s));
-                            }
+                            Ok(scaler) => live.start_or_replace(scaler, s, &at),
                             Err(e) => tracing::error!(scaler = %s.name, error = %e, "cannot apply this scaler's new config; it keeps running as it was"),
                         }
                     }
-                    let names: Vec<String> = plan.config.scalers.iter().map(|s| s.name.clone()).chain(plan.rejected.iter().cloned()).filter(|n| running.contains_key(n)).collect();
-                    controls.set_scalers(names.clone());
-                    metrics.set_expected(names.len());
-                    linger.store(audit_linger(&plan.config), Ordering::Relaxed);
+                    live.publish(&controls, &metrics, &linger);
                 }
-                joined = tasks.set.join_next_with_id() => match joined {
+                change = changes.recv(), if changes_open => {
+                    let Some(change) = change else {
+                        changes_open = false;
+                        continue;
+                    };
+                    live.apply(change, stopping, base, host, state_dir.as_deref(), &at);
+                    live.publish(&controls, &metrics, &linger);
+                }
+                joined = live.tasks.set.join_next_with_id() => match joined {
                     Some(joined) => {
                         let id = match &joined { Ok((id, _)) => *id, Err(e) => e.id() };
-                        let name = tasks.names.get(&id).cloned();
-                        account_task(joined, &mut tasks.names, &metrics, &mut summary, &mut finished);
+                        let name = live.tasks.names.get(&id).cloned();
+                        account_task(joined, &mut live.tasks.names, &metrics, &mut summary, &mut finished);
                         let Some(name) = name else { continue };
                         let old = finished.pop();
-                        let Some(mut new) = replacing.remove(&name) else {
-                            running.remove(&name);
+                        let Some(mut new) = live.replacing.remove(&name) else {
+                            // Stopped on purpose (a reload or the API removed
+                            // it): it no longer exists. A lost one stays listed.
+                            if live.running.remove(&name).is_some_and(|(stop, _)| *stop.borrow()) && !stopping {
+                                live.publish(&controls, &metrics, &linger);
+                            }
                             continue;
                         };
                         // A task that was lost hands over no state: the new scaler starts without it.
                         if let Some(old) = old {
                             new.adopt(old.into_state());
                         }
-                        let stop = spawn_scaler(&mut tasks, new, spawned, &at);
-                        spawned += 1;
-                        if let Some(entry) = running.get_mut(&name) {
+                        let stop = spawn_scaler(&mut live.tasks, new, live.spawned, &at);
+                        live.spawned += 1;
+                        if let Some(entry) = live.running.get_mut(&name) {
                             entry.0 = stop;
                         }
                     }

@@ -5,8 +5,13 @@
 
 use crate::audit::AuditRecord;
 use crate::guard::BreakerSetting;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::metrics::gauge::ConstGauge;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 /// The handle a service gets: the process's metrics and breaker controls.
@@ -16,6 +21,12 @@ pub struct Handle {
     pub controls: Controls,
     /// The audit log the scalers write (for recent decisions and snapshots).
     pub audit: Option<std::path::PathBuf>,
+    /// Where relative paths in a scaler's entry are resolved from (the
+    /// config file's directory).
+    pub base: std::path::PathBuf,
+    /// Add, replace and remove scalers while running (None: this run takes
+    /// no changes).
+    pub changes: Option<super::ScalerChanges>,
 }
 
 /// Upper bounds of the evaluation-latency histogram, seconds.
@@ -184,162 +195,175 @@ impl Metrics {
         })
     }
 
-    /// The Prometheus text exposition.
+    /// The exposition `/metrics` serves (OpenMetrics text, written by
+    /// the Prometheus project's client library).
     pub fn render(&self) -> String {
         let Ok(handles) = self.inner.lock() else {
             return String::new();
         };
-        let all: Vec<(String, ScalerMetrics)> = handles
+        let scalers: Vec<(String, ScalerMetrics)> = handles
             .iter()
             .map(|(name, h)| (name.clone(), h.read()))
             .collect();
         drop(handles);
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Process));
+        registry.register_collector(Box::new(Scrape { scalers }));
         let mut out = String::new();
-        render_process(&mut out);
-        let label = |name: &str, m: &ScalerMetrics| {
-            format!(
-                "scaler=\"{}\",tenant=\"{}\"",
-                escape(name),
-                escape(&m.tenant)
-            )
-        };
-        let gauge = |out: &mut String,
-                     metric: &str,
-                     help: &str,
-                     kind: &str,
-                     value: &dyn Fn(&ScalerMetrics) -> String| {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
-            for (name, m) in all.iter() {
-                let _ = writeln!(out, "{metric}{{{}}} {}", label(name, m), value(m));
-            }
-        };
-        gauge(
-            &mut out,
-            "wasmscale_desired_replicas",
-            "Replica count decided on the last tick.",
-            "gauge",
-            &|m| m.desired.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_current_replicas",
-            "Replica count the target reported on the last tick.",
-            "gauge",
-            &|m| m.current.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_scaler_up",
-            "1 while the scaler's task runs, 0 once it ended abnormally (see the error log).",
-            "gauge",
-            &|m| u8::from(!m.lost).to_string(),
-        );
-        let lost = all.iter().filter(|(_, m)| m.lost).count();
-        let _ = writeln!(
-            out,
-            "# HELP wasmscale_scaler_tasks_lost_total Scaler tasks that ended abnormally.\n# TYPE wasmscale_scaler_tasks_lost_total counter\nwasmscale_scaler_tasks_lost_total {lost}"
-        );
-        gauge(
-            &mut out,
-            "wasmscale_ticks_total",
-            "Ticks run.",
-            "counter",
-            &|m| m.ticks.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_missed_ticks_total",
-            "Ticks that could not run on time.",
-            "counter",
-            &|m| m.missed_ticks.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_shadow_ticks_total",
-            "Ticks a shadow version was evaluated beside the active one (it never acts).",
-            "counter",
-            &|m| m.shadow_ticks.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_shadow_differing_total",
-            "Ticks where the shadow version proposed another count than the active one.",
-            "counter",
-            &|m| m.shadow_differing.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_shadow_abs_difference_total",
-            "Sum over ticks of |shadow proposal - active proposal|, in replicas.",
-            "counter",
-            &|m| m.shadow_abs_difference.to_string(),
-        );
-        gauge(
-            &mut out,
-            "wasmscale_policy_fuel_total",
-            "Fuel the policy used.",
-            "counter",
-            &|m| m.fuel.to_string(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wasmscale_tick_duration_seconds Time to run one tick (source, policy, guardrails, actuator).\n# TYPE wasmscale_tick_duration_seconds histogram"
-        );
-        for (name, m) in all.iter() {
-            let l = label(name, m);
-            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "wasmscale_tick_duration_seconds_bucket{{{l},le=\"{bound}\"}} {}",
-                    m.latency_buckets[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "wasmscale_tick_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
-                m.latency_count
-            );
-            let _ = writeln!(
-                out,
-                "wasmscale_tick_duration_seconds_sum{{{l}}} {}",
-                m.latency_sum
-            );
-            let _ = writeln!(
-                out,
-                "wasmscale_tick_duration_seconds_count{{{l}}} {}",
-                m.latency_count
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wasmscale_errors_total Failures recorded in ticks, by the stage that failed and the kind of failure.\n# TYPE wasmscale_errors_total counter"
-        );
-        for (name, m) in all.iter() {
-            for (key, n) in &m.errors {
-                let (stage, kind) = key.split_once('/').unwrap_or(("", key));
-                let _ = writeln!(
-                    out,
-                    "wasmscale_errors_total{{{},stage=\"{}\",kind=\"{}\"}} {n}",
-                    label(name, m),
-                    escape(stage),
-                    escape(kind)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wasmscale_guardrail_interventions_total Decisions a guardrail changed, by guardrail.\n# TYPE wasmscale_guardrail_interventions_total counter"
-        );
-        for (name, m) in all.iter() {
-            for (guard, n) in &m.interventions {
-                let _ = writeln!(
-                    out,
-                    "wasmscale_guardrail_interventions_total{{{},guard=\"{guard}\"}} {n}",
-                    label(name, m)
-                );
-            }
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::error!(error = %e, "cannot write /metrics");
         }
         out
+    }
+}
+
+/// The content type of [`Metrics::render`]'s text.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every scaler's counters at one scrape, written as metric families.
+#[derive(Debug)]
+struct Scrape {
+    scalers: Vec<(String, ScalerMetrics)>,
+}
+
+/// A scaler's labels, escaped: the library writes label values as given.
+fn labels(name: &str, m: &ScalerMetrics) -> [(&'static str, String); 2] {
+    [("scaler", escape(name)), ("tenant", escape(&m.tenant))]
+}
+
+impl Scrape {
+    /// One family with a series per scaler.
+    fn per_scaler<M: EncodeMetric>(
+        &self,
+        e: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        value: impl Fn(&ScalerMetrics) -> M,
+    ) -> std::fmt::Result {
+        let kind = value(&ScalerMetrics::default()).metric_type();
+        let mut family = e.encode_descriptor(name, help, None, kind)?;
+        for (scaler, m) in &self.scalers {
+            value(m).encode(family.encode_family(&labels(scaler, m))?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let gauge = |v: u32| ConstGauge::new(i64::from(v));
+        let counter = ConstCounter::new;
+        self.per_scaler(
+            &mut e,
+            "wasmscale_desired_replicas",
+            "Replica count decided on the last tick.",
+            |m| gauge(m.desired),
+        )?;
+        self.per_scaler(
+            &mut e,
+            "wasmscale_current_replicas",
+            "Replica count the target reported on the last tick.",
+            |m| gauge(m.current),
+        )?;
+        self.per_scaler(
+            &mut e,
+            "wasmscale_scaler_up",
+            "1 while the scaler's task runs, 0 once it ended abnormally (see the error log).",
+            |m| gauge(u32::from(!m.lost)),
+        )?;
+        let lost = self.scalers.iter().filter(|(_, m)| m.lost).count() as u64;
+        let c = counter(lost);
+        c.encode(e.encode_descriptor(
+            "wasmscale_scaler_tasks_lost",
+            "Scaler tasks that ended abnormally.",
+            None,
+            c.metric_type(),
+        )?)?;
+        // Counters are named without `_total`: the library appends it.
+        self.per_scaler(&mut e, "wasmscale_ticks", "Ticks run.", |m| {
+            counter(m.ticks)
+        })?;
+        self.per_scaler(
+            &mut e,
+            "wasmscale_missed_ticks",
+            "Ticks that could not run on time.",
+            |m| counter(m.missed_ticks),
+        )?;
+        self.per_scaler(
+            &mut e,
+            "wasmscale_shadow_ticks",
+            "Ticks a shadow version was evaluated beside the active one (it never acts).",
+            |m| counter(m.shadow_ticks),
+        )?;
+        self.per_scaler(
+            &mut e,
+            "wasmscale_shadow_differing",
+            "Ticks where the shadow version proposed another count than the active one.",
+            |m| counter(m.shadow_differing),
+        )?;
+        self.per_scaler(
+            &mut e,
+            "wasmscale_shadow_abs_difference",
+            "Sum over ticks of |shadow proposal - active proposal|, in replicas.",
+            |m| counter(m.shadow_abs_difference),
+        )?;
+        self.per_scaler(
+            &mut e,
+            "wasmscale_policy_fuel",
+            "Fuel the policy used.",
+            |m| counter(m.fuel),
+        )?;
+        let mut family = e.encode_descriptor(
+            "wasmscale_tick_duration_seconds",
+            "Time to run one tick (source, policy, guardrails, actuator).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (scaler, m) in &self.scalers {
+            // The library takes each bucket's own count (it sums them), and
+            // an upper bound of f64::MAX for +Inf.
+            let mut buckets = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+            let mut below = 0;
+            for (bound, cumulative) in LATENCY_BUCKETS.iter().zip(m.latency_buckets) {
+                buckets.push((*bound, cumulative - below));
+                below = cumulative;
+            }
+            buckets.push((f64::MAX, m.latency_count.saturating_sub(below)));
+            family.encode_family(&labels(scaler, m))?.encode_histogram(
+                m.latency_sum,
+                m.latency_count,
+                &buckets,
+                None::<&std::collections::HashMap<usize, Exemplar<NoLabelSet, f64>>>,
+            )?;
+        }
+        let mut family = e.encode_descriptor(
+            "wasmscale_errors",
+            "Failures recorded in ticks, by the stage that failed and the kind of failure.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (scaler, m) in &self.scalers {
+            for (key, n) in &m.errors {
+                let (stage, kind) = key.split_once('/').unwrap_or(("", key));
+                let [s, t] = labels(scaler, m);
+                let set = [s, t, ("stage", escape(stage)), ("kind", escape(kind))];
+                counter(*n).encode(family.encode_family(&set)?)?;
+            }
+        }
+        let mut family = e.encode_descriptor(
+            "wasmscale_guardrail_interventions",
+            "Decisions a guardrail changed, by guardrail.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (scaler, m) in &self.scalers {
+            for (guard, n) in &m.interventions {
+                let [s, t] = labels(scaler, m);
+                let set = [s, t, ("guard", escape(guard))];
+                counter(*n).encode(family.encode_family(&set)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -466,56 +490,72 @@ impl Controls {
 
 /// `wasmscale_build_info` and the standard process metrics (Linux: read
 /// from /proc/self; elsewhere only the build info).
-fn render_process(out: &mut String) {
-    let _ = writeln!(
-        out,
-        "# HELP wasmscale_build_info The running binary's version (the value is always 1).\n# TYPE wasmscale_build_info gauge\nwasmscale_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return;
-    };
-    // Fields after the command name, which may hold spaces: state is field 3.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
-    // Clock ticks per second: 100 on every Linux this runs on.
-    const TICKS: f64 = 100.0;
-    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
-        let _ = writeln!(
-            out,
-            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
-            (utime + stime) / TICKS
-        );
-    }
-    if let Some(pages) = field(24) {
-        let _ = writeln!(
-            out,
-            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
-            pages * 4096.0
-        );
-    }
-    if let Some(bytes) = field(23) {
-        let _ = writeln!(
-            out,
-            "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes {bytes}"
-        );
-    }
-    if let Some(threads) = field(20) {
-        let _ = writeln!(
-            out,
-            "# HELP process_threads Number of OS threads in the process.\n# TYPE process_threads gauge\nprocess_threads {threads}"
-        );
-    }
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        let _ = writeln!(
-            out,
-            "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}",
-            fds.count()
-        );
+#[derive(Debug)]
+struct Process;
+
+impl Collector for Process {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let info = ConstGauge::new(1i64);
+        info.encode(
+            e.encode_descriptor(
+                "wasmscale_build_info",
+                "The running binary's version (the value is always 1).",
+                None,
+                info.metric_type(),
+            )?
+            .encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?,
+        )?;
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+            return Ok(());
+        };
+        // Fields after the command name, which may hold spaces: state is field 3.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        // Clock ticks per second: 100 on every Linux this runs on.
+        const TICKS: f64 = 100.0;
+        let mut one = |name: &str, help: &str, metric: &dyn EncodeMetric| -> std::fmt::Result {
+            metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
+        };
+        if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+            one(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                &ConstCounter::new((utime + stime) / TICKS),
+            )?;
+        }
+        if let Some(pages) = field(24) {
+            one(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                &ConstGauge::new(pages * 4096.0),
+            )?;
+        }
+        if let Some(bytes) = field(23) {
+            one(
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                &ConstGauge::new(bytes),
+            )?;
+        }
+        if let Some(threads) = field(20) {
+            one(
+                "process_threads",
+                "Number of OS threads in the process.",
+                &ConstGauge::new(threads),
+            )?;
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            one(
+                "process_open_fds",
+                "Number of open file descriptors.",
+                &ConstGauge::new(fds.count() as i64),
+            )?;
+        }
+        Ok(())
     }
 }
 

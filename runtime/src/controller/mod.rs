@@ -3,15 +3,20 @@
 //! `run` calls on a wall clock, and that `replay` and the simulator call with
 //! their own clocks: one code path for all three.
 
+mod changes;
 mod daemon;
 mod handle;
 mod probe;
 mod replay;
 mod scaler;
 mod swap;
+mod watch;
 
+pub use changes::{Applied, ChangeError, ScalerChanges};
 pub use daemon::{RunOptions, RunSummary, Service, run};
-pub use handle::{Controls, Desk, Handle, Metrics, Notice, ScalerHandle, ScalerStatus};
+pub use handle::{
+    Controls, Desk, Handle, METRICS_CONTENT_TYPE, Metrics, Notice, ScalerHandle, ScalerStatus,
+};
 pub use probe::{load, probe};
 pub use replay::{ReplayedDecision, replay};
 pub use scaler::check_signed;

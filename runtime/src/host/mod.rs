@@ -114,14 +114,16 @@ pub fn builtin_example_params(name: &str) -> Option<&'static str> {
 }
 
 /// Where a policy comes from: `builtin:NAME`, a path to a `.wasm`
-/// component, or the registry: `registry:NAME` (its active version) or
-/// `sha256:HEX` (exactly that blob).
+/// component, the registry: `registry:NAME` (its active version) or
+/// `sha256:HEX` (exactly that blob), or an OCI registry: `oci://HOST/REPO:TAG`
+/// (pulled and cached by the registry; held without the scheme).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicySource {
     Builtin(String),
     File(std::path::PathBuf),
     Registry(String),
     Digest(String),
+    Oci(String),
 }
 
 /// Where `registry:` and `sha256:` sources are read from: the registry,
@@ -136,6 +138,9 @@ pub trait PolicyStore: Send + Sync {
     fn shadow(&self, name: &str) -> Result<Option<(String, Vec<u8>)>, String>;
     /// The public keys whose signature over `digest` the store checked.
     fn signers(&self, digest: &str) -> Result<Vec<String>, String>;
+    /// The component an OCI reference (without `oci://`) names, pulled and
+    /// checked, at most `max_bytes`: a label for it and its bytes.
+    fn pull(&self, reference: &str, max_bytes: usize) -> Result<(String, Vec<u8>), String>;
 }
 
 impl PolicySource {
@@ -147,6 +152,8 @@ impl PolicySource {
             PolicySource::Registry(name.to_owned())
         } else if s.starts_with("sha256:") {
             PolicySource::Digest(s.to_owned())
+        } else if let Some(reference) = s.strip_prefix("oci://") {
+            PolicySource::Oci(reference.to_owned())
         } else {
             PolicySource::File(s.into())
         }
@@ -179,9 +186,11 @@ impl PolicySource {
             PolicySource::File(path) => {
                 read_bounded(path, max_bytes).map(|b| (path.display().to_string(), b.into()))
             }
-            PolicySource::Registry(_) | PolicySource::Digest(_) => Err(PolicyError::Registry(
-                "registry policies need the registry: set `state_dir` in the config".into(),
-            )),
+            PolicySource::Registry(_) | PolicySource::Digest(_) | PolicySource::Oci(_) => {
+                Err(PolicyError::Registry(
+                    "registry and oci:// policies need the registry (it caches what is pulled): set `state_dir` in the config".into(),
+                ))
+            }
         }
     }
 }
@@ -263,6 +272,7 @@ impl std::fmt::Display for PolicySource {
             PolicySource::File(p) => write!(f, "{}", p.display()),
             PolicySource::Registry(n) => write!(f, "registry:{n}"),
             PolicySource::Digest(d) => f.write_str(d),
+            PolicySource::Oci(r) => write!(f, "oci://{r}"),
         }
     }
 }
@@ -408,6 +418,9 @@ impl Host {
             (PolicySource::Registry(name), Some(store)) => store.active(name),
             (PolicySource::Digest(digest), Some(store)) => {
                 store.blob(digest).map(|b| (digest.clone(), b))
+            }
+            (PolicySource::Oci(reference), Some(store)) => {
+                store.pull(reference, self.limits.max_module_bytes)
             }
             _ => return None,
         };

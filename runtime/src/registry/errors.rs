@@ -40,6 +40,8 @@ pub enum RegistryError {
     },
     #[error("registry database: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Oci(#[from] super::oci::OciError),
 }
 
 impl RegistryError {

@@ -9,9 +9,12 @@
 //! temporary files and unreferenced blobs are removed at open.
 
 mod errors;
+pub mod oci;
+mod scalers;
 pub mod signatures;
 
 pub use errors::RegistryError;
+pub use scalers::StoredScaler;
 
 use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// One uploaded version of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Version {
     pub policy: String,
     /// 1, 2, ... in upload order, per policy.
@@ -54,7 +57,7 @@ pub struct Upload {
 }
 
 /// A policy: its versions and which are active and shadowing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PolicyInfo {
     pub name: String,
     pub active: Option<u32>,
@@ -97,6 +100,14 @@ CREATE TABLE IF NOT EXISTS shadows (policy TEXT PRIMARY KEY, version INTEGER NOT
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, policy TEXT NOT NULL,
     kind TEXT NOT NULL, version INTEGER, by TEXT NOT NULL, detail TEXT NOT NULL);
+";
+
+/// What each `oci://` reference last pulled (its blob is kept as long as
+/// the row names it): the fallback when the registry cannot be reached.
+const OCI_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS oci_pulls (
+    reference TEXT PRIMARY KEY, digest TEXT NOT NULL, manifest_digest TEXT NOT NULL,
+    pulled_ms INTEGER NOT NULL);
 ";
 
 /// `sha256:HEX` of `bytes`.
@@ -153,6 +164,8 @@ impl Registry {
         db.pragma_update(None, "synchronous", "FULL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
+        db.execute_batch(scalers::SCHEMA)?;
+        db.execute_batch(OCI_SCHEMA)?;
         let registry = Registry {
             blobs,
             db: Mutex::new(db),
@@ -173,7 +186,8 @@ impl Registry {
     fn tidy(&self) -> Result<(), RegistryError> {
         let referenced: std::collections::HashSet<String> = {
             let db = self.db();
-            let mut q = db.prepare("SELECT DISTINCT digest FROM versions")?;
+            let mut q =
+                db.prepare("SELECT digest FROM versions UNION SELECT digest FROM oci_pulls")?;
             q.query_map([], |r| r.get::<_, String>(0))?
                 .collect::<Result<_, _>>()?
         };
@@ -653,7 +667,59 @@ fn active_version(db: &rusqlite::Connection, policy: &str) -> rusqlite::Result<O
     Ok(top_activation(db, policy)?.map(|(_, v)| v))
 }
 
+impl Registry {
+    /// The component behind `oci://REFERENCE` (given without the scheme):
+    /// pulled and checked (see [`oci`]), stored as a blob, and remembered
+    /// for the reference. When the pull fails, the last copy pulled for the
+    /// same reference is used, with a warning; with none, the pull's error.
+    /// Returns a label naming what runs (`oci://REF@sha256:HEX`) and the bytes.
+    pub fn pull_oci(
+        &self,
+        reference: &str,
+        max_bytes: usize,
+    ) -> Result<(String, Vec<u8>), RegistryError> {
+        let label = |digest: &str| format!("oci://{reference}@{digest}");
+        match oci::pull(reference, max_bytes) {
+            Ok(pulled) => {
+                self.write_blob(&pulled.digest, &pulled.bytes)?;
+                self.db().execute(
+                    "INSERT OR REPLACE INTO oci_pulls VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        reference,
+                        pulled.digest,
+                        pulled.manifest_digest,
+                        now_ms() as i64
+                    ],
+                )?;
+                Ok((label(&pulled.digest), pulled.bytes))
+            }
+            Err(error @ oci::OciError::BadReference { .. }) => Err(error.into()),
+            Err(error) => {
+                let cached: Option<String> = self
+                    .db()
+                    .query_row(
+                        "SELECT digest FROM oci_pulls WHERE reference = ?1",
+                        [reference],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(digest) = cached else {
+                    return Err(error.into());
+                };
+                let bytes = self.blob(&digest)?;
+                tracing::warn!(reference, %error, %digest, "cannot pull this policy; running the copy pulled last");
+                Ok((label(&digest), bytes))
+            }
+        }
+    }
+}
+
 impl crate::host::PolicyStore for Registry {
+    fn pull(&self, reference: &str, max_bytes: usize) -> Result<(String, Vec<u8>), String> {
+        self.pull_oci(reference, max_bytes)
+            .map_err(|e| e.to_string())
+    }
+
     fn shadow(&self, name: &str) -> Result<Option<(String, Vec<u8>)>, String> {
         match Registry::shadow(self, name) {
             Ok(Some(v)) => {

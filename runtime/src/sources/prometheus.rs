@@ -47,6 +47,7 @@ impl Prometheus {
         metrics: &BTreeMap<String, MetricQuery>,
     ) -> Result<Self, SourceError> {
         let PrometheusConfig { url, timeout_ms } = config;
+        crate::tls::install_provider();
         let client = url
             .parse::<prometheus_http_query::Client>()
             .map_err(|e| SourceError::Unavailable(format!("bad prometheus url {url:?}: {e}")))?;
