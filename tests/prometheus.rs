@@ -273,3 +273,83 @@ fn a_0_2_policy_gets_only_the_queries_it_reads() {
         "the 0.1 policy gets every query\n{log}"
     );
 }
+
+/// Query Prometheus for one instant value of `query` (None before it has one).
+fn instant(port: u16, query: &str) -> Option<f64> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let _ = write!(
+        s,
+        "GET /api/v1/query?query={query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let body: serde_json::Value = serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()?;
+    body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// The admin server's `/metrics`, scraped by a real Prometheus: it parses
+/// the exposition (the target is up) and holds the series the README names.
+#[test]
+fn a_real_prometheus_scrapes_the_admin_metrics() {
+    let admin = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[audit]
+path = "audit.jsonl"
+[admin]
+listen = "127.0.0.1:{admin}"
+[[scaler]]
+name = "chat"
+tenant = "acme"
+policy = "builtin:queue-depth"
+params = {{ target_per_replica = 10 }}
+min_replicas = 1
+max_replicas = 8
+interval_seconds = 0.1
+metrics = {{ queue_depth = 35 }}
+"#
+        ),
+    )
+    .unwrap();
+    let daemon = std::thread::spawn(move || {
+        wasmscale::cli::serve(Arc::new(host()), &path, Some(200), false).unwrap()
+    });
+    let prometheus = start_prometheus(admin);
+    // The daemon ticks for 20 s; Prometheus scrapes every second.
+    let deadline = Instant::now() + Duration::from_secs(18);
+    let mut seen = (None, None, None);
+    while Instant::now() < deadline {
+        seen = (
+            instant(prometheus.port, "up"),
+            instant(
+                prometheus.port,
+                "wasmscale_ticks_total%7Bscaler%3D%22chat%22%2Ctenant%3D%22acme%22%7D",
+            ),
+            instant(
+                prometheus.port,
+                "wasmscale_tick_duration_seconds_count%7Bscaler%3D%22chat%22%7D",
+            ),
+        );
+        if matches!(seen, (Some(1.0), Some(t), Some(c)) if t > 0.0 && c > 0.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (up, ticks, count) = seen;
+    assert_eq!(
+        up,
+        Some(1.0),
+        "Prometheus could not scrape or parse /metrics"
+    );
+    assert!(ticks.is_some_and(|t| t > 0.0), "{ticks:?}");
+    assert!(count.is_some_and(|c| c > 0.0), "{count:?}");
+    assert_eq!(
+        instant(prometheus.port, "wasmscale_desired_replicas"),
+        Some(4.0)
+    );
+    assert!(instant(prometheus.port, "process_resident_memory_bytes").is_some_and(|b| b > 1e6));
+    daemon.join().unwrap();
+}

@@ -1172,6 +1172,66 @@ metrics = {{ queue_depth = 55 }}
     assert!(stdout(&out).contains("chat: paused"), "{}", stdout(&out));
     let out = cli(&["scaler", "resume", "chat"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Scalers from a file of [[scaler]] entries, through the API.
+    let entries = dir.path().join("more.toml");
+    std::fs::write(
+        &entries,
+        r#"[[scaler]]
+name = "batch"
+policy = "builtin:queue-depth"
+params = { target_per_replica = 5 }
+min_replicas = 1
+max_replicas = 4
+interval_seconds = 0.1
+metrics = { queue_depth = 12 }
+
+[[scaler]]
+name = "bad"
+policy = "builtin:queue-depth"
+min_replicas = 3
+max_replicas = 2
+"#,
+    )
+    .unwrap();
+    let out = cli(&["scaler", "apply", entries.to_str().unwrap()]);
+    assert!(!out.status.success(), "the bad entry fails the command");
+    assert!(stdout(&out).contains("batch: applied"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("scaler bad")
+            && stderr(&out).contains("422")
+            && stderr(&out).contains("min_replicas (3) is greater than max_replicas (2)")
+            && stderr(&out).contains("hint: swap them"),
+        "each problem with its hint: {}",
+        stderr(&out)
+    );
+    let out = cli(&["scaler", "list", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let origins: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().into(),
+                s["origin"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            ("batch".into(), "api".into()),
+            ("chat".into(), "file".into())
+        ]
+    );
+    let out = cli(&["scaler", "delete", "chat"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("comes from the config file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(&["scaler", "delete", "batch"]);
+    assert!(stdout(&out).contains("batch: deleted"), "{}", stderr(&out));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -213,14 +213,7 @@ pub(super) async fn create(
             "POST /v1/scalers takes the name in the body; PUT /v1/scalers/NAME in the path",
         ));
     };
-    if app.handle.controls.desk(&name).is_some() || stored(&app, &name).is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("a scaler named {name:?} exists"),
-        )
-        .hint(format!("PUT /v1/scalers/{name} replaces it")));
-    }
-    put_entry(&app, &name, entry, &user(&headers)).await
+    put_entry(&app, &name, entry, &user(&headers), true).await
 }
 
 /// `PUT /v1/scalers/{name}`: create the scaler, or replace it.
@@ -240,7 +233,7 @@ pub(super) async fn put(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<ScalerView>), ApiError> {
     let entry = parse_body(&body)?;
-    put_entry(&app, &name, entry, &user(&headers)).await
+    put_entry(&app, &name, entry, &user(&headers), false).await
 }
 
 fn parse_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
@@ -260,6 +253,7 @@ async fn put_entry(
     name: &str,
     mut entry: serde_json::Value,
     by: &str,
+    only_new: bool,
 ) -> Result<(StatusCode, Json<ScalerView>), ApiError> {
     let (registry, _) = app.registry()?;
     if name.trim().is_empty() || name.len() > 253 || name.chars().any(char::is_control) {
@@ -275,6 +269,13 @@ async fn put_entry(
     // One change to the stored scalers at a time: a put racing another
     // could otherwise restore the wrong entry.
     let _one = app.scaler_changes.lock().await;
+    if only_new && (app.handle.controls.desk(name).is_some() || stored(app, name).is_some()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("a scaler named {name:?} exists"),
+        )
+        .hint(format!("PUT /v1/scalers/{name} replaces it")));
+    }
     let old = registry.put_scaler(name, &spec, by)?;
     match changes.put(config).await {
         Ok(applied) => {

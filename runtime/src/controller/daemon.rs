@@ -348,6 +348,9 @@ struct Live {
     replacing: HashMap<String, Scaler>,
     /// The running scalers a service manages (the rest are the file's).
     managed: std::collections::HashSet<String>,
+    /// Scalers the service removed whose task has not ended yet: its to
+    /// put again.
+    released: std::collections::HashSet<String>,
     /// Tasks spawned so far: the next one's phase.
     spawned: usize,
 }
@@ -392,14 +395,16 @@ impl Live {
         match change {
             ScalerChange::Put { config, reply } => {
                 let name = config.name.clone();
+                let ours = self.managed.contains(&name) || self.released.contains(&name);
                 let outcome = if stopping {
                     Err(ChangeError::Stopping)
-                } else if self.running.contains_key(&name) && !self.managed.contains(&name) {
+                } else if self.running.contains_key(&name) && !ours {
                     Err(ChangeError::FromFile(name.clone()))
                 } else {
                     match Scaler::new(&config, base, host, state_dir) {
                         Ok(scaler) => {
                             let replaced = self.running.contains_key(&name);
+                            self.released.remove(&name);
                             self.managed.insert(name.clone());
                             self.start_or_replace(scaler, *config, at);
                             tracing::info!(scaler = %name, replaced, "a scaler was put through the admin API");
@@ -417,6 +422,7 @@ impl Live {
             ScalerChange::Remove { name, reply } => {
                 let outcome = if self.managed.remove(&name) {
                     self.stop(&name);
+                    self.released.insert(name.clone());
                     tracing::info!(scaler = %name, "a scaler was removed through the admin API");
                     Ok(())
                 } else if self.running.contains_key(&name) {
@@ -655,6 +661,7 @@ pub fn run(
                         let Some(name) = name else { continue };
                         let old = finished.pop();
                         let Some(mut new) = live.replacing.remove(&name) else {
+                            live.released.remove(&name);
                             // Stopped on purpose (a reload or the API removed
                             // it): it no longer exists. A lost one stays listed.
                             if live.running.remove(&name).is_some_and(|(stop, _)| *stop.borrow()) && !stopping {
