@@ -99,6 +99,15 @@ pub fn snapshot(json: &str, current: u32) -> wasmscale::model::Snapshot {
     .0
 }
 
+/// A free port on 127.0.0.1, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
 /// Write `text` to `dir/name`; the path.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

@@ -16,15 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmscale::registry::digest_of;
-use wasmscale_tests::{host, write_file};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use wasmscale_tests::{free_port, host, write_file};
 
 /// A distribution server on a free port, storing under its own directory;
 /// killed on drop.

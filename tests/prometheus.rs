@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use wasmscale::controller;
 use wasmscale::controller::Scaler;
 use wasmscale_tests::fake_kube::{Shared, start_fake};
-use wasmscale_tests::host;
+use wasmscale_tests::{free_port, host};
 
 /// Serve `/metrics` with `test_queue_depth <value>` until the process ends.
 fn serve_metrics(value: Arc<AtomicU64>) -> u16 {
@@ -42,14 +42,6 @@ fn serve_metrics(value: Arc<AtomicU64>) -> u16 {
         }
     });
     port
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Prometheus {

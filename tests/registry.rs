@@ -15,16 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmscale::controller::{self, RunSummary};
 use wasmscale::registry::{Registry, Upload, digest_of};
-use wasmscale_tests::{fixtures, host, write_file};
-
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use wasmscale_tests::{fixtures, free_port, host, write_file};
 
 /// One HTTP/1.1 exchange: the status and the body.
 fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {

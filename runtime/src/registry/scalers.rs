@@ -27,6 +27,16 @@ pub struct StoredScaler {
     pub updated_by: String,
 }
 
+/// The stored entry of `name`, read in `db` (a transaction or not).
+fn find(db: &rusqlite::Connection, name: &str) -> rusqlite::Result<Option<StoredScaler>> {
+    db.query_row(
+        "SELECT name, spec, created_ms, updated_ms, updated_by FROM scalers WHERE name = ?1",
+        [name],
+        row,
+    )
+    .optional()
+}
+
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredScaler> {
     Ok(StoredScaler {
         name: r.get(0)?,
@@ -50,11 +60,7 @@ impl Registry {
 
     /// One stored scaler.
     pub fn scaler(&self, name: &str) -> Result<Option<StoredScaler>, RegistryError> {
-        let db = self.db();
-        let mut q = db.prepare(
-            "SELECT name, spec, created_ms, updated_ms, updated_by FROM scalers WHERE name = ?1",
-        )?;
-        Ok(q.query_row([name], row).optional()?)
+        Ok(find(&self.db(), name)?)
     }
 
     /// Store (create or replace) a scaler's entry; returns what it replaced.
@@ -66,13 +72,7 @@ impl Registry {
     ) -> Result<Option<StoredScaler>, RegistryError> {
         let mut db = self.db();
         let tx = db.transaction()?;
-        let old = tx
-            .query_row(
-                "SELECT name, spec, created_ms, updated_ms, updated_by FROM scalers WHERE name = ?1",
-                [name],
-                row,
-            )
-            .optional()?;
+        let old = find(&tx, name)?;
         let now = now_ms() as i64;
         let created = old.as_ref().map_or(now, |o| o.created_ms as i64);
         tx.execute(
@@ -120,13 +120,7 @@ impl Registry {
     ) -> Result<Option<StoredScaler>, RegistryError> {
         let mut db = self.db();
         let tx = db.transaction()?;
-        let old = tx
-            .query_row(
-                "SELECT name, spec, created_ms, updated_ms, updated_by FROM scalers WHERE name = ?1",
-                [name],
-                row,
-            )
-            .optional()?;
+        let old = find(&tx, name)?;
         if old.is_some() {
             tx.execute("DELETE FROM scalers WHERE name = ?1", [name])?;
             tx.execute(
