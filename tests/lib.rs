@@ -12,6 +12,7 @@ use wasmscale::config::Config;
 use wasmscale::controller;
 use wasmscale::host::{Host, HostConfig, Limits};
 
+pub mod admin_http;
 pub mod fake_kube;
 pub mod kube_apiserver;
 

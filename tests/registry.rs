@@ -9,54 +9,18 @@
     reason = "tests fail by panicking"
 )]
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmscale::controller::{self, RunSummary};
 use wasmscale::registry::{Registry, Upload, digest_of};
+use wasmscale_tests::admin_http::{exchange, json, read_response, wait_up};
 use wasmscale_tests::{fixtures, free_port, host, write_file};
 
-/// One HTTP/1.1 exchange: the status and the body.
+/// One exchange as user `tester`: the status and the body.
 fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\nX-Wasmscale-User: tester\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    read_response(&mut s)
-}
-
-fn read_response(s: &mut std::net::TcpStream) -> (u16, String) {
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
-}
-
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-/// Wait until the admin API answers.
-fn wait_up(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the admin API never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    exchange(port, method, path, &[("X-Wasmscale-User", "tester")], body)
 }
 
 /// The built-in queue-depth component, and the same policy as a 0.1 build
@@ -983,6 +947,12 @@ fn the_openapi_document_matches_the_routes() {
         "DELETE /v1/scalers/{name}/breaker",
         "POST /scalers/{name}/breaker",
         "DELETE /scalers/{name}/breaker",
+        "GET /v1/tenants",
+        "POST /v1/tenants",
+        "DELETE /v1/tenants/{tenant}",
+        "GET /v1/tenants/{tenant}/tokens",
+        "POST /v1/tenants/{tenant}/tokens",
+        "DELETE /v1/tenants/{tenant}/tokens/{id}",
     ];
     expected.sort();
     assert_eq!(documented, expected);

@@ -75,6 +75,20 @@ pub struct AdminSettings {
     /// Allow a non-loopback `listen` address. The admin endpoint can pause
     /// every scaler, so serving it beyond this machine must be asked for.
     pub allow_remote: bool,
+    /// `none`: whoever reaches the port is the operator (a loopback-only
+    /// setup). `tokens`: every API call needs a bearer token (tenants,
+    /// roles; see `wasmscale tenant`), and the first operator token is
+    /// written to `STATE_DIR/operator.token`.
+    pub auth: AdminAuth,
+}
+
+/// How the admin API authenticates callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminAuth {
+    #[default]
+    None,
+    Tokens,
 }
 
 impl Default for AdminSettings {
@@ -82,6 +96,7 @@ impl Default for AdminSettings {
         AdminSettings {
             listen: "127.0.0.1:9464".into(),
             allow_remote: false,
+            auth: AdminAuth::None,
         }
     }
 }
@@ -696,6 +711,13 @@ fn check_process_settings(config: &Config, base: &Path, push: &mut PushAt<'_>) {
     }
     if let Err((message, hint)) = check_audit_path(&config.audit.path, base) {
         push(&["audit", "path"], message, Some(hint));
+    }
+    if config.admin.auth == AdminAuth::Tokens && config.state_dir.is_none() {
+        push(
+            &["admin", "auth"],
+            "auth = \"tokens\" needs a state_dir: tenants and token hashes are kept there".into(),
+            Some("set state_dir = \"state\" (or another directory)".into()),
+        );
     }
     if let Some(dir) = &config.state_dir
         && let Err((message, hint)) = check_state_dir(dir, base)
@@ -1428,6 +1450,7 @@ mod tests {
         check_listen(&AdminSettings {
             listen: address.into(),
             allow_remote,
+            ..AdminSettings::default()
         })
     }
 

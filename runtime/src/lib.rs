@@ -30,6 +30,7 @@ pub mod registry;
 pub mod sim;
 pub mod snapshot;
 pub mod sources;
+pub mod tenants;
 pub mod tls;
 
 /// Build a policy crate into a component. The same recipe compiles the built-in

@@ -71,6 +71,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build { dir, out } => cli::build(dir, out.clone()).map(|()| ExitCode::SUCCESS),
         Command::Policy { command, remote } => cli::policy(command, remote),
         Command::Scaler { command, remote } => cli::scaler(command, remote),
+        Command::Tenant { command, remote } => cli::tenant(command, remote),
         Command::Simulate(args) => cli::simulate(&cli.host()?, args),
         Command::Demo { out } => cli::demo(&cli.host()?, out),
     }

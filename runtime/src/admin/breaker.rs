@@ -3,6 +3,8 @@
 
 use super::{ApiError, App};
 use crate::guard::{BreakerMode, BreakerSetting};
+use crate::tenants::Caller;
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -52,12 +54,19 @@ fn setting(mode: BreakerMode, seconds: Option<u64>) -> Result<BreakerSetting, Ap
     })
 }
 
-fn request(app: &App, name: &str, setting: Option<BreakerSetting>) -> Result<(), ApiError> {
-    if app.handle.controls.request(name, setting) {
+/// Queue `setting` for the scaler `caller` names (a viewer may not).
+fn request(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    setting: Option<BreakerSetting>,
+) -> Result<(), ApiError> {
+    let desk = super::scalers::desk(app, caller, name)?;
+    super::scalers::must_write(caller)?;
+    if app.handle.controls.request(&desk.scaler, setting) {
         Ok(())
     } else {
-        Err(ApiError::not_found(format!("no scaler named {name:?}"))
-            .hint("list the running scalers with GET /v1/scalers"))
+        Err(super::scalers::no_such_scaler(name))
     }
 }
 
@@ -71,9 +80,10 @@ fn request(app: &App, name: &str, setting: Option<BreakerSetting>) -> Result<(),
 )]
 pub(super) async fn show(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let seen = super::scalers::inspect(&app, &name).await?;
+    let seen = super::scalers::inspect(&app, &caller, &name).await?;
     Ok(Json(
         serde_json::json!({ "scaler": name, "breaker": seen.breaker }),
     ))
@@ -90,9 +100,12 @@ pub(super) async fn show(
 )]
 pub(super) async fn set(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Result<Json<BreakerBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // The scaler first: a body is judged only for a scaler the caller sees.
+    super::scalers::desk(&app, &caller, &name)?;
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(e.body_text())
             .hint(r#"send {"mode": "freeze", "for": "1h"}; modes: pause, freeze, scale-in-only, scale-out-only"#)
@@ -106,7 +119,7 @@ pub(super) async fn set(
         .map_err(ApiError::bad_request)?
         .map(|d| d.as_secs());
     let setting = setting(mode, seconds)?;
-    request(&app, &name, Some(setting))?;
+    request(&app, &caller, &name, Some(setting))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(
@@ -125,9 +138,10 @@ pub(super) async fn set(
 )]
 pub(super) async fn clear(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    request(&app, &name, None)?;
+    request(&app, &caller, &name, None)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "scaler": name, "breaker": null, "applies": "at its next tick" })),
@@ -151,9 +165,11 @@ pub(super) struct LegacyQuery {
 )]
 pub(super) async fn legacy_set(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<LegacyQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    super::scalers::desk(&app, &caller, &name)?;
     let mode = mode(q.mode.as_deref())?;
     let seconds = q
         .seconds
@@ -163,7 +179,7 @@ pub(super) async fn legacy_set(
         })
         .transpose()?;
     let setting = setting(mode, seconds)?;
-    request(&app, &name, Some(setting))?;
+    request(&app, &caller, &name, Some(setting))?;
     Ok((
         StatusCode::ACCEPTED,
         format!("breaker set for {name}: applies at its next tick\n"),
@@ -180,9 +196,10 @@ pub(super) async fn legacy_set(
 )]
 pub(super) async fn clear_legacy(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    request(&app, &name, None)?;
+    request(&app, &caller, &name, None)?;
     Ok((
         StatusCode::ACCEPTED,
         format!("breaker cleared for {name}: applies at its next tick\n"),

@@ -6,10 +6,12 @@
 //! It serves the controller's [`Handle`] as a [`Service`]; the controller
 //! never imports it.
 
+mod auth;
 mod breaker;
 mod errors;
 mod policies;
 mod scalers;
+mod tenants;
 
 pub use errors::ApiError;
 pub use scalers::stored_scalers;
@@ -31,6 +33,7 @@ use utoipa_axum::routes;
 pub struct AdminServer {
     listen: String,
     registry: Option<(Arc<Registry>, Arc<Host>)>,
+    tenants: Option<Arc<crate::tenants::Tenants>>,
 }
 
 impl AdminServer {
@@ -38,7 +41,15 @@ impl AdminServer {
         AdminServer {
             listen: listen.to_owned(),
             registry: None,
+            tenants: None,
         }
+    }
+
+    /// Require a token of every caller, and serve the tenants and tokens
+    /// kept in `tenants`.
+    pub fn with_tenants(mut self, tenants: Arc<crate::tenants::Tenants>) -> Self {
+        self.tenants = Some(tenants);
+        self
     }
 
     /// Serve the policy registry too; `host` validates and compiles uploads.
@@ -58,6 +69,8 @@ pub(crate) struct App {
     swaps: Arc<tokio::sync::Mutex<()>>,
     /// One create, update or delete of a stored scaler at a time.
     scaler_changes: Arc<tokio::sync::Mutex<()>>,
+    /// Tenants and tokens; None: no authentication (loopback trust).
+    tenants: Option<Arc<crate::tenants::Tenants>>,
 }
 
 impl App {
@@ -77,6 +90,7 @@ impl Service for AdminServer {
                 registry: self.registry,
                 swaps: Arc::default(),
                 scaler_changes: Arc::default(),
+                tenants: self.tenants,
             };
             match tokio::net::TcpListener::bind(&self.listen).await {
                 Ok(listener) => {
@@ -106,6 +120,7 @@ impl Service for AdminServer {
         (name = "policies", description = "The policy registry and hot swap"),
         (name = "scalers", description = "The running scalers"),
         (name = "breaker", description = "An operator's hold on a scaler"),
+        (name = "tenants", description = "Tenants and their tokens (the operator's)"),
     )
 )]
 struct ApiDoc;
@@ -126,6 +141,10 @@ pub(crate) fn router(app: App) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(upload_limit(&app)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::authenticate,
+        ))
         .with_state(app)
 }
 
@@ -160,6 +179,10 @@ fn routes() -> OpenApiRouter<App> {
         .routes(routes!(breaker::show, breaker::set, breaker::clear))
         // The query-string form of earlier releases.
         .routes(routes!(breaker::legacy_set, breaker::clear_legacy))
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(tenants::delete))
+        .routes(routes!(tenants::tokens, tenants::issue))
+        .routes(routes!(tenants::revoke))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "health", summary = "The process is alive",

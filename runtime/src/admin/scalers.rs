@@ -4,6 +4,8 @@
 //! so that a restart brings it back.
 
 use super::{ApiError, App};
+use crate::tenants::Caller;
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -28,12 +30,14 @@ pub(super) struct ScalerView {
     counters: Option<crate::controller::ScalerStatus>,
 }
 
-/// Ask a scaler's task what it holds; 404 for a scaler that does not run.
+/// Ask a scaler's task what it holds; 404 for a scaler that does not run
+/// (or that the caller may not see).
 pub(super) async fn inspect(
     app: &App,
+    caller: &Caller,
     name: &str,
 ) -> Result<crate::controller::Inspection, ApiError> {
-    let desk = desk(app, name)?;
+    let desk = desk(app, caller, name)?;
     crate::controller::inspect(&desk).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -42,14 +46,62 @@ pub(super) async fn inspect(
     })
 }
 
-pub(super) fn desk(app: &App, name: &str) -> Result<crate::controller::Desk, ApiError> {
-    app.handle.controls.desk(name).ok_or_else(|| {
-        ApiError::not_found(format!("no scaler named {name:?}"))
-            .hint("list the running scalers with GET /v1/scalers")
-    })
+/// The scaler's name inside the process, as `caller` addresses it: a
+/// tenant's scalers are named `TENANT/NAME`, and its tokens address them as
+/// `NAME`, so one tenant can never name (or learn of) another's. None for a
+/// name no tenant token can address.
+pub(super) fn internal_name(caller: &Caller, name: &str) -> Option<String> {
+    match &caller.tenant {
+        None => Some(name.to_owned()),
+        Some(_) if name.contains('/') => None,
+        Some(t) => Some(format!("{t}/{name}")),
+    }
 }
 
-async fn view(app: &App, desk: crate::controller::Desk) -> ScalerView {
+/// The name `caller` knows a scaler by.
+fn shown_name(caller: &Caller, internal: &str) -> String {
+    match &caller.tenant {
+        Some(t) => internal
+            .strip_prefix(t.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .unwrap_or(internal)
+            .to_owned(),
+        None => internal.to_owned(),
+    }
+}
+
+/// The answer for a scaler that does not exist, and for one the caller may
+/// not see: the same, so the two cannot be told apart.
+pub(super) fn no_such_scaler(name: &str) -> ApiError {
+    ApiError::not_found(format!("no scaler named {name:?}"))
+        .hint("list the running scalers with GET /v1/scalers")
+}
+
+/// The running scaler `name` as `caller` addresses it.
+pub(super) fn desk(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+) -> Result<crate::controller::Desk, ApiError> {
+    internal_name(caller, name)
+        .and_then(|n| app.handle.controls.desk(&n))
+        .filter(|d| caller.sees(&d.tenant))
+        .ok_or_else(|| no_such_scaler(name))
+}
+
+/// The viewer's refusal: it reads, never changes.
+pub(super) fn must_write(caller: &Caller) -> Result<(), ApiError> {
+    if caller.writes() {
+        Ok(())
+    } else {
+        Err(
+            ApiError::new(StatusCode::FORBIDDEN, "a viewer token only reads")
+                .hint("use a tenant-admin token to change scalers"),
+        )
+    }
+}
+
+async fn view(app: &App, caller: &Caller, desk: crate::controller::Desk) -> ScalerView {
     let running = crate::controller::inspect(&desk).await;
     let stored = stored(app, &desk.scaler);
     ScalerView {
@@ -57,7 +109,7 @@ async fn view(app: &App, desk: crate::controller::Desk) -> ScalerView {
         origin: if stored.is_some() { "api" } else { "file" },
         stored,
         problem: None,
-        name: desk.scaler,
+        name: shown_name(caller, &desk.scaler),
         tenant: desk.tenant,
         policy: desk.policy,
         running,
@@ -69,13 +121,19 @@ fn stored(app: &App, name: &str) -> Option<crate::registry::StoredScaler> {
     registry.scaler(name).ok().flatten()
 }
 
+/// The tenant a stored entry belongs to.
+fn stored_tenant(s: &crate::registry::StoredScaler) -> String {
+    let entry: serde_json::Value = serde_json::from_str(&s.spec).unwrap_or_default();
+    entry["tenant"].as_str().unwrap_or("default").to_owned()
+}
+
 /// A stored scaler with no running task: it was refused at start.
-fn not_running(s: crate::registry::StoredScaler) -> ScalerView {
+fn not_running(caller: &Caller, s: crate::registry::StoredScaler) -> ScalerView {
     let entry: serde_json::Value = serde_json::from_str(&s.spec).unwrap_or_default();
     let field = |k: &str| entry[k].as_str().unwrap_or_default().to_owned();
     ScalerView {
-        name: s.name.clone(),
-        tenant: field("tenant"),
+        name: shown_name(caller, &s.name),
+        tenant: stored_tenant(&s),
         policy: field("policy"),
         origin: "api",
         stored: Some(s),
@@ -94,21 +152,37 @@ fn not_running(s: crate::registry::StoredScaler) -> ScalerView {
     summary = "Every scaler: the config file's and the API's",
     responses((status = 200, description = "the scalers", body = Vec<serde_json::Value>), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
 )]
-pub(super) async fn list(State(app): State<App>) -> Json<Vec<ScalerView>> {
+pub(super) async fn list(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Vec<ScalerView>> {
     let mut out = Vec::new();
-    let desks = app.handle.controls.desks();
+    let mine = |name: &str, tenant: &str| {
+        caller.sees(tenant)
+            && caller
+                .tenant
+                .as_ref()
+                .is_none_or(|t| name.starts_with(&format!("{t}/")))
+    };
+    let desks: Vec<_> = app
+        .handle
+        .controls
+        .desks()
+        .into_iter()
+        .filter(|d| mine(&d.scaler, &d.tenant))
+        .collect();
     let stored = app
         .registry()
         .ok()
         .and_then(|(r, _)| r.scalers().ok())
         .unwrap_or_default();
     for s in stored {
-        if !desks.iter().any(|d| d.scaler == s.name) {
-            out.push(not_running(s));
+        if !desks.iter().any(|d| d.scaler == s.name) && mine(&s.name, &stored_tenant(&s)) {
+            out.push(not_running(&caller, s));
         }
     }
     for desk in desks {
-        out.push(view(&app, desk).await);
+        out.push(view(&app, &caller, desk).await);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Json(out)
@@ -124,12 +198,21 @@ pub(super) async fn list(State(app): State<App>) -> Json<Vec<ScalerView>> {
 )]
 pub(super) async fn status(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<ScalerView>, ApiError> {
-    match desk(&app, &name) {
-        Ok(desk) => Ok(Json(view(&app, desk).await)),
-        Err(e) => stored(&app, &name).map(|s| Json(not_running(s))).ok_or(e),
+    match desk(&app, &caller, &name) {
+        Ok(desk) => Ok(Json(view(&app, &caller, desk).await)),
+        Err(e) => visible_stored(&app, &caller, &name)
+            .map(|s| Json(not_running(&caller, s)))
+            .ok_or(e),
     }
+}
+
+/// A stored entry `caller` may see, by the name it addresses it with.
+fn visible_stored(app: &App, caller: &Caller, name: &str) -> Option<crate::registry::StoredScaler> {
+    let internal = internal_name(caller, name)?;
+    stored(app, &internal).filter(|s| caller.sees(&stored_tenant(s)))
 }
 
 use super::policies::who as user;
@@ -138,6 +221,7 @@ use super::policies::who as user;
 /// config file's would be, and probe its policy.
 async fn check_entry(
     app: &App,
+    caller: &Caller,
     name: &str,
     entry: &mut serde_json::Value,
 ) -> Result<crate::config::ScalerConfig, ApiError> {
@@ -150,16 +234,32 @@ async fn check_entry(
         return Err(ApiError::bad_request("the body must be a JSON object: the keys of one [[scaler]] entry")
             .hint("e.g. {\"policy\": \"builtin:queue-depth\", \"min_replicas\": 1, \"max_replicas\": 8, \"metrics\": {\"queue_depth\": 12}}"));
     };
+    let shown = shown_name(caller, name);
     match object.get("name") {
-        None => {
-            object.insert("name".into(), name.into());
-        }
-        Some(n) if n.as_str() == Some(name) => {}
+        None => {}
+        Some(n) if n.as_str() == Some(shown.as_str()) => {}
         Some(n) => {
             return Err(ApiError::bad_request(format!(
-                "the body names scaler {n}, the path {name:?}"
+                "the body names scaler {n}, the path {shown:?}"
             ))
             .hint("leave `name` out of the body, or make the two agree"));
+        }
+    }
+    object.insert("name".into(), name.into());
+    // A tenant's token puts scalers in its own tenant, and only there.
+    if let Some(t) = &caller.tenant {
+        match object.get("tenant") {
+            None => {
+                object.insert("tenant".into(), t.clone().into());
+            }
+            Some(v) if v.as_str() == Some(t.as_str()) => {}
+            Some(_) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "a tenant's token creates scalers in its own tenant only",
+                )
+                .hint("leave `tenant` out of the entry"));
+            }
         }
     }
     let base = app.handle.base.clone();
@@ -200,9 +300,11 @@ fn changes(app: &App) -> Result<&crate::controller::ScalerChanges, ApiError> {
 )]
 pub(super) async fn create(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<ScalerView>), ApiError> {
+    must_write(&caller)?;
     let entry = parse_body(&body)?;
     let Some(name) = entry
         .get("name")
@@ -213,7 +315,7 @@ pub(super) async fn create(
             "POST /v1/scalers takes the name in the body; PUT /v1/scalers/NAME in the path",
         ));
     };
-    put_entry(&app, &name, entry, &user(&headers), true).await
+    put_entry(&app, &caller, &name, entry, &user(&headers), true).await
 }
 
 /// `PUT /v1/scalers/{name}`: create the scaler, or replace it.
@@ -228,12 +330,14 @@ pub(super) async fn create(
 )]
 pub(super) async fn put(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<ScalerView>), ApiError> {
+    must_write(&caller)?;
     let entry = parse_body(&body)?;
-    put_entry(&app, &name, entry, &user(&headers), false).await
+    put_entry(&app, &caller, &name, entry, &user(&headers), false).await
 }
 
 fn parse_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
@@ -250,19 +354,29 @@ fn parse_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
 /// entry it replaced is put back), so what is stored is what runs.
 async fn put_entry(
     app: &App,
-    name: &str,
+    caller: &Caller,
+    shown: &str,
     mut entry: serde_json::Value,
     by: &str,
     only_new: bool,
 ) -> Result<(StatusCode, Json<ScalerView>), ApiError> {
     let (registry, _) = app.registry()?;
-    if name.trim().is_empty() || name.len() > 253 || name.chars().any(char::is_control) {
+    if shown.trim().is_empty() || shown.len() > 200 || shown.chars().any(char::is_control) {
         return Err(
-            ApiError::bad_request(format!("{name:?} is not a scaler name"))
-                .hint("use 1 to 253 printable characters"),
+            ApiError::bad_request(format!("{shown:?} is not a scaler name"))
+                .hint("use 1 to 200 printable characters"),
         );
     }
-    let config = check_entry(app, name, &mut entry).await?;
+    let internal = internal_name(caller, shown).ok_or_else(|| no_such_scaler(shown))?;
+    let name = internal.as_str();
+    // A running scaler the caller may not see is, to it, not there; and
+    // one it sees but that is the file's is refused by the daemon (409).
+    if let Some(d) = app.handle.controls.desk(name)
+        && !caller.sees(&d.tenant)
+    {
+        return Err(no_such_scaler(shown));
+    }
+    let config = check_entry(app, caller, name, &mut entry).await?;
     let changes = changes(app)?;
     // The entry as checked: a restart checks the same.
     let spec = entry.to_string();
@@ -285,7 +399,7 @@ async fn put_entry(
             };
             drop(_one);
             let view = match app.handle.controls.desk(name) {
-                Some(desk) => view(app, desk).await,
+                Some(desk) => view(app, caller, desk).await,
                 None => {
                     return Err(ApiError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -315,10 +429,16 @@ async fn put_entry(
 )]
 pub(super) async fn delete(
     State(app): State<App>,
-    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+    Path(shown): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Result<StatusCode, ApiError> {
+    must_write(&caller)?;
     let (registry, _) = app.registry()?;
+    if desk(&app, &caller, &shown).is_err() && visible_stored(&app, &caller, &shown).is_none() {
+        return Err(no_such_scaler(&shown));
+    }
+    let name = internal_name(&caller, &shown).ok_or_else(|| no_such_scaler(&shown))?;
     let changes = changes(&app)?;
     let _one = app.scaler_changes.lock().await;
     let old = registry.delete_scaler(&name, &user(&headers))?;
@@ -407,12 +527,13 @@ const MAX_DECISIONS: usize = 1000;
 )]
 pub(super) async fn decisions(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     query: Result<Query<DecisionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<crate::audit::AuditRecord>>, ApiError> {
+    let name = desk(&app, &caller, &name)?.scaler;
     let Query(q) =
         query.map_err(|e| ApiError::bad_request(e.body_text()).hint("use ?since=1h&limit=50"))?;
-    desk(&app, &name)?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_DECISIONS {
         return Err(ApiError::bad_request(format!(

@@ -13,7 +13,9 @@ mod simulate;
 pub use audit::{explain, replay};
 pub use check::check;
 pub use eval::{EvalArgs, eval};
-pub use remote::{Output, PolicyCommand, RemoteArgs, ScalerCommand, policy, scaler};
+pub use remote::{
+    Output, PolicyCommand, RemoteArgs, ScalerCommand, TenantCommand, policy, scaler, tenant,
+};
 pub use run::{open_registry, run, serve, validate};
 pub use scaffold::{build, new_policy};
 pub use simulate::{SimulateArgs, demo, simulate};
@@ -264,6 +266,22 @@ pub enum Command {
     Scaler {
         #[command(subcommand)]
         command: ScalerCommand,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+
+    /// Tenants and their tokens (an operator's token): create, list, delete, token, tokens, revoke.
+    #[command(after_help = "Examples:\n  \
+        wasmscale tenant create acme --tier pro\n  \
+        wasmscale tenant token acme --role tenant-admin --expires 30d\n  \
+        WASMSCALE_TOKEN=wst_... wasmscale scaler list\n\n\
+        The server keeps tenants when its config says `[admin] auth = \"tokens\"`; it writes the \
+        first operator token to STATE_DIR/operator.token. A token is shown once, when issued: \
+        only its hash is kept. A tenant's token sees only its tenant's scalers, named without \
+        the `TENANT/` prefix they carry in the process.")]
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
         #[command(flatten)]
         remote: RemoteArgs,
     },

@@ -19,6 +19,39 @@ pub struct RemoteArgs {
     /// Who makes the change, as the registry's history records it.
     #[arg(long, global = true, env = "WASMSCALE_USER")]
     pub user: Option<String>,
+    /// The API token, when the server requires one (`wasmscale tenant token`).
+    #[arg(long, global = true, env = "WASMSCALE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        name: String,
+        #[arg(long)]
+        tier: Option<String>,
+    },
+    /// Every tenant.
+    List,
+    /// Delete a tenant and revoke its tokens.
+    Delete { name: String },
+    /// Issue a token for a tenant; it is printed once, and only its hash is kept.
+    Token {
+        name: String,
+        /// tenant-admin (its scalers: read and change) or viewer (read).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// When it expires: 12h, 30d (default: never).
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// A tenant's tokens (ids, roles, dates; never their text).
+    Tokens { name: String },
+    /// Revoke one of a tenant's tokens, by id.
+    Revoke { name: String, id: String },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -140,6 +173,13 @@ impl Client {
         let user = args.user.clone().or_else(|| std::env::var("USER").ok());
         if let Some(user) = user.and_then(|u| reqwest::header::HeaderValue::from_str(&u).ok()) {
             headers.insert("x-wasmscale-user", user);
+        }
+        if let Some(token) = &args.token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .context("the token has characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
         }
         Ok(Client {
             base: args.server.trim_end_matches('/').to_owned(),
@@ -627,4 +667,87 @@ fn scaler_entries(file: &std::path::Path) -> Result<Vec<Value>> {
         .into_iter()
         .map(|e| Ok(serde_json::to_value(e)?))
         .collect()
+}
+
+pub fn tenant(command: &TenantCommand, args: &RemoteArgs) -> Result<ExitCode> {
+    let c = Client::new(args)?;
+    let enc = |s: &str| s.replace('/', "%2F");
+    match command {
+        TenantCommand::Create { name, tier } => {
+            let v = c.send(
+                c.http
+                    .post(c.url("/v1/tenants"))
+                    .json(&serde_json::json!({ "name": name, "tier": tier })),
+            )?;
+            print(args.output, &v, |_| println!("tenant {name} created"));
+        }
+        TenantCommand::List => {
+            let v = c.send(c.http.get(c.url("/v1/tenants")))?;
+            print(args.output, &v, |v| {
+                println!("{:<24} {:<12}", "TENANT", "TIER");
+                for t in v.as_array().into_iter().flatten() {
+                    println!("{:<24} {:<12}", text(&t["name"]), text(&t["tier"]));
+                }
+            });
+        }
+        TenantCommand::Delete { name } => {
+            c.send(c.http.delete(c.url(&format!("/v1/tenants/{}", enc(name)))))?;
+            if args.output == Output::Table {
+                println!("tenant {name} deleted; its tokens are revoked");
+            }
+        }
+        TenantCommand::Token {
+            name,
+            role,
+            expires,
+            label,
+        } => {
+            let v = c.send(
+                c.http
+                    .post(c.url(&format!("/v1/tenants/{}/tokens", enc(name))))
+                    .json(&serde_json::json!({ "role": role, "expires": expires, "label": label })),
+            )?;
+            print(args.output, &v, |v| {
+                println!("{}", text(&v["token"]));
+                eprintln!(
+                    "a {} token for {name} (id {}): it is shown only now; keep it secret",
+                    text(&v["info"]["role"]),
+                    text(&v["info"]["id"])
+                );
+            });
+        }
+        TenantCommand::Tokens { name } => {
+            let v = c.send(
+                c.http
+                    .get(c.url(&format!("/v1/tenants/{}/tokens", enc(name)))),
+            )?;
+            print(args.output, &v, |v| {
+                println!("{:<18} {:<14} {:<10} LABEL", "ID", "ROLE", "STATE");
+                for t in v.as_array().into_iter().flatten() {
+                    let state = if t["revoked_ms"].is_null() {
+                        "live"
+                    } else {
+                        "revoked"
+                    };
+                    println!(
+                        "{:<18} {:<14} {:<10} {}",
+                        text(&t["id"]),
+                        text(&t["role"]),
+                        state,
+                        text(&t["label"])
+                    );
+                }
+            });
+        }
+        TenantCommand::Revoke { name, id } => {
+            c.send(
+                c.http
+                    .delete(c.url(&format!("/v1/tenants/{}/tokens/{}", enc(name), enc(id)))),
+            )?;
+            if args.output == Output::Table {
+                println!("token {id} revoked");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

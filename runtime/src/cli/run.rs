@@ -99,11 +99,29 @@ pub fn serve(
     let admin: Vec<Box<dyn crate::controller::Service>> = if config.admin.listen.is_empty() {
         Vec::new()
     } else {
-        let server = crate::admin::AdminServer::new(&config.admin.listen);
-        vec![Box::new(match registry {
-            Some(r) => server.with_registry(r, host.clone()),
-            None => server,
-        })]
+        let mut server = crate::admin::AdminServer::new(&config.admin.listen);
+        if let Some(r) = registry {
+            server = server.with_registry(r, host.clone());
+        }
+        if config.admin.auth == crate::config::AdminAuth::Tokens
+            && let Some(dir) = &config.state_dir
+        {
+            let dir = base.join(dir);
+            let tenants = crate::tenants::Tenants::open(&dir)
+                .with_context(|| format!("cannot open the tenants in {}", dir.display()))?;
+            let token = dir.join("operator.token");
+            if tenants
+                .bootstrap_operator(&token)
+                .with_context(|| format!("cannot write {}", token.display()))?
+            {
+                eprintln!(
+                    "the admin API needs tokens: an operator token was written to {} (readable by this user only)",
+                    token.display()
+                );
+            }
+            server = server.with_tenants(Arc::new(tenants));
+        }
+        vec![Box::new(server)]
     };
     Ok(crate::controller::run(
         config,

@@ -1,0 +1,334 @@
+//! Tenants over real HTTP: tokens (missing, bad, revoked, expired), each
+//! role's permissions, and every documented route tried across tenants. A
+//! route the OpenAPI document lists but this table does not fails the test,
+//! so a new endpoint cannot go untried.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmscale_tests::admin_http::{exchange, json, wait_up};
+use wasmscale_tests::{free_port, host, write_file};
+
+fn scaler(name: &str, tenant: &str) -> String {
+    format!(
+        r#"
+[[scaler]]
+name = "{name}"
+tenant = "{tenant}"
+policy = "builtin:queue-depth"
+params = {{ target_per_replica = 10 }}
+min_replicas = 1
+max_replicas = 8
+interval_seconds = 0.1
+metrics = {{ queue_depth = 35 }}
+"#
+    )
+}
+
+fn serve(dir: &Path, port: u16) -> std::thread::JoinHandle<wasmscale::RunSummary> {
+    let text = format!(
+        "state_dir = \"state\"\n[audit]\npath = \"audit.jsonl\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\nauth = \"tokens\"\n{}{}{}{}",
+        scaler("acme/chat", "acme"),
+        scaler("acme/only-acme", "acme"),
+        scaler("globex/chat", "globex"),
+        scaler("ops", "default"),
+    );
+    let path = write_file(dir, "wasmscale.toml", &text);
+    std::thread::spawn(move || {
+        wasmscale::cli::serve(Arc::new(host()), &path, Some(250), false).unwrap()
+    })
+}
+
+/// Call with a bearer token (or none).
+fn call(port: u16, token: Option<&str>, method: &str, path: &str, body: &str) -> (u16, String) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("Authorization", b)])
+        .unwrap_or_default();
+    exchange(port, method, path, &headers, body.as_bytes())
+}
+
+fn names(body: &str) -> Vec<String> {
+    json(body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// What a tenant's token must get on each documented route.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// Anyone: probes and the API's description.
+    Open,
+    /// 403 for a tenant, whatever the path names.
+    OperatorOnly,
+    /// A route on one scaler: another tenant's answers exactly as a
+    /// scaler that does not exist.
+    OneScaler,
+    /// The scaler list: only its own.
+    List,
+    /// Create: in its own tenant only.
+    Create,
+}
+
+fn expectation(route: &str) -> Option<Expect> {
+    use Expect::*;
+    Some(match route {
+        "GET /healthz" | "GET /readyz" => Open,
+        "GET /metrics" => OperatorOnly,
+        r if r.contains(" /v1/policies") || r.contains(" /v1/tenants") => OperatorOnly,
+        "GET /v1/scalers" => List,
+        "POST /v1/scalers" => Create,
+        r if r.contains("/scalers/{name}") => OneScaler,
+        _ => return None,
+    })
+}
+
+#[test]
+fn tenants_see_only_their_own_and_every_route_is_tried_across_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let daemon = serve(dir.path(), port);
+    wait_up(port);
+    let token_file = dir.path().join("state/operator.token");
+    let operator = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let op = Some(operator.as_str());
+
+    // No token, a bad one: 401 with a hint; probes are open.
+    let (status, body) = call(port, None, "GET", "/v1/scalers", "");
+    assert_eq!(status, 401, "{body}");
+    assert!(json(&body)["hint"].as_str().unwrap().contains("Bearer"));
+    for bad in [
+        "nonsense",
+        "wst_0000000000000000_00",
+        &format!("{operator}x"),
+    ] {
+        let (status, body) = call(port, Some(bad), "GET", "/v1/scalers", "");
+        assert_eq!(status, 401, "{bad}: {body}");
+    }
+    assert_eq!(call(port, None, "GET", "/healthz", "").0, 200);
+    assert_eq!(call(port, None, "GET", "/openapi.json", "").0, 200);
+
+    // The operator makes two tenants and their tokens.
+    for t in ["acme", "globex"] {
+        let (status, body) = call(
+            port,
+            op,
+            "POST",
+            "/v1/tenants",
+            &format!(r#"{{"name": "{t}"}}"#),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(
+        call(port, op, "POST", "/v1/tenants", r#"{"name": "acme"}"#).0,
+        409
+    );
+    let issue = |tenant: &str, role: &str, expires: Option<&str>| -> (String, String) {
+        let body = match expires {
+            Some(e) => format!(r#"{{"role": "{role}", "expires": "{e}"}}"#),
+            None => format!(r#"{{"role": "{role}"}}"#),
+        };
+        let (status, text) = call(
+            port,
+            op,
+            "POST",
+            &format!("/v1/tenants/{tenant}/tokens"),
+            &body,
+        );
+        assert_eq!(status, 201, "{text}");
+        let v = json(&text);
+        (
+            v["token"].as_str().unwrap().to_owned(),
+            v["info"]["id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (acme, _) = issue("acme", "tenant-admin", None);
+    let (acme_viewer, viewer_id) = issue("acme", "viewer", None);
+    let (globex, _) = issue("globex", "tenant-admin", None);
+    let (short, _) = issue("globex", "viewer", Some("1s"));
+    let (status, body) = call(
+        port,
+        op,
+        "POST",
+        "/v1/tenants/acme/tokens",
+        r#"{"role": "operator"}"#,
+    );
+    assert_eq!(
+        status, 400,
+        "a tenant's token is never an operator's: {body}"
+    );
+    let (status, body) = call(port, op, "GET", "/v1/tenants/acme/tokens", "");
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains(&acme[acme.len() - 64..]),
+        "tokens are listed without their text"
+    );
+
+    // Each sees its own, by the names it knows them by.
+    let (_, body) = call(port, Some(&acme), "GET", "/v1/scalers", "");
+    assert_eq!(names(&body), ["chat", "only-acme"]);
+    let (_, body) = call(port, Some(&globex), "GET", "/v1/scalers", "");
+    assert_eq!(names(&body), ["chat"]);
+    let (_, body) = call(port, op, "GET", "/v1/scalers", "");
+    assert_eq!(
+        names(&body),
+        ["acme/chat", "acme/only-acme", "globex/chat", "ops"]
+    );
+
+    // Every documented route, tried by globex on acme's scaler.
+    let (_, doc) = call(port, None, "GET", "/openapi.json", "");
+    let doc = json(&doc);
+    let mut tried = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let route = format!("{method} {path}");
+            let expect = expectation(&route)
+                .unwrap_or_else(|| panic!("{route} is not in the cross-tenant table: add it"));
+            tried += 1;
+            let at = |name: &str| {
+                path.replace("{name}", name)
+                    .replace("{tenant}", "acme")
+                    .replace("{version}", "1")
+                    .replace("{id}", &viewer_id)
+            };
+            let body = if method == "PUT" && path.ends_with("/breaker") {
+                r#"{"mode": "pause"}"#
+            } else {
+                "{}"
+            };
+            match expect {
+                Expect::Open => {
+                    let (status, text) = call(port, None, &method, &at("x"), "");
+                    assert!(![401, 403].contains(&status), "{route}: {text}");
+                }
+                Expect::OperatorOnly => {
+                    let (status, text) = call(port, Some(&globex), &method, &at("chat"), body);
+                    assert_eq!(status, 403, "{route}: {text}");
+                }
+                Expect::OneScaler => {
+                    let theirs = call(port, Some(&globex), &method, &at("only-acme"), body);
+                    let missing = call(port, Some(&globex), &method, &at("never-was"), body);
+                    assert_eq!(theirs.0, missing.0, "{route}: {}", theirs.1);
+                    if method == "GET" || method == "DELETE" {
+                        assert_eq!(theirs.0, 404, "{route}: {}", theirs.1);
+                    }
+                    assert_eq!(
+                        theirs.1.replace("only-acme", "NAME"),
+                        missing.1.replace("never-was", "NAME"),
+                        "{route}: another tenant's scaler answers as one that does not exist"
+                    );
+                }
+                Expect::List => {
+                    let (_, text) = call(port, Some(&globex), &method, &at(""), "");
+                    assert!(!text.contains("acme"), "{route}: {text}");
+                }
+                Expect::Create => {
+                    let entry = r#"{"name": "only-acme", "tenant": "acme", "policy": "builtin:queue-depth", "min_replicas": 1, "max_replicas": 2, "metrics": {"queue_depth": 1}}"#;
+                    let (status, text) = call(port, Some(&globex), &method, path, entry);
+                    assert_eq!(status, 403, "{route}: another tenant's entry: {text}");
+                }
+            }
+        }
+    }
+    assert!(tried >= 25, "{tried} routes");
+    // Nothing globex did reached acme's scaler.
+    let (_, body) = call(
+        port,
+        Some(&acme),
+        "GET",
+        "/v1/scalers/only-acme/breaker",
+        "",
+    );
+    assert!(json(&body)["breaker"].is_null(), "{body}");
+
+    // Roles: the viewer reads, the admin changes, within acme.
+    assert_eq!(
+        call(port, Some(&acme_viewer), "GET", "/v1/scalers/chat", "").0,
+        200
+    );
+    for (method, path, body) in [
+        ("PUT", "/v1/scalers/chat/breaker", r#"{"mode": "pause"}"#),
+        ("DELETE", "/v1/scalers/chat/breaker", ""),
+        ("POST", "/v1/scalers", r#"{"name": "x"}"#),
+        ("DELETE", "/v1/scalers/chat", ""),
+    ] {
+        let (status, text) = call(port, Some(&acme_viewer), method, path, body);
+        assert_eq!(status, 403, "{method} {path}: {text}");
+    }
+    let (status, body) = call(
+        port,
+        Some(&acme),
+        "PUT",
+        "/v1/scalers/chat/breaker",
+        r#"{"mode": "pause", "for": "1h"}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let entry = r#"{"policy": "builtin:queue-depth", "params": {"target_per_replica": 10}, "min_replicas": 1, "max_replicas": 3, "interval_seconds": 0.1, "metrics": {"queue_depth": 35}}"#;
+    let (status, body) = call(port, Some(&acme), "PUT", "/v1/scalers/batch", entry);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (json(&body)["name"].clone(), json(&body)["tenant"].clone()),
+        ("batch".into(), "acme".into())
+    );
+    let (_, body) = call(port, op, "GET", "/v1/scalers", "");
+    assert!(names(&body).contains(&"acme/batch".to_owned()), "{body}");
+    let (_, body) = call(port, Some(&globex), "GET", "/v1/scalers", "");
+    assert_eq!(
+        names(&body),
+        ["chat"],
+        "globex never sees acme's new scaler"
+    );
+    assert_eq!(
+        call(port, Some(&globex), "DELETE", "/v1/scalers/batch", "").0,
+        404
+    );
+    assert_eq!(
+        call(port, Some(&acme), "DELETE", "/v1/scalers/batch", "").0,
+        204
+    );
+    // /metrics is the operator's.
+    assert_eq!(call(port, op, "GET", "/metrics", "").0, 200);
+
+    // Revoked and expired tokens stop working.
+    assert_eq!(
+        call(
+            port,
+            op,
+            "DELETE",
+            &format!("/v1/tenants/acme/tokens/{viewer_id}"),
+            ""
+        )
+        .0,
+        204
+    );
+    assert_eq!(
+        call(port, Some(&acme_viewer), "GET", "/v1/scalers", "").0,
+        401
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(port, Some(&short), "GET", "/v1/scalers", "").0 != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "a 1 s token still works after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Deleting a tenant revokes its tokens.
+    assert_eq!(call(port, op, "DELETE", "/v1/tenants/globex", "").0, 204);
+    assert_eq!(call(port, Some(&globex), "GET", "/v1/scalers", "").0, 401);
+    daemon.join().unwrap();
+}
