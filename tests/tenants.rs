@@ -78,6 +78,8 @@ enum Expect {
     List,
     /// Create: in its own tenant only.
     Create,
+    /// Its own usage; another tenant's answers as one that does not exist.
+    Usage,
 }
 
 fn expectation(route: &str) -> Option<Expect> {
@@ -85,6 +87,7 @@ fn expectation(route: &str) -> Option<Expect> {
     Some(match route {
         "GET /healthz" | "GET /readyz" => Open,
         "GET /metrics" => OperatorOnly,
+        "GET /v1/usage" => Usage,
         r if r.contains(" /v1/policies") || r.contains(" /v1/tenants") => OperatorOnly,
         "GET /v1/scalers" => List,
         "POST /v1/scalers" => Create,
@@ -236,6 +239,31 @@ fn tenants_see_only_their_own_and_every_route_is_tried_across_tenants() {
                     let (_, text) = call(port, Some(&globex), &method, &at(""), "");
                     assert!(!text.contains("acme"), "{route}: {text}");
                 }
+                Expect::Usage => {
+                    let (status, text) = call(port, Some(&globex), &method, path, "");
+                    assert_eq!(status, 200, "{route}: {text}");
+                    assert_eq!(json(&text)["tenant"], "globex", "{text}");
+                    let theirs = call(
+                        port,
+                        Some(&globex),
+                        &method,
+                        &format!("{path}?tenant=acme"),
+                        "",
+                    );
+                    let missing = call(
+                        port,
+                        Some(&globex),
+                        &method,
+                        &format!("{path}?tenant=never-was"),
+                        "",
+                    );
+                    assert_eq!(theirs.0, 404, "{route}: {}", theirs.1);
+                    assert_eq!(
+                        theirs.1.replace("acme", "NAME"),
+                        missing.1.replace("never-was", "NAME"),
+                        "{route}: another tenant's usage answers as a tenant that does not exist"
+                    );
+                }
                 Expect::Create => {
                     let entry = r#"{"name": "only-acme", "tenant": "acme", "policy": "builtin:queue-depth", "min_replicas": 1, "max_replicas": 2, "metrics": {"queue_depth": 1}}"#;
                     let (status, text) = call(port, Some(&globex), &method, path, entry);
@@ -330,5 +358,210 @@ fn tenants_see_only_their_own_and_every_route_is_tried_across_tenants() {
     // Deleting a tenant revokes its tokens.
     assert_eq!(call(port, op, "DELETE", "/v1/tenants/globex", "").0, 204);
     assert_eq!(call(port, Some(&globex), "GET", "/v1/scalers", "").0, 401);
+    daemon.join().unwrap();
+}
+
+const TIERS: &str = r#"
+[tiers.free]
+builtins = ["queue-depth", "step-scaling"]
+custom_wasm = false
+[tiers.free.quotas]
+scalers = 2
+max_replicas = 10
+cost_per_hour = 20.0
+memory_bytes = 8388608
+concurrency = 1
+"#;
+
+/// A scaler entry for the API: `max` replicas, `extra` keys after.
+fn entry(policy: &str, max: u32, extra: &str) -> String {
+    format!(
+        r#"{{"policy": "{policy}", "params": {{"target_per_replica": 10}}, "min_replicas": 1, "max_replicas": {max}, "interval_seconds": 0.1, "metrics": {{"queue_depth": 35}}{extra}}}"#
+    )
+}
+
+const CEILING: &str =
+    r#", "guard": {"cost_ceiling": {"budget_per_hour": 5, "price_per_replica_hour": 1}}"#;
+
+#[test]
+fn each_quota_exceeded_is_refused_with_its_name_use_and_limit_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = format!(
+        "state_dir = \"state\"\n[audit]\npath = \"audit.jsonl\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\nauth = \"tokens\"\n{TIERS}{}",
+        scaler("ops", "default"),
+    );
+    let path = write_file(dir.path(), "wasmscale.toml", &text);
+    let daemon = std::thread::spawn(move || {
+        wasmscale::cli::serve(Arc::new(host()), &path, Some(200), false).unwrap()
+    });
+    wait_up(port);
+    let operator = std::fs::read_to_string(dir.path().join("state/operator.token")).unwrap();
+    let op = Some(operator.trim());
+    let (status, body) = call(
+        port,
+        op,
+        "POST",
+        "/v1/tenants",
+        r#"{"name": "small", "tier": "gold"}"#,
+    );
+    assert_eq!(status, 400, "an unknown tier: {body}");
+    assert!(
+        json(&body)["hint"].as_str().unwrap().contains("free"),
+        "{body}"
+    );
+    for t in [r#"{"name": "small", "tier": "free"}"#, r#"{"name": "big"}"#] {
+        assert_eq!(call(port, op, "POST", "/v1/tenants", t).0, 201);
+    }
+    let token = |t: &str| {
+        let (_, text) = call(
+            port,
+            op,
+            "POST",
+            &format!("/v1/tenants/{t}/tokens"),
+            r#"{"role": "tenant-admin"}"#,
+        );
+        json(&text)["token"].as_str().unwrap().to_owned()
+    };
+    let (small, big) = (token("small"), token("big"));
+    let put = |tok: &str, name: &str, body: &str| {
+        call(port, Some(tok), "PUT", &format!("/v1/scalers/{name}"), body)
+    };
+
+    let (status, body) = put(&small, "a", &entry("builtin:queue-depth", 4, CEILING));
+    assert_eq!(status, 201, "{body}");
+    let memory = r#", "limits": {"max_memory_bytes": 16777216}"#;
+    let refused = [
+        (entry("builtin:predictive", 2, CEILING), "builtins"),
+        (entry("policy.wasm", 2, CEILING), "custom_wasm"),
+        (entry("builtin:queue-depth", 2, ""), "cost_per_hour"),
+        (entry("builtin:queue-depth", 8, CEILING), "max_replicas"),
+        (
+            entry("builtin:queue-depth", 2, &format!("{CEILING}{memory}")),
+            "memory_bytes",
+        ),
+    ];
+    for (body, quota) in &refused {
+        let (status, text) = put(&small, "b", body);
+        assert_eq!(status, 403, "{quota}: {text}");
+        let v = json(&text);
+        assert_eq!(v["quota"], *quota, "{text}");
+        assert!(v["hint"].is_string() && v["limit"].is_number(), "{text}");
+    }
+    let (status, text) = put(&small, "b", &entry("builtin:queue-depth", 2, CEILING));
+    assert_eq!(status, 201, "within every quota: {text}");
+    let (status, text) = put(&small, "c", &entry("builtin:queue-depth", 1, CEILING));
+    let v = json(&text);
+    assert_eq!(
+        (
+            status,
+            v["quota"].as_str(),
+            v["used"].as_f64(),
+            v["limit"].as_f64()
+        ),
+        (403, Some("scalers"), Some(3.0), Some(2.0)),
+        "{text}"
+    );
+    // Replacing a scaler counts it once.
+    assert_eq!(
+        put(&small, "b", &entry("builtin:queue-depth", 5, CEILING)).0,
+        200
+    );
+
+    // The tenant reads its quotas, its use and its refusals; the limits it
+    // left to the host were lowered to its memory quota.
+    // (A replaced scaler's task hands over when its tick ends.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let v = loop {
+        let (status, text) = call(port, Some(&small), "GET", "/v1/usage", "");
+        assert_eq!(status, 200, "{text}");
+        let v = json(&text);
+        if v["usage"]["max_replicas"] == 9 || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(v["usage"]["scalers"], 2, "{v}");
+    assert_eq!(v["usage"]["max_replicas"], 9, "{v}");
+    assert_eq!(v["plan"]["tier"], "free");
+    let recorded: Vec<&str> = v["refusals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["quota"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            "scalers",
+            "memory_bytes",
+            "max_replicas",
+            "cost_per_hour",
+            "custom_wasm",
+            "builtins"
+        ]
+    );
+    let (_, text) = call(port, Some(&small), "GET", "/v1/scalers/a", "");
+    assert_eq!(
+        json(&text)["limits"]["max_memory_bytes"],
+        8_388_608,
+        "{text}"
+    );
+
+    // Overrides over the tier: one more scaler, under a fuel sum.
+    let (status, text) = call(
+        port,
+        op,
+        "PATCH",
+        "/v1/tenants/small",
+        r#"{"quotas": {"scalers": 3, "fuel_per_tick": 2500000}}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = put(&small, "c", &entry("builtin:queue-depth", 1, CEILING));
+    assert_eq!(
+        (status, json(&text)["quota"].clone()),
+        (403, "fuel_per_tick".into()),
+        "{text}"
+    );
+    let fuel = r#", "limits": {"fuel": 400000}"#;
+    let (status, text) = put(
+        &small,
+        "c",
+        &entry("builtin:queue-depth", 1, &format!("{CEILING}{fuel}")),
+    );
+    assert_eq!(
+        (status, json(&text)["quota"].clone()),
+        (403, "memory_bytes".into()),
+        "limits it asks for itself must fit: {text}"
+    );
+    let fuel = r#", "limits": {"fuel": 400000, "max_memory_bytes": 8388608}"#;
+    let (status, text) = put(
+        &small,
+        "c",
+        &entry("builtin:queue-depth", 1, &format!("{CEILING}{fuel}")),
+    );
+    assert_eq!(status, 201, "{text}");
+    // Not a quota: a bad entry is refused as one.
+    assert_eq!(put(&small, "d", "{\"policy\": 3}").0, 422);
+
+    // None of it touched another tenant: big has no tier, no quotas.
+    for name in ["x", "y", "z"] {
+        let (status, text) = put(&big, name, &entry("builtin:queue-depth", 50, ""));
+        assert_eq!(status, 201, "{text}");
+    }
+    let (_, text) = call(port, Some(&big), "GET", "/v1/usage", "");
+    assert!(
+        json(&text)["refusals"].as_array().unwrap().is_empty(),
+        "{text}"
+    );
+    // A zero concurrency is no quota.
+    let (status, _) = call(
+        port,
+        op,
+        "PATCH",
+        "/v1/tenants/big",
+        r#"{"quotas": {"concurrency": 0}}"#,
+    );
+    assert_eq!(status, 400);
     daemon.join().unwrap();
 }

@@ -41,6 +41,10 @@ pub struct Config {
     pub audit: AuditSettings,
     #[serde(default)]
     pub admin: AdminSettings,
+    /// Tenants' tiers: default quotas, built-ins and whether custom `.wasm`
+    /// runs (`[tiers.free] custom_wasm = false`, `[tiers.free.quotas] scalers = 5`).
+    #[serde(default)]
+    pub tiers: BTreeMap<String, crate::tenants::Tier>,
     #[serde(default, rename = "scaler")]
     pub scalers: Vec<ScalerConfig>,
 }
@@ -724,6 +728,21 @@ fn check_process_settings(config: &Config, base: &Path, push: &mut PushAt<'_>) {
     {
         push(&["state_dir"], message, Some(hint));
     }
+    for (name, tier) in &config.tiers {
+        if let Some(problem) = tier.quotas.problem() {
+            push(&["tiers", name, "quotas"], problem, None);
+        }
+        let known: Vec<&str> = crate::host::builtin_names().collect();
+        for b in tier.builtins.iter().flatten() {
+            if !known.contains(&b.as_str()) {
+                push(
+                    &["tiers", name, "builtins"],
+                    format!("tier {name} offers `{b}`, which is no built-in policy"),
+                    Some(format!("the built-ins: {}", known.join(", "))),
+                );
+            }
+        }
+    }
 }
 
 type Problem = (String, String);
@@ -1278,6 +1297,23 @@ fn check_unknown_keys(doc: &Doc<'_>, root: &DeTable<'_>, errors: &mut Vec<Config
         if let DeValue::Table(t) = value.get_ref() {
             for (_, fields) in nested {
                 doc.unknown_keys(t, fields, key.get_ref(), errors);
+            }
+        }
+    }
+    if let Some(tiers) = root.get("tiers")
+        && let DeValue::Table(tiers) = tiers.get_ref()
+    {
+        for (name, tier) in tiers.iter() {
+            let DeValue::Table(tier) = tier.get_ref() else {
+                continue;
+            };
+            let section = format!("tiers.{}", name.get_ref());
+            doc.unknown_keys(tier, fields_of::<crate::tenants::Tier>(), &section, errors);
+            if let Some(q) = tier.get("quotas")
+                && let DeValue::Table(q) = q.get_ref()
+            {
+                let section = format!("{section}.quotas");
+                doc.unknown_keys(q, fields_of::<crate::tenants::Quotas>(), &section, errors);
             }
         }
     }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 /// An API error as the client sees it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 #[non_exhaustive]
 pub struct ApiError {
@@ -16,6 +16,8 @@ pub struct ApiError {
     pub step: Option<&'static str>,
     /// Every problem found in a scaler entry, each with its own hint.
     pub problems: Vec<crate::config::ConfigError>,
+    /// The quota exceeded, with its use and limit.
+    pub quota: Option<Box<crate::tenants::Exceeded>>,
 }
 
 /// An error's JSON body, as the OpenAPI document describes it.
@@ -29,6 +31,11 @@ pub(super) struct ErrorBody {
     step: Option<String>,
     /// Every problem of a refused scaler entry.
     problems: Option<Vec<Problem>>,
+    /// The quota exceeded (403: a static one; 429: a rate).
+    quota: Option<String>,
+    /// Its use, with the refused request.
+    used: Option<f64>,
+    limit: Option<f64>,
 }
 
 /// One problem of a scaler entry.
@@ -46,7 +53,23 @@ impl ApiError {
             hint: None,
             step: None,
             problems: Vec::new(),
+            quota: None,
         }
+    }
+
+    /// A quota refused: 429 for a rate, 403 for a static limit.
+    pub fn quota(e: crate::tenants::Exceeded) -> Self {
+        let (status, hint) = if e.rate {
+            (StatusCode::TOO_MANY_REQUESTS, "try again later")
+        } else {
+            (
+                StatusCode::FORBIDDEN,
+                "ask for less, free some of it (GET /v1/usage shows what is used), or ask the operator for another tier",
+            )
+        };
+        let mut api = ApiError::new(status, e.to_string()).hint(hint);
+        api.quota = Some(Box::new(e));
+        api
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -172,6 +195,11 @@ impl IntoResponse for ApiError {
         }
         if let Some(s) = self.step {
             body["step"] = s.into();
+        }
+        if let Some(q) = &self.quota {
+            body["quota"] = q.quota.clone().into();
+            body["used"] = q.used.into();
+            body["limit"] = q.limit.into();
         }
         if !self.problems.is_empty() {
             body["problems"] = self

@@ -180,7 +180,8 @@ fn routes() -> OpenApiRouter<App> {
         // The query-string form of earlier releases.
         .routes(routes!(breaker::legacy_set, breaker::clear_legacy))
         .routes(routes!(tenants::list, tenants::create))
-        .routes(routes!(tenants::delete))
+        .routes(routes!(tenants::delete, tenants::change))
+        .routes(routes!(tenants::usage))
         .routes(routes!(tenants::tokens, tenants::issue))
         .routes(routes!(tenants::revoke))
 }

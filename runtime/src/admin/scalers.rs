@@ -25,6 +25,10 @@ pub(super) struct ScalerView {
     /// Why a stored scaler is not running.
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<String>,
+    /// The per-instance limits it runs with, when not the host's (its own,
+    /// or its tenant's quotas).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limits: Option<crate::host::Limits>,
     /// What runs now, from the scaler's task (absent if it did not answer).
     running: Option<crate::controller::Inspection>,
     counters: Option<crate::controller::ScalerStatus>,
@@ -110,6 +114,7 @@ async fn view(app: &App, caller: &Caller, desk: crate::controller::Desk) -> Scal
         stored,
         problem: None,
         name: shown_name(caller, &desk.scaler),
+        limits: desk.limits,
         tenant: desk.tenant,
         policy: desk.policy,
         running,
@@ -137,6 +142,7 @@ fn not_running(caller: &Caller, s: crate::registry::StoredScaler) -> ScalerView 
         policy: field("policy"),
         origin: "api",
         stored: Some(s),
+        limits: None,
         problem: Some(
             "stored, but not running: its entry was refused when the server started (the server's log says why); PUT it again to fix it".into(),
         ),
@@ -261,6 +267,14 @@ async fn check_entry(
                 .hint("leave `tenant` out of the entry"));
             }
         }
+    }
+    let tenant = object
+        .get("tenant")
+        .and_then(|t| t.as_str())
+        .unwrap_or("default")
+        .to_owned();
+    if let Some(policy) = object.get("policy").and_then(|p| p.as_str()) {
+        super::tenants::admit_policy(app, &tenant, policy)?;
     }
     let base = app.handle.base.clone();
     let origin = format!("scaler {name}");
@@ -389,6 +403,10 @@ async fn put_entry(
             format!("a scaler named {name:?} exists"),
         )
         .hint(format!("PUT /v1/scalers/{name} replaces it")));
+    }
+    // Under the lock: two puts racing cannot both fit the last of a quota.
+    if let Some((_, host)) = &app.registry {
+        super::tenants::admit(app, &config, host)?;
     }
     let old = registry.put_scaler(name, &spec, by)?;
     match changes.put(config).await {

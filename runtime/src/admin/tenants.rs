@@ -2,10 +2,12 @@
 //! tenant; issue (shown once), list and revoke its tokens.
 
 use super::{ApiError, App};
-use crate::tenants::{Issued, Role, Tenant, TenantError, Tenants, TokenInfo};
-use axum::Json;
-use axum::extract::{Path, State};
+use crate::tenants::{
+    Caller, Issued, Plan, Quotas, Refusal, Role, Tenant, TenantError, Tenants, TokenInfo, Usage,
+};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 
 impl From<TenantError> for ApiError {
     fn from(e: TenantError) -> Self {
@@ -53,10 +55,172 @@ pub(super) async fn create(
     body: Result<Json<NewTenant>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
     let b = json_body(body, r#"{"name": "acme", "tier": "pro"}"#)?;
+    let store = store(&app)?;
+    if let Some(t) = &b.tier {
+        known_tier(store, t)?;
+    }
     Ok((
         StatusCode::CREATED,
-        Json(store(&app)?.create(&b.name, b.tier.as_deref())?),
+        Json(store.create(&b.name, b.tier.as_deref())?),
     ))
+}
+
+fn known_tier(store: &Tenants, tier: &str) -> Result<(), ApiError> {
+    if store.has_tier(tier) {
+        return Ok(());
+    }
+    let names = store.tier_names();
+    Err(
+        ApiError::bad_request(format!("no tier named {tier:?}")).hint(if names.is_empty() {
+            "the config defines no tiers: add [tiers.NAME] tables, or leave the tier out".to_owned()
+        } else {
+            format!("the config's tiers: {}", names.join(", "))
+        }),
+    )
+}
+
+/// `PATCH /v1/tenants/{tenant}`: `{"tier": "pro", "quotas": {"scalers": 50}}`.
+/// A `tier` of null takes it off its tier; `quotas` replaces its overrides.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantChange {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    tier: Option<Option<String>>,
+    quotas: Option<Quotas>,
+}
+
+/// A field given (even as null), as Some.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "tenants",
+    summary = "Move a tenant to another tier, or set its own quotas over its tier's",
+    params(("tenant" = String, Path, description = "the tenant")),
+    request_body = TenantChange,
+    responses((status = 200, description = "the tenant as changed", body = Tenant),
+              (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody)))]
+pub(super) async fn change(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    body: Result<Json<TenantChange>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Tenant>, ApiError> {
+    let b = json_body(body, r#"{"tier": "pro", "quotas": {"scalers": 50}}"#)?;
+    let store = store(&app)?;
+    if let Some(Some(t)) = &b.tier {
+        known_tier(store, t)?;
+    }
+    if let Some(problem) = b.quotas.as_ref().and_then(Quotas::problem) {
+        return Err(ApiError::bad_request(problem));
+    }
+    let tier = b.tier.as_ref().map(|t| t.as_deref());
+    Ok(Json(store.set_plan(&tenant, tier, b.quotas.as_ref())?))
+}
+
+/// What a tenant may use, uses, and was refused.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct UsageView {
+    tenant: String,
+    plan: Plan,
+    /// The sums over its running scalers.
+    usage: Usage,
+    /// Its latest quota refusals, newest first.
+    refusals: Vec<Refusal>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UsageQuery {
+    /// The operator's: whose usage.
+    tenant: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/usage", tag = "tenants",
+    summary = "A tenant's quotas, what it uses of them and what it was refused (a tenant's token: its own)",
+    params(("tenant" = Option<String>, Query, description = "an operator's: the tenant")),
+    responses((status = 200, description = "the plan, usage and refusals", body = UsageView),
+              (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody)))]
+pub(super) async fn usage(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<UsageView>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(e.body_text()).hint("use ?tenant=NAME"))?;
+    let store = store(&app)?;
+    let unknown = |t: &str| ApiError::from(TenantError::Unknown(t.to_owned()));
+    let tenant = match (&caller.tenant, q.tenant) {
+        (Some(mine), None) => mine.clone(),
+        (Some(mine), Some(t)) if &t == mine => t,
+        (Some(_), Some(t)) => return Err(unknown(&t)),
+        (None, Some(t)) => t,
+        (None, None) => {
+            return Err(ApiError::bad_request("whose usage?")
+                .hint("an operator names the tenant: ?tenant=NAME"));
+        }
+    };
+    let plan = store.plan(&tenant).ok_or_else(|| unknown(&tenant))?;
+    Ok(Json(UsageView {
+        usage: usage_of(&app, &tenant, None),
+        refusals: store.refusals(&tenant, 50)?,
+        plan,
+        tenant,
+    }))
+}
+
+/// The sums of `tenant`'s running scalers' footprints, but `except`'s.
+fn usage_of(app: &App, tenant: &str, except: Option<&str>) -> Usage {
+    let mut usage = Usage::default();
+    for d in app.handle.controls.desks() {
+        if d.tenant == tenant && Some(d.scaler.as_str()) != except {
+            usage.add(&d.footprint);
+        }
+    }
+    usage
+}
+
+/// Whether `tenant`'s tier runs `policy` (checked before the policy is
+/// loaded: a tier without custom `.wasm` never compiles one).
+pub(super) fn admit_policy(app: &App, tenant: &str, policy: &str) -> Result<(), ApiError> {
+    let Some(store) = app.tenants.as_deref() else {
+        return Ok(());
+    };
+    let Some(plan) = store.plan(tenant) else {
+        return Ok(());
+    };
+    plan.admit_policy(policy.strip_prefix("builtin:"))
+        .map_err(|e| {
+            store.record_refusal(tenant, &e);
+            ApiError::quota(e)
+        })
+}
+
+/// Whether `config` fits its tenant's quotas beside the tenant's other
+/// scalers; a refusal is recorded for the tenant.
+pub(super) fn admit(
+    app: &App,
+    config: &crate::config::ScalerConfig,
+    host: &crate::host::Host,
+) -> Result<(), ApiError> {
+    let Some(store) = app.tenants.as_deref() else {
+        return Ok(());
+    };
+    let Some(plan) = store.plan(&config.tenant) else {
+        return Ok(());
+    };
+    // Limits it leaves to the host are lowered to the quotas; those it
+    // asks for itself must fit them.
+    let asked = match &config.limits {
+        Some(_) => config.clone(),
+        None => crate::controller::capped(config, &plan, host.limits()),
+    };
+    let footprint = crate::controller::footprint(&asked, host.limits());
+    let usage = usage_of(app, &config.tenant, Some(&config.name));
+    plan.admit(&usage, &footprint).map_err(|e| {
+        store.record_refusal(&config.tenant, &e);
+        ApiError::quota(e)
+    })
 }
 
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", summary = "Every tenant",

@@ -96,16 +96,8 @@ pub fn serve(
         managed.len(),
         audit.display()
     );
-    let admin: Vec<Box<dyn crate::controller::Service>> = if config.admin.listen.is_empty() {
-        Vec::new()
-    } else {
-        let mut server = crate::admin::AdminServer::new(&config.admin.listen);
-        if let Some(r) = registry {
-            server = server.with_registry(r, host.clone());
-        }
-        if config.admin.auth == crate::config::AdminAuth::Tokens
-            && let Some(dir) = &config.state_dir
-        {
+    let tenants = match (&config.admin.auth, &config.state_dir) {
+        (crate::config::AdminAuth::Tokens, Some(dir)) => {
             let dir = base.join(dir);
             let tenants = crate::tenants::Tenants::open(&dir)
                 .with_context(|| format!("cannot open the tenants in {}", dir.display()))?;
@@ -119,7 +111,20 @@ pub fn serve(
                     token.display()
                 );
             }
-            server = server.with_tenants(Arc::new(tenants));
+            tenants.set_tiers(config.tiers.clone());
+            Some(Arc::new(tenants))
+        }
+        _ => None,
+    };
+    let admin: Vec<Box<dyn crate::controller::Service>> = if config.admin.listen.is_empty() {
+        Vec::new()
+    } else {
+        let mut server = crate::admin::AdminServer::new(&config.admin.listen);
+        if let Some(r) = registry {
+            server = server.with_registry(r, host.clone());
+        }
+        if let Some(t) = &tenants {
+            server = server.with_tenants(t.clone());
         }
         vec![Box::new(server)]
     };
@@ -134,6 +139,7 @@ pub fn serve(
             watch,
             services: admin,
             managed,
+            tenants,
         },
     )?)
 }

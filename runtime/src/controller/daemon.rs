@@ -34,6 +34,9 @@ pub struct RunOptions {
     /// started beside the file's. Reloads of the file leave them alone, and
     /// the service changes them through [`Handle::changes`].
     pub managed: Vec<ScalerConfig>,
+    /// The tenants with their plans: their scalers' limits are capped to
+    /// their quotas, and their evaluations scheduled fairly.
+    pub tenants: Option<Arc<crate::tenants::Tenants>>,
 }
 
 /// Something that runs beside the scalers for as long as `run` does (the
@@ -170,6 +173,7 @@ struct Spawn<'a> {
     ticks: Option<u64>,
     /// One origin for every scaler's phase, so the slots line up.
     origin: tokio::time::Instant,
+    scheduler: &'a Arc<super::Scheduler>,
 }
 
 /// Spawn one scaler's task on its own interval; the `i`-th spawned gets the
@@ -186,6 +190,7 @@ fn spawn_scaler(
     let controls = at.controls.clone();
     let (ticks, origin) = (at.ticks, at.origin);
     let name = scaler.name().to_owned();
+    scaler.set_gate(at.scheduler.gate(scaler.tenant()));
     let (commands_tx, mut commands) = tokio::sync::mpsc::channel(4);
     controls.open_desk(scaler.desk(commands_tx));
     let handle = tasks.set.spawn(async move {
@@ -401,7 +406,7 @@ impl Live {
                 } else if self.running.contains_key(&name) && !ours {
                     Err(ChangeError::FromFile(name.clone()))
                 } else {
-                    match Scaler::new(&config, base, host, state_dir) {
+                    match new_scaler(&config, base, host, state_dir, at.scheduler) {
                         Ok(scaler) => {
                             let replaced = self.running.contains_key(&name);
                             self.released.remove(&name);
@@ -467,6 +472,7 @@ fn build_managed(
     base: &Path,
     host: &Host,
     managed: Vec<ScalerConfig>,
+    scheduler: &super::Scheduler,
 ) -> Vec<(Scaler, ScalerConfig)> {
     let state_dir = config.state_dir.as_ref().map(|d| base.join(d));
     let mut out = Vec::new();
@@ -475,7 +481,7 @@ fn build_managed(
             tracing::error!(scaler = %s.name, "a scaler created through the admin API has the name of one in the config file; the file's runs");
             continue;
         }
-        match Scaler::new(&s, base, host, state_dir.as_deref()) {
+        match new_scaler(&s, base, host, state_dir.as_deref(), scheduler) {
             Ok(scaler) => out.push((scaler, s)),
             Err(e) => {
                 tracing::error!(scaler = %s.name, error = %e, "cannot start this scaler created through the admin API; it is not running (PUT it again to fix it)")
@@ -486,13 +492,37 @@ fn build_managed(
 }
 
 /// Build the scalers of a config (each restores what it persisted in `state_dir`).
-fn build_scalers(config: &Config, base: &Path, host: &Host) -> Result<Vec<Scaler>, SetupError> {
+fn build_scalers(
+    config: &Config,
+    base: &Path,
+    host: &Host,
+    scheduler: &super::Scheduler,
+) -> Result<Vec<Scaler>, SetupError> {
     let state_dir = config.state_dir.as_ref().map(|d| base.join(d));
     config
         .scalers
         .iter()
-        .map(|s| Scaler::new(s, base, host, state_dir.as_deref()))
+        .map(|s| new_scaler(s, base, host, state_dir.as_deref(), scheduler))
         .collect()
+}
+
+/// Build one scaler of `run`, its limits within its tenant's quotas.
+fn new_scaler(
+    config: &ScalerConfig,
+    base: &Path,
+    host: &Host,
+    state_dir: Option<&Path>,
+    scheduler: &super::Scheduler,
+) -> Result<Scaler, SetupError> {
+    match scheduler.plan(&config.tenant) {
+        Some(plan) => Scaler::new(
+            &super::capped(config, &plan, host.limits()),
+            base,
+            host,
+            state_dir,
+        ),
+        None => Scaler::new(config, base, host, state_dir),
+    }
 }
 
 /// Run every scaler on its own interval until told to stop. Each scaler is its
@@ -508,8 +538,18 @@ pub fn run(
     host: &Host,
     mut options: RunOptions,
 ) -> Result<RunSummary, SetupError> {
-    let scalers = build_scalers(&config, base, host)?;
-    let managed_scalers = build_managed(&config, base, host, std::mem::take(&mut options.managed));
+    if let Some(t) = &options.tenants {
+        t.set_tiers(config.tiers.clone());
+    }
+    let scheduler = Arc::new(super::Scheduler::new(options.tenants.clone()));
+    let scalers = build_scalers(&config, base, host, &scheduler)?;
+    let managed_scalers = build_managed(
+        &config,
+        base,
+        host,
+        std::mem::take(&mut options.managed),
+        &scheduler,
+    );
     let audit_path = base.join(&config.audit.path);
     let audit_log = AuditLog::open(&audit_path, config.audit.max_bytes, config.audit.keep)
         .map_err(|error| {
@@ -580,6 +620,7 @@ pub fn run(
             controls: &controls,
             ticks: options.ticks,
             origin: tokio::time::Instant::now(),
+            scheduler: &scheduler,
         };
         let mut live = Live::default();
         for (scaler, config) in scalers.into_iter().zip(config.scalers.iter()) {
@@ -637,8 +678,11 @@ pub fn run(
                         live.stop(name);
                     }
                     state_dir = plan.config.state_dir.as_ref().map(|d| base.join(d));
+                    if let Some(t) = &options.tenants {
+                        t.set_tiers(plan.config.tiers.clone());
+                    }
                     for s in plan.start {
-                        match Scaler::new(&s, base, host, state_dir.as_deref()) {
+                        match new_scaler(&s, base, host, state_dir.as_deref(), &scheduler) {
                             Ok(scaler) => live.start_or_replace(scaler, s, &at),
                             Err(e) => tracing::error!(scaler = %s.name, error = %e, "cannot apply this scaler's new config; it keeps running as it was"),
                         }

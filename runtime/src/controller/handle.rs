@@ -392,6 +392,8 @@ pub struct Desk {
     pub unqueried: Vec<String>,
     /// The keys one of which must have signed what it runs (empty: any).
     pub require_signed_by: Vec<String>,
+    /// What it takes from its tenant's quotas.
+    pub footprint: crate::tenants::Footprint,
     pub(crate) commands: tokio::sync::mpsc::Sender<super::swap::Command>,
 }
 

@@ -9,6 +9,7 @@ mod handle;
 mod probe;
 mod replay;
 mod scaler;
+mod schedule;
 mod swap;
 mod watch;
 
@@ -21,6 +22,7 @@ pub use probe::{load, probe};
 pub use replay::{ReplayedDecision, replay};
 pub use scaler::check_signed;
 pub use scaler::{PersistedState, Scaler, ScalerBuilder, SetupCause, SetupError};
+pub use schedule::{Scheduler, capped, footprint};
 pub use swap::{
     Inspection, Prepared, ShadowStats, SwapError, SwapStep, Swapped, commit, inspect, prepare,
     shadow,

@@ -230,6 +230,10 @@ pub struct Scaler {
     /// A candidate version evaluated beside the policy on every snapshot;
     /// it never acts.
     shadow: Option<Box<Shadow>>,
+    /// Its tenant's lane, under `run` (fair scheduling); None on virtual clocks.
+    gate: Option<super::schedule::Gate>,
+    /// What it takes from its tenant's quotas.
+    footprint: crate::tenants::Footprint,
 }
 
 /// A shadow version and how its answers compared.
@@ -483,6 +487,8 @@ impl Scaler {
             probation: None,
             rolled_back: None,
             shadow: None,
+            gate: None,
+            footprint: super::schedule::footprint(config, host.limits()),
         })
         .map(|mut scaler| {
             // A registry policy with a shadow set: the shadow comes back too.
@@ -530,8 +536,14 @@ impl Scaler {
             limits: self.config.limits.clone(),
             unqueried: self.unqueried.clone(),
             require_signed_by: self.config.require_signed_by.clone(),
+            footprint: self.footprint.clone(),
             commands,
         }
+    }
+
+    /// Evaluate through its tenant's lane (`run` only).
+    pub(crate) fn set_gate(&mut self, gate: super::schedule::Gate) {
+        self.gate = Some(gate);
     }
 
     /// The digest of the policy running now.
@@ -677,6 +689,10 @@ impl Scaler {
             .map(|p| format!("proposed {p}, outside the band [{lo}, {hi}]"))
     }
 
+    pub fn tenant(&self) -> &str {
+        &self.config.tenant
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -765,7 +781,23 @@ impl Scaler {
             None => (None, Vec::new()),
         };
 
-        let evaluation = snapshot.as_ref().map(|s| self.policy.evaluate(s));
+        // Under `run`, the tenant's lane says whether (and when) to evaluate.
+        let wait = self.interval() / 2;
+        let admitted = match (self.gate.as_mut(), &snapshot) {
+            (Some(gate), Some(_)) => match gate.admit(wait).await {
+                Ok(a) => Some(a),
+                Err(why) => {
+                    failures.push(fail(Stage::Policy, "throttled", why));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let evaluate = self.gate.is_none() || admitted.is_some();
+        let evaluation = snapshot
+            .as_ref()
+            .filter(|_| evaluate)
+            .map(|s| self.policy.evaluate(s));
         let (mut decision, mut fuel) = match evaluation {
             Some(Ok(eval)) => (Some(eval.decision), Some(eval.cost.fuel)),
             Some(Err(e)) => {
@@ -781,7 +813,8 @@ impl Scaler {
             _ => None,
         };
         // The safety net's proposal is a floor under the main policy's.
-        if let (Some(net), Some(s)) = (self.safety.as_mut(), snapshot.as_ref()) {
+        if let (Some(net), Some(s)) = (self.safety.as_mut(), snapshot.as_ref().filter(|_| evaluate))
+        {
             match net.evaluate(s) {
                 Ok(eval) => {
                     fuel = Some(fuel.unwrap_or(0) + eval.cost.fuel);
@@ -803,6 +836,15 @@ impl Scaler {
                 }
             }
         }
+        if let Some(gate) = self.gate.as_mut()
+            && admitted.is_some()
+        {
+            let hit_deadline = failures.iter().any(|f| {
+                f.kind == "deadline" && matches!(f.stage, Stage::Policy | Stage::SafetyNet)
+            });
+            gate.spent(fuel.unwrap_or(0), hit_deadline);
+        }
+        drop(admitted);
         if self.probation.is_some() && snapshot.is_some() {
             let why = self.probation_failure(&failures, decision.as_ref().map(|d| d.desired));
             self.watch_probation(why);

@@ -25,6 +25,8 @@ pub enum TenantError {
         path: std::path::PathBuf,
         error: std::io::Error,
     },
+    #[error("tenant database holds something unreadable: {0}")]
+    Corrupt(String),
     #[error("tenant database: {0}")]
     Database(#[from] rusqlite::Error),
 }

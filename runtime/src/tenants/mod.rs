@@ -8,13 +8,17 @@
 //! own tenant's scalers; a viewer token only reads them.
 
 mod errors;
+mod quotas;
 
 pub use errors::TenantError;
+pub use quotas::{Exceeded, Footprint, PerMinute, Plan, Quotas, Tier, Usage};
 
 use rusqlite::{OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -79,12 +83,22 @@ impl Caller {
 }
 
 /// A tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub name: String,
     /// The tier it is on (quotas and tiers are defined in the config).
     pub tier: Option<String>,
+    /// Its own quotas, over its tier's.
+    pub overrides: Quotas,
     pub created_ms: u64,
+}
+
+/// A quota refused: the tenant's audit record of it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Refusal {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub exceeded: Exceeded,
 }
 
 /// A token as listed: never its secret.
@@ -108,17 +122,39 @@ pub struct Issued {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
-    name TEXT PRIMARY KEY, tier TEXT, created_ms INTEGER NOT NULL);
+    name TEXT PRIMARY KEY, tier TEXT, created_ms INTEGER NOT NULL,
+    overrides TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS refusals (
+    tenant TEXT NOT NULL, at_ms INTEGER NOT NULL, quota TEXT NOT NULL,
+    used REAL NOT NULL, quota_limit REAL NOT NULL, rate INTEGER NOT NULL,
+    detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS refusals_by_tenant ON refusals (tenant, at_ms);
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, tenant TEXT, role TEXT NOT NULL, label TEXT NOT NULL,
     secret_sha256 TEXT NOT NULL, created_ms INTEGER NOT NULL,
     expires_ms INTEGER, revoked_ms INTEGER);
 ";
 
-/// The tenants and tokens under one state directory.
+/// Refusals kept per tenant (the oldest go first).
+const KEPT_REFUSALS: i64 = 1000;
+
+/// The tenants and tokens under one state directory, and each tenant's
+/// plan (its tier with its overrides), kept in memory: the scheduler reads
+/// it every tick.
 #[derive(Debug)]
 pub struct Tenants {
     db: Mutex<rusqlite::Connection>,
+    plans: RwLock<Plans>,
+    /// Bumped at every change of a plan: readers re-resolve what they cached.
+    generation: AtomicU64,
+    uploads: Mutex<HashMap<String, PerMinute>>,
+}
+
+#[derive(Debug, Default)]
+struct Plans {
+    tiers: BTreeMap<String, Tier>,
+    /// Each tenant's tier and overrides.
+    tenants: HashMap<String, (Option<String>, Quotas)>,
 }
 
 fn now_ms() -> u64 {
@@ -186,6 +222,21 @@ fn row_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
     })
 }
 
+const TENANT_COLUMNS: &str = "name, tier, created_ms, overrides";
+
+fn row_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+    let overrides: String = r.get(3)?;
+    Ok(Tenant {
+        name: r.get(0)?,
+        tier: r.get(1)?,
+        created_ms: r.get::<_, i64>(2)? as u64,
+        // Written by this module from a Quotas; unreadable means edited by hand.
+        overrides: serde_json::from_str(&overrides).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+    })
+}
+
 const TOKEN_COLUMNS: &str = "id, tenant, role, label, created_ms, expires_ms, revoked_ms";
 
 impl Tenants {
@@ -199,8 +250,179 @@ impl Tenants {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
+        let has_overrides = db
+            .prepare("SELECT 1 FROM pragma_table_info('tenants') WHERE name = 'overrides'")?
+            .exists([])?;
+        let has_tenants = db
+            .prepare("SELECT 1 FROM sqlite_master WHERE name = 'tenants'")?
+            .exists([])?;
+        if has_tenants && !has_overrides {
+            // A store written before quotas: the column comes with its default.
+            db.execute_batch(
+                "ALTER TABLE tenants ADD COLUMN overrides TEXT NOT NULL DEFAULT '{}'",
+            )?;
+        }
         db.execute_batch(SCHEMA)?;
-        Ok(Tenants { db: Mutex::new(db) })
+        let store = Tenants {
+            db: Mutex::new(db),
+            plans: RwLock::default(),
+            generation: AtomicU64::new(0),
+            uploads: Mutex::default(),
+        };
+        let all = store.list()?;
+        store.write_plans().tenants = all
+            .into_iter()
+            .map(|t| (t.name, (t.tier, t.overrides)))
+            .collect();
+        Ok(store)
+    }
+
+    fn write_plans(&self) -> std::sync::RwLockWriteGuard<'_, Plans> {
+        self.generation.fetch_add(1, Ordering::Release);
+        self.plans
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read_plans(&self) -> std::sync::RwLockReadGuard<'_, Plans> {
+        self.plans
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The tiers of the config (at start and at every reload).
+    pub fn set_tiers(&self, tiers: BTreeMap<String, Tier>) {
+        self.write_plans().tiers = tiers;
+    }
+
+    /// Whether the config defines `tier`.
+    pub fn has_tier(&self, tier: &str) -> bool {
+        self.read_plans().tiers.contains_key(tier)
+    }
+
+    /// The tiers' names.
+    pub fn tier_names(&self) -> Vec<String> {
+        self.read_plans().tiers.keys().cloned().collect()
+    }
+
+    /// What `tenant` may do; None for a name that is no tenant (a config
+    /// file's label): no quotas. A tenant on a tier the config no longer
+    /// defines keeps its overrides only, and the log says so.
+    pub fn plan(&self, tenant: &str) -> Option<Plan> {
+        let plans = self.read_plans();
+        let (tier, overrides) = plans.tenants.get(tenant)?;
+        let found = tier.as_deref().and_then(|t| plans.tiers.get(t));
+        if let (Some(t), None) = (tier, found) {
+            tracing::warn!(tenant, tier = %t, "this tenant's tier is not in the config; only its own quotas apply");
+        }
+        Some(Plan::new(tier.as_deref(), found, overrides))
+    }
+
+    /// Changes with every change of a plan.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Move a tenant to `tier` (Some(None): no tier) and/or set its
+    /// overrides.
+    pub fn set_plan(
+        &self,
+        name: &str,
+        tier: Option<Option<&str>>,
+        overrides: Option<&Quotas>,
+    ) -> Result<Tenant, TenantError> {
+        let db = self.db();
+        if let Some(tier) = tier {
+            db.execute(
+                "UPDATE tenants SET tier = ?2 WHERE name = ?1",
+                params![name, tier],
+            )?;
+        }
+        if let Some(o) = overrides {
+            let text = serde_json::to_string(o).map_err(|e| TenantError::Corrupt(e.to_string()))?;
+            db.execute(
+                "UPDATE tenants SET overrides = ?2 WHERE name = ?1",
+                params![name, text],
+            )?;
+        }
+        drop(db);
+        let t = self
+            .get(name)?
+            .ok_or_else(|| TenantError::Unknown(name.to_owned()))?;
+        self.write_plans()
+            .tenants
+            .insert(t.name.clone(), (t.tier.clone(), t.overrides.clone()));
+        Ok(t)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<Tenant>, TenantError> {
+        let db = self.db();
+        let mut q = db.prepare(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = ?1"
+        ))?;
+        Ok(q.query_row([name], row_tenant).optional()?)
+    }
+
+    /// Keep a refused quota as the tenant's record of it.
+    pub fn record_refusal(&self, tenant: &str, e: &Exceeded) {
+        let db = self.db();
+        let kept = db
+            .execute(
+                "INSERT INTO refusals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    tenant,
+                    now_ms() as i64,
+                    e.quota,
+                    e.used,
+                    e.limit,
+                    e.rate,
+                    e.detail
+                ],
+            )
+            .and_then(|_| {
+                db.execute(
+                    "DELETE FROM refusals WHERE tenant = ?1 AND rowid NOT IN
+                     (SELECT rowid FROM refusals WHERE tenant = ?1 ORDER BY at_ms DESC LIMIT ?2)",
+                    params![tenant, KEPT_REFUSALS],
+                )
+            });
+        if let Err(error) = kept {
+            tracing::error!(tenant, %error, quota = %e.quota, "cannot record a quota refusal");
+        }
+        tracing::info!(tenant, quota = %e.quota, used = e.used, limit = e.limit, "quota refused");
+    }
+
+    /// A tenant's latest refusals, newest first.
+    pub fn refusals(&self, tenant: &str, limit: usize) -> Result<Vec<Refusal>, TenantError> {
+        let db = self.db();
+        let mut q = db.prepare(
+            "SELECT at_ms, quota, used, quota_limit, rate, detail FROM refusals
+             WHERE tenant = ?1 ORDER BY at_ms DESC, rowid DESC LIMIT ?2",
+        )?;
+        let rows = q.query_map(params![tenant, limit as i64], |r| {
+            Ok(Refusal {
+                at_ms: r.get::<_, i64>(0)? as u64,
+                exceeded: Exceeded {
+                    quota: r.get(1)?,
+                    used: r.get(2)?,
+                    limit: r.get(3)?,
+                    rate: r.get(4)?,
+                    detail: r.get(5)?,
+                },
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Count one policy upload of `tenant` against its per-minute quota.
+    pub fn take_upload(&self, tenant: &str, limit: Option<u32>) -> Result<(), Exceeded> {
+        let Some(limit) = limit else { return Ok(()) };
+        self.uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(tenant.to_owned())
+            .or_default()
+            .try_take(limit)
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
@@ -215,29 +437,31 @@ impl Tenants {
         let created_ms = now_ms();
         let db = self.db();
         let inserted = db.execute(
-            "INSERT OR IGNORE INTO tenants VALUES (?1, ?2, ?3)",
+            "INSERT OR IGNORE INTO tenants (name, tier, created_ms) VALUES (?1, ?2, ?3)",
             params![name, tier, created_ms as i64],
         )?;
+        drop(db);
         if inserted == 0 {
             return Err(TenantError::Exists(name.to_owned()));
         }
+        self.write_plans().tenants.insert(
+            name.to_owned(),
+            (tier.map(str::to_owned), Quotas::default()),
+        );
         Ok(Tenant {
             name: name.to_owned(),
             tier: tier.map(str::to_owned),
+            overrides: Quotas::default(),
             created_ms,
         })
     }
 
     pub fn list(&self) -> Result<Vec<Tenant>, TenantError> {
         let db = self.db();
-        let mut q = db.prepare("SELECT name, tier, created_ms FROM tenants ORDER BY name")?;
-        let rows = q.query_map([], |r| {
-            Ok(Tenant {
-                name: r.get(0)?,
-                tier: r.get(1)?,
-                created_ms: r.get::<_, i64>(2)? as u64,
-            })
-        })?;
+        let mut q = db.prepare(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name"
+        ))?;
+        let rows = q.query_map([], row_tenant)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -260,7 +484,9 @@ impl Tenants {
             "UPDATE tokens SET revoked_ms = ?2 WHERE tenant = ?1 AND revoked_ms IS NULL",
             params![name, now_ms() as i64],
         )?;
+        tx.execute("DELETE FROM refusals WHERE tenant = ?1", [name])?;
         tx.commit()?;
+        self.write_plans().tenants.remove(name);
         Ok(())
     }
 
