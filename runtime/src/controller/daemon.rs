@@ -57,9 +57,29 @@ pub struct RunSummary {
     /// Tick lag (how late each tick started), in 1 ms buckets; the last bucket
     /// holds everything at or above it.
     pub lag_ms_buckets: Vec<u64>,
+    /// The same, per tenant.
+    pub tenant_lag_ms_buckets: std::collections::BTreeMap<String, Vec<u64>>,
+    /// Ticks whose evaluation was throttled (fair scheduling), per tenant.
+    pub throttled_by_tenant: std::collections::BTreeMap<String, u64>,
     /// Scalers whose task ended abnormally, and why. Non-empty means the run
     /// failed: `wasmscale run` exits non-zero.
     pub lost_scalers: Vec<(String, String)>,
+}
+
+fn percentile_ms(buckets: &[u64], p: f64) -> Option<u64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (ms, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(ms as u64 + 1);
+        }
+    }
+    None
 }
 
 /// Lag buckets: 0..=254 ms by the millisecond, then ">= 255 ms".
@@ -68,19 +88,12 @@ const LAG_BUCKETS: usize = 256;
 impl RunSummary {
     /// The p-th percentile of tick lag, in milliseconds (a bucket's upper edge).
     pub fn lag_percentile_ms(&self, p: f64) -> Option<u64> {
-        let total: u64 = self.lag_ms_buckets.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (ms, n) in self.lag_ms_buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Some(ms as u64 + 1);
-            }
-        }
-        None
+        percentile_ms(&self.lag_ms_buckets, p)
+    }
+
+    /// The p-th percentile of one tenant's tick lag, in milliseconds.
+    pub fn tenant_lag_percentile_ms(&self, tenant: &str, p: f64) -> Option<u64> {
+        percentile_ms(self.tenant_lag_ms_buckets.get(tenant)?, p)
     }
 }
 
@@ -102,6 +115,7 @@ struct TaskResult {
     done: u64,
     failed: u64,
     missed: u64,
+    throttled: u64,
     lags: Vec<u64>,
     /// Why the task stopped early, when it was not told to stop.
     stopped_early: Option<&'static str>,
@@ -140,8 +154,21 @@ fn account_task(
             summary.ticks += r.done;
             summary.failed_ticks += r.failed;
             summary.missed_ticks += r.missed;
+            let tenant = summary
+                .tenant_lag_ms_buckets
+                .entry(r.scaler.tenant().to_owned())
+                .or_insert_with(|| vec![0; LAG_BUCKETS]);
+            for (total, n) in tenant.iter_mut().zip(&r.lags) {
+                *total += n;
+            }
             for (total, n) in summary.lag_ms_buckets.iter_mut().zip(r.lags) {
                 *total += n;
+            }
+            if r.throttled > 0 {
+                *summary
+                    .throttled_by_tenant
+                    .entry(r.scaler.tenant().to_owned())
+                    .or_default() += r.throttled;
             }
             finished.push(r.scaler);
         }
@@ -205,7 +232,7 @@ fn spawn_scaler(
             Duration::from_millis((jitter.as_millis() as u64 / TICK_SLOT_MS) * TICK_SLOT_MS);
         let mut timer = tokio::time::interval_at(origin + jitter, interval);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let (mut done, mut missed, mut failed) = (0u64, 0u64, 0u64);
+        let (mut done, mut missed, mut failed, mut throttled) = (0u64, 0u64, 0u64, 0u64);
         let mut stopped_early = None;
         let mut lags = vec![0u64; LAG_BUCKETS];
         // One wait for the stop signal for the task's whole life, not one
@@ -250,6 +277,7 @@ fn spawn_scaler(
                     }
                     metrics.observe(&record);
                     failed += u64::from(!record.failures.is_empty());
+                    throttled += u64::from(record.failures.iter().any(|f| f.kind == "throttled"));
                     if tx.send(record).await.is_err() {
                         stopped_early = Some("stopped: the audit log writer is gone");
                         break;
@@ -266,6 +294,7 @@ fn spawn_scaler(
             done,
             failed,
             missed,
+            throttled,
             lags,
             stopped_early,
         }

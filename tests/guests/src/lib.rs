@@ -17,6 +17,7 @@ pub mod infinite_loop;
 pub mod load_state_panic;
 pub mod log_spam;
 pub mod memory_bomb;
+pub mod sleeper;
 pub mod unreachable;
 #[cfg(feature = "v2-exports-save-state")]
 mod v2_exports_save_state;
@@ -41,6 +42,8 @@ wasmscale_sdk::export_policy!(load_state_panic::LoadStatePanic);
 wasmscale_sdk::export_policy!(flaky_counter::FlakyCounter);
 #[cfg(feature = "huge-state")]
 wasmscale_sdk::export_policy!(huge_state::HugeState);
+#[cfg(feature = "sleeper")]
+wasmscale_sdk::export_policy!(sleeper::Sleeper);
 #[cfg(feature = "v2-queue")]
 wasmscale_sdk::export_policy_v2!(v2_queue::V2Queue);
 
