@@ -80,6 +80,11 @@ enum Expect {
     Create,
     /// Its own usage; another tenant's answers as one that does not exist.
     Usage,
+    /// A route on one policy: another tenant's answers exactly as a
+    /// policy that does not exist.
+    OnePolicy,
+    /// The policy list: only its own.
+    PolicyList,
 }
 
 fn expectation(route: &str) -> Option<Expect> {
@@ -88,7 +93,9 @@ fn expectation(route: &str) -> Option<Expect> {
         "GET /healthz" | "GET /readyz" => Open,
         "GET /metrics" => OperatorOnly,
         "GET /v1/usage" => Usage,
-        r if r.contains(" /v1/policies") || r.contains(" /v1/tenants") => OperatorOnly,
+        "GET /v1/policies" => PolicyList,
+        r if r.contains(" /v1/policies/{name}") => OnePolicy,
+        r if r.contains(" /v1/tenants") => OperatorOnly,
         "GET /v1/scalers" => List,
         "POST /v1/scalers" => Create,
         r if r.contains("/scalers/{name}") => OneScaler,
@@ -191,6 +198,73 @@ fn tenants_see_only_their_own_and_every_route_is_tried_across_tenants() {
         ["acme/chat", "acme/only-acme", "globex/chat", "ops"]
     );
 
+    // acme pushes a policy of its own: NAME to it, acme/NAME inside.
+    let qd = wasmscale::host::builtin_bytes("queue-depth").unwrap();
+    let bearer = format!("Bearer {acme}");
+    let (status, body) = exchange(
+        port,
+        "POST",
+        "/v1/policies/only-acme/versions?activate=true",
+        &[("Authorization", &bearer)],
+        qd,
+    );
+    assert_eq!(status, 201, "{body}");
+    let digest = json(&body)["version"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, body) = call(port, Some(&acme), "GET", "/v1/policies", "");
+    assert!(body.contains("acme/only-acme"), "{body}");
+    let (_, body) = call(port, Some(&globex), "GET", "/v1/policies", "");
+    assert_eq!(json(&body), serde_json::json!([]), "{body}");
+    let (_, body) = call(port, op, "GET", "/v1/policies", "");
+    assert!(body.contains("acme/only-acme"), "{body}");
+    let follow = |policy: &str| {
+        format!(
+            r#"{{"policy": "{policy}", "params": {{"target_per_replica": 10}}, "min_replicas": 1, "max_replicas": 3, "interval_seconds": 0.1, "metrics": {{"queue_depth": 35}}}}"#
+        )
+    };
+    let (status, body) = call(
+        port,
+        Some(&acme),
+        "PUT",
+        "/v1/scalers/follower",
+        &follow("registry:only-acme"),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(json(&body)["policy"], "registry:acme/only-acme", "{body}");
+    // globex can neither follow, pin nor name it, nor reach a server file.
+    for (policy, want) in [
+        ("registry:acme/only-acme", 404),
+        (digest.as_str(), 404),
+        ("/etc/passwd", 403),
+    ] {
+        let (status, body) = call(
+            port,
+            Some(&globex),
+            "PUT",
+            "/v1/scalers/thief",
+            &follow(policy),
+        );
+        assert_eq!(status, want, "{policy}: {body}");
+    }
+    let (status, body) = call(
+        port,
+        Some(&globex),
+        "PUT",
+        "/v1/scalers/thief",
+        &follow("registry:only-acme"),
+    );
+    assert!(status >= 400 && !body.contains(&digest), "{body}");
+    let (status, body) = call(
+        port,
+        Some(&acme_viewer),
+        "POST",
+        "/v1/policies/only-acme/rollback",
+        "",
+    );
+    assert_eq!(status, 403, "a viewer only reads: {body}");
+
     // Every documented route, tried by globex on acme's scaler.
     let (_, doc) = call(port, None, "GET", "/openapi.json", "");
     let doc = json(&doc);
@@ -237,6 +311,23 @@ fn tenants_see_only_their_own_and_every_route_is_tried_across_tenants() {
                 }
                 Expect::List => {
                     let (_, text) = call(port, Some(&globex), &method, &at(""), "");
+                    assert!(!text.contains("acme"), "{route}: {text}");
+                }
+                Expect::OnePolicy => {
+                    let theirs = call(port, Some(&globex), &method, &at("only-acme"), body);
+                    let missing = call(port, Some(&globex), &method, &at("never-was"), body);
+                    assert_eq!(theirs.0, missing.0, "{route}: {}", theirs.1);
+                    if method == "GET" || method == "DELETE" {
+                        assert_eq!(theirs.0, 404, "{route}: {}", theirs.1);
+                    }
+                    assert_eq!(
+                        theirs.1.replace("only-acme", "NAME"),
+                        missing.1.replace("never-was", "NAME"),
+                        "{route}: another tenant's policy answers as one that does not exist"
+                    );
+                }
+                Expect::PolicyList => {
+                    let (_, text) = call(port, Some(&globex), &method, path, "");
                     assert!(!text.contains("acme"), "{route}: {text}");
                 }
                 Expect::Usage => {
@@ -553,6 +644,42 @@ fn each_quota_exceeded_is_refused_with_its_name_use_and_limit_and_recorded() {
     assert!(
         json(&text)["refusals"].as_array().unwrap().is_empty(),
         "{text}"
+    );
+    // Uploads: a tier without custom .wasm, a size quota, a rate.
+    let qd = wasmscale::host::builtin_bytes("queue-depth").unwrap();
+    let upload = |tok: &str| {
+        let bearer = format!("Bearer {tok}");
+        let (status, text) = exchange(
+            port,
+            "POST",
+            "/v1/policies/mine/versions",
+            &[("Authorization", &bearer)],
+            qd,
+        );
+        (status, json(&text))
+    };
+    let (status, v) = upload(&small);
+    assert_eq!(
+        (status, v["quota"].as_str()),
+        (403, Some("custom_wasm")),
+        "{v}"
+    );
+    let patch = |body: &str| call(port, op, "PATCH", "/v1/tenants/big", body).0;
+    assert_eq!(patch(r#"{"quotas": {"policy_bytes": 1000}}"#), 200);
+    let (status, v) = upload(&big);
+    assert_eq!(
+        (status, v["quota"].as_str(), v["limit"].as_f64()),
+        (403, Some("policy_bytes"), Some(1000.0)),
+        "{v}"
+    );
+    assert_eq!(patch(r#"{"quotas": {"uploads_per_minute": 2}}"#), 200);
+    assert!(upload(&big).0 < 300);
+    assert!(upload(&big).0 < 300);
+    let (status, v) = upload(&big);
+    assert_eq!(
+        (status, v["quota"].as_str()),
+        (429, Some("uploads_per_minute")),
+        "{v}"
     );
     // A zero concurrency is no quota.
     let (status, _) = call(

@@ -14,10 +14,9 @@ use axum::response::{IntoResponse as _, Response};
 /// Paths anyone may read: probes and the API's description.
 const OPEN: &[&str] = &["/healthz", "/readyz", "/openapi.json"];
 
-/// Path prefixes only an operator's token reaches. Tenants' own policies
-/// (namespaced per tenant) are not built yet: until then the registry is
-/// the operator's.
-const OPERATOR_ONLY: &[&str] = &["/metrics", "/v1/policies", "/v1/tenants"];
+/// Path prefixes only an operator's token reaches. (A tenant's token
+/// reaches the registry, where its policies are its own namespace.)
+const OPERATOR_ONLY: &[&str] = &["/metrics", "/v1/tenants"];
 
 pub(super) async fn authenticate(
     State(app): State<App>,

@@ -11,10 +11,11 @@
 use super::{ApiError, App};
 use crate::controller::{SwapError, SwapStep, Swapped};
 use crate::registry::{PolicyInfo, Upload, Version};
-use axum::Json;
+use crate::tenants::Caller;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 
 /// How many of a scaler's last recorded snapshots a swap smoke-evaluates.
 pub(super) const SMOKE_SNAPSHOTS: usize = 5;
@@ -46,11 +47,60 @@ async fn blocking<T: Send + 'static>(
     summary = "Every policy in the registry, with its versions",
     responses((status = 200, description = "the policies", body = Vec<PolicyInfo>), (status = "4XX", description = "refused: `error` says why, `hint` what to do", body = super::errors::ErrorBody))
 )]
-pub(super) async fn list(State(app): State<App>) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
+pub(super) async fn list(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
     let app2 = app.clone();
-    blocking(move || Ok(app2.registry()?.0.policies()?))
-        .await
-        .map(Json)
+    let all = blocking(move || Ok(app2.registry()?.0.policies()?)).await?;
+    Ok(Json(match &caller.tenant {
+        None => all,
+        Some(t) => {
+            let prefix = format!("{t}/");
+            all.into_iter()
+                .filter(|p| p.name.starts_with(&prefix))
+                .collect()
+        }
+    }))
+}
+
+/// Whether tenant `t` may upload a policy of `size` bytes now: its tier
+/// runs custom `.wasm`, the size is within `policy_bytes`, and it is
+/// within `uploads_per_minute`. A refusal is recorded for the tenant.
+fn admit_upload(app: &App, t: &str, size: usize) -> Result<(), ApiError> {
+    let Some(store) = app.tenants.as_deref() else {
+        return Ok(());
+    };
+    let Some(plan) = store.plan(t) else {
+        return Ok(());
+    };
+    let refuse = |e: crate::tenants::Exceeded| {
+        store.record_refusal(t, &e);
+        ApiError::quota(e)
+    };
+    plan.admit_policy(None).map_err(refuse)?;
+    if let Some(limit) = plan.quotas.policy_bytes
+        && size as u64 > limit
+    {
+        return Err(refuse(crate::tenants::Exceeded {
+            quota: "policy_bytes".into(),
+            used: size as f64,
+            limit: limit as f64,
+            rate: false,
+            detail: "the uploaded component's size".into(),
+        }));
+    }
+    store
+        .take_upload(t, plan.quotas.uploads_per_minute)
+        .map_err(refuse)
+}
+
+/// The registry's name for policy `name` as `caller` addresses it: a
+/// tenant's policies are `TENANT/NAME` inside, NAME to it; another
+/// tenant's answer as a policy that does not exist.
+fn owned(caller: &Caller, name: &str) -> Result<String, ApiError> {
+    super::scalers::internal_name(caller, name)
+        .ok_or_else(|| crate::registry::RegistryError::UnknownPolicy(name.to_owned()).into())
 }
 
 #[utoipa::path(
@@ -63,8 +113,10 @@ pub(super) async fn list(State(app): State<App>) -> Result<Json<Vec<PolicyInfo>>
 )]
 pub(super) async fn show(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = owned(&caller, &name)?;
     blocking(move || {
         let registry = app.registry()?.0;
         let info = registry.policy(&name)?;
@@ -92,8 +144,10 @@ pub(super) async fn show(
 )]
 pub(super) async fn show_version(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Version>, ApiError> {
+    let name = owned(&caller, &name)?;
     blocking(move || Ok(Json(app.registry()?.0.version(&name, &version)?))).await
 }
 
@@ -117,13 +171,17 @@ pub(super) struct UploadQuery {
 )]
 pub(super) async fn upload(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    super::scalers::must_write(&caller)?;
+    let name = owned(&caller, &name)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     crate::registry::check_name(&name)?;
+    let namespace = name.split_once('/').map(|(t, _)| t.to_owned());
     let (_, host) = app.registry()?;
     let max = host.limits().max_module_bytes;
     let bytes = body.map_err(|e| {
@@ -134,6 +192,9 @@ pub(super) async fn upload(
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the body is empty")
             .hint("send the .wasm component's bytes as the body"));
+    }
+    if let Some(t) = &namespace {
+        admit_upload(&app, t, bytes.len())?;
     }
     let by = who(&headers);
     let header = |h: &str| {
@@ -221,9 +282,12 @@ pub(super) async fn upload(
 )]
 pub(super) async fn delete_version(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
+    super::scalers::must_write(&caller)?;
+    let name = owned(&caller, &name)?;
     let by = who(&headers);
     blocking(move || {
         let registry = app.registry()?.0;
@@ -265,10 +329,13 @@ pub(super) struct ActivateBody {
 )]
 pub(super) async fn activate(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Json<ActivateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Activated>, ApiError> {
+    super::scalers::must_write(&caller)?;
+    let name = owned(&caller, &name)?;
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(e.body_text())
             .hint(r#"send {"version": 3} or {"version": "sha256:..."}"#)
@@ -301,9 +368,12 @@ pub(super) async fn activate(
 )]
 pub(super) async fn rollback(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Activated>, ApiError> {
+    super::scalers::must_write(&caller)?;
+    let name = owned(&caller, &name)?;
     switch(&app, &name, Target::Previous, &who(&headers), "asked for")
         .await
         .map(Json)
@@ -457,10 +527,13 @@ pub(super) struct Shadowed {
 )]
 pub(super) async fn set_shadow(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Json<ActivateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Shadowed>, ApiError> {
+    super::scalers::must_write(&caller)?;
+    let name = owned(&caller, &name)?;
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(e.body_text())
             .hint(r#"send {"version": 3} or {"version": "sha256:..."}"#)
@@ -511,9 +584,12 @@ pub(super) async fn set_shadow(
 )]
 pub(super) async fn clear_shadow(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Shadowed>, ApiError> {
+    super::scalers::must_write(&caller)?;
+    let name = owned(&caller, &name)?;
     let _one_at_a_time = app.swaps.lock().await;
     let (app2, name2, by) = (app.clone(), name.clone(), who(&headers));
     blocking(move || Ok(app2.registry()?.0.set_shadow(&name2, None, &by)?)).await?;
@@ -543,9 +619,12 @@ pub(super) async fn clear_shadow(
 )]
 pub(super) async fn promote(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Activated>, ApiError> {
+    super::scalers::must_write(&caller)?;
+    let name = owned(&caller, &name)?;
     let (app2, name2) = (app.clone(), name.clone());
     let shadow = blocking(move || Ok(app2.registry()?.0.shadow(&name2)?)).await?;
     let Some(shadow) = shadow else {

@@ -276,6 +276,20 @@ async fn check_entry(
     if let Some(policy) = object.get("policy").and_then(|p| p.as_str()) {
         super::tenants::admit_policy(app, &tenant, policy)?;
     }
+    // A tenant's policies are its own: `registry:NAME` is its NAME, a pin
+    // is one of its versions, and no path on the server is one.
+    if let Some(t) = &caller.tenant {
+        if let Some(p) = object.get("policy").and_then(|p| p.as_str()) {
+            let mine = tenant_policy(app, t, p)?;
+            object.insert("policy".into(), mine.into());
+        }
+        if let Some(net) = object.get_mut("safety_net").and_then(|n| n.as_object_mut())
+            && let Some(p) = net.get("policy").and_then(|p| p.as_str())
+        {
+            let mine = tenant_policy(app, t, p)?;
+            net.insert("policy".into(), mine.into());
+        }
+    }
     let base = app.handle.base.clone();
     let origin = format!("scaler {name}");
     let entry = entry.clone();
@@ -291,6 +305,33 @@ async fn check_entry(
         .scalers
         .pop()
         .ok_or_else(|| ApiError::bad_request("the entry holds no scaler"))
+}
+
+/// A tenant's policy reference, as the registry knows it.
+fn tenant_policy(app: &App, tenant: &str, policy: &str) -> Result<String, ApiError> {
+    use crate::registry::RegistryError;
+    if policy.starts_with("builtin:") || policy.starts_with("oci://") {
+        return Ok(policy.to_owned());
+    }
+    if let Some(name) = policy.strip_prefix("registry:") {
+        if name.contains('/') {
+            let bare = name.split('@').next().unwrap_or(name);
+            return Err(RegistryError::UnknownPolicy(bare.to_owned()).into());
+        }
+        return Ok(format!("registry:{tenant}/{name}"));
+    }
+    if policy.starts_with("sha256:") {
+        let (registry, _) = app.registry()?;
+        if registry.has_digest_under(&format!("{tenant}/"), policy)? {
+            return Ok(policy.to_owned());
+        }
+        return Err(RegistryError::UnknownDigest(policy.to_owned()).into());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "a tenant's scaler names its policy as builtin:NAME, registry:NAME, sha256:DIGEST or oci://REF",
+    )
+    .hint("files on the server are the operator's: push the .wasm with `wasmscale policy push` and use registry:NAME"))
 }
 
 fn changes(app: &App) -> Result<&crate::controller::ScalerChanges, ApiError> {

@@ -15,7 +15,7 @@ pub enum RegistryError {
     #[error("no blob with digest {0} in the registry")]
     UnknownDigest(String),
     #[error(
-        "`{0}` is not a policy name: use 1 to 63 of a-z, 0-9, `-`, `_` and `.`, starting with a letter or digit"
+        "`{0}` is not a policy name: use 1 to 63 of a-z, 0-9, `-`, `_` and `.`, starting with a letter or digit (a tenant's: TENANT/NAME)"
     )]
     BadName(String),
     #[error("`{0}` is not a digest: write sha256: and 64 lowercase hex digits")]

@@ -117,7 +117,20 @@ pub fn digest_of(bytes: &[u8]) -> String {
 
 /// Check a policy name: it becomes part of `registry:NAME` and of URLs.
 pub fn check_name(name: &str) -> Result<(), RegistryError> {
-    let ok = !name.is_empty()
+    // A tenant's policies are `TENANT/NAME`: one namespace, then a name.
+    let ok = match name.split_once('/') {
+        Some((tenant, rest)) => plain_name(tenant) && plain_name(rest),
+        None => plain_name(name),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::BadName(name.chars().take(80).collect()))
+    }
+}
+
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 63
         && name
             .bytes()
@@ -125,12 +138,7 @@ pub fn check_name(name: &str) -> Result<(), RegistryError> {
         && name
             .bytes()
             .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::BadName(name.chars().take(80).collect()))
-    }
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// Check a `sha256:HEX` digest and return its hex part.
@@ -315,6 +323,21 @@ impl Registry {
             .query_row(
                 "SELECT 1 FROM versions WHERE digest = ?1 LIMIT 1",
                 [digest],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Whether a version of a policy named `PREFIX…` holds this digest (a
+    /// tenant's pin must be one of its own versions).
+    pub fn has_digest_under(&self, prefix: &str, digest: &str) -> Result<bool, RegistryError> {
+        check_digest(digest)?;
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT 1 FROM versions WHERE digest = ?1 AND substr(policy, 1, ?3) = ?2 LIMIT 1",
+                params![digest, prefix, prefix.chars().count() as i64],
                 |_| Ok(()),
             )
             .optional()?
@@ -785,7 +808,18 @@ mod tests {
             r.version("ghost", "1"),
             Err(RegistryError::UnknownPolicy(_))
         ));
-        for bad in ["", "Caps", "-lead", "a/b", &"x".repeat(64)] {
+        // A tenant's namespace is one `TENANT/` and no more.
+        assert!(check_name("acme/chat").is_ok());
+        for bad in [
+            "",
+            "Caps",
+            "-lead",
+            "a/b/c",
+            "/b",
+            "a/",
+            "../x",
+            &"x".repeat(64),
+        ] {
             assert!(
                 matches!(
                     r.put(bad, b"x", upload("a")),
