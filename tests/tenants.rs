@@ -814,7 +814,7 @@ fn generated_bad_requests_get_4xx_never_a_crash() {
     let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
     for i in 0..3000 {
         let (doc_method, path) = &routes[(rng.next() % routes.len() as u64) as usize];
-        let method = if rng.next() % 4 == 0 {
+        let method = if rng.next().is_multiple_of(4) {
             rng.pick(&methods)
         } else {
             doc_method.as_str()
@@ -823,7 +823,7 @@ fn generated_bad_requests_get_4xx_never_a_crash() {
         for key in ["{name}", "{tenant}", "{version}", "{id}"] {
             target = target.replace(key, rng.pick(&segments));
         }
-        if rng.next() % 5 == 0 {
+        if rng.next().is_multiple_of(5) {
             target.push_str(rng.pick(&[
                 "?since=-5m",
                 "?limit=0",
@@ -833,7 +833,7 @@ fn generated_bad_requests_get_4xx_never_a_crash() {
                 "?%zz",
             ]));
         }
-        let body: &[u8] = if i % 97 == 0 {
+        let body: &[u8] = if i.is_multiple_of(97) {
             nested.as_bytes()
         } else {
             rng.pick(&bodies)
@@ -847,7 +847,7 @@ fn generated_bad_requests_get_4xx_never_a_crash() {
         // Sometimes a Content-Length short of the body: the rest is garbage
         // after the request. (One longer than the body only makes the server
         // wait for bytes that never come, as it should.)
-        let length = if rng.next() % 10 == 0 {
+        let length = if rng.next().is_multiple_of(10) {
             body.len().saturating_sub(3)
         } else {
             body.len()
