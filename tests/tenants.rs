@@ -812,7 +812,7 @@ fn generated_bad_requests_get_4xx_never_a_crash() {
     ];
     let mut rng = Rng(0x5eed_cafe);
     let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
-    for i in 0..3000 {
+    for i in 0..3000u32 {
         let (doc_method, path) = &routes[(rng.next() % routes.len() as u64) as usize];
         let method = if rng.next().is_multiple_of(4) {
             rng.pick(&methods)
