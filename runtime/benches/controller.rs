@@ -6,7 +6,10 @@
 //!
 //! `env -u RUST_BACKTRACE cargo bench -p wasmscale --bench controller`
 //! (`WASMSCALE_SCALERS`, `WASMSCALE_SECONDS` to change the size;
-//! `WASMSCALE_POLICY` for another component than `builtin:queue-depth`).
+//! `WASMSCALE_POLICY` for another component than `builtin:queue-depth`;
+//! `WASMSCALE_TENANTS=100` to spread the scalers over that many tenants of a
+//! tenants store, each on a tier with a concurrency and a fuel budget, so
+//! every evaluation goes through its tenant's lane).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -60,14 +63,31 @@ fn main() {
     // Another component in place of the 0.1 built-in, e.g. the 0.2 build of
     // the same queue-depth code (the tests crate's `v2-queue-depth` fixture).
     let policy = std::env::var("WASMSCALE_POLICY").unwrap_or_else(|_| "builtin:queue-depth".into());
+    let tenants: usize = std::env::var("WASMSCALE_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from(
-        "[admin]\nlisten = \"\"\n[audit]\npath = \"audit.jsonl\"\nmax_bytes = 67108864\nkeep = 1\n",
+        "[admin]\nlisten = \"\"\n[audit]\npath = \"audit.jsonl\"\nmax_bytes = 67108864\nkeep = 1\n\
+         [tiers.bench.quotas]\nconcurrency = 2\nfuel_per_second = 1000000000000\n",
     );
+    let store = (tenants > 0).then(|| {
+        let store = wasmscale::tenants::Tenants::open(&dir.path().join("state")).unwrap();
+        for t in 0..tenants {
+            store.create(&format!("t{t}"), Some("bench")).unwrap();
+        }
+        std::sync::Arc::new(store)
+    });
     for i in 0..n {
+        let tenant = if tenants > 0 {
+            format!("t{}", i % tenants)
+        } else {
+            "default".into()
+        };
         let _ = write!(
             text,
-            "[[scaler]]\nname = \"s{i}\"\npolicy = {policy:?}\nparams = {{ target_per_replica = 10 }}\nmin_replicas = 1\nmax_replicas = 10\ninterval_seconds = 1\nmetrics = {{ queue_depth = {} }}\n[scaler.guard]\nrate = \"none\"\n",
+            "[[scaler]]\nname = \"s{i}\"\ntenant = \"{tenant}\"\npolicy = {policy:?}\nparams = {{ target_per_replica = 10 }}\nmin_replicas = 1\nmax_replicas = 10\ninterval_seconds = 1\nmetrics = {{ queue_depth = {} }}\n[scaler.guard]\nrate = \"none\"\n",
             30 + i % 50
         );
     }
@@ -113,6 +133,7 @@ fn main() {
                 &host,
                 RunOptions {
                     ticks: Some(ticks),
+                    tenants: store.clone(),
                     ..RunOptions::default()
                 },
             )
@@ -129,6 +150,11 @@ fn main() {
     let peak = proc_status("VmHWM:").unwrap_or(0);
     windows.sort_by(f64::total_cmp);
     let median = windows.get(windows.len() / 2).copied().unwrap_or(f64::NAN);
+    let throttled: u64 = summary.throttled_by_tenant.values().sum();
+    println!(
+        "{n} scalers in {} tenant(s), {throttled} ticks throttled",
+        tenants.max(1)
+    );
     println!(
         "{n} scalers x {seconds} ticks at 1 s: {} ticks in {wall:.1} s; steady-state CPU, {}-s windows after start-up: \
          median {median:.1}% of one core ({:.1} µs per tick), min {:.1}%, max {:.1}%, {} windows; lag p50 {} ms, p99 {} ms; missed {}, failed {}",
