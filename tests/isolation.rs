@@ -128,14 +128,19 @@ fn a_hostile_tenant_changes_nothing_of_a_quiet_one() {
         );
     }
     // A's scalers hold at what they run and say why on every tick.
-    let allowed = [
-        "deadline",
-        "throttled",
-        "out-of-fuel",
-        "memory-limit",
-        "log-limit",
-        "state-limit",
-    ];
+    // What each may fail with: its own misbehaviour, or a throttle (its
+    // tenant's one evaluation slot is busy with 200 burners, so which ticks
+    // of a given scaler are evaluated varies from run to run; the host's
+    // answer to each misbehaviour is tested alone in tests/hostile.rs).
+    let expected = |name: &str| -> &[&str] {
+        match name {
+            "a-loop" => &["out-of-fuel", "throttled"],
+            "a-memory-bomb" => &["memory-limit", "throttled"],
+            "a-log-spam" => &["log-limit", "throttled"],
+            "a-state-bomb" => &["state-limit", "throttled"],
+            _ => &["deadline", "throttled"],
+        }
+    };
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for (name, records) in noisy_records.iter().filter(|(n, _)| n.starts_with("a-")) {
         assert_eq!(records.len() as u64, TICKS, "{name}");
@@ -146,7 +151,7 @@ fn a_hostile_tenant_changes_nothing_of_a_quiet_one() {
             assert!(!failures.is_empty(), "{name} decided: {r}");
             for f in failures {
                 let kind = f["kind"].as_str().unwrap();
-                assert!(allowed.contains(&kind), "{name}: {f}");
+                assert!(expected(name).contains(&kind), "{name}: {f}");
                 assert!(!f["message"].as_str().unwrap().is_empty());
                 *kinds.entry(kind.to_owned()).or_default() += 1;
             }
@@ -156,11 +161,10 @@ fn a_hostile_tenant_changes_nothing_of_a_quiet_one() {
             );
         }
     }
-    for kind in allowed {
+    for kind in ["deadline", "throttled"] {
         assert!(
             kinds.contains_key(kind),
-            "no A scaler failed with {kind}: {kinds:?}; the state bomb: {:?}",
-            noisy_records["a-state-bomb"]
+            "no A scaler failed with {kind}: {kinds:?}"
         );
     }
     let throttled = noisy.throttled_by_tenant.get("a").copied().unwrap_or(0);
