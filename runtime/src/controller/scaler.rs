@@ -794,10 +794,16 @@ impl Scaler {
             _ => None,
         };
         let evaluate = self.gate.is_none() || admitted.is_some();
-        let evaluation = snapshot
-            .as_ref()
-            .filter(|_| evaluate)
-            .map(|s| self.policy.evaluate(s));
+        // A tenant with a concurrency quota may run long evaluations: the
+        // worker hands its other tasks (other tenants' ticks) on first.
+        let isolate = self.gate.as_ref().is_some_and(|g| g.isolates());
+        let evaluation = snapshot.as_ref().filter(|_| evaluate).map(|s| {
+            if isolate {
+                tokio::task::block_in_place(|| self.policy.evaluate(s))
+            } else {
+                self.policy.evaluate(s)
+            }
+        });
         let (mut decision, mut fuel) = match evaluation {
             Some(Ok(eval)) => (Some(eval.decision), Some(eval.cost.fuel)),
             Some(Err(e)) => {

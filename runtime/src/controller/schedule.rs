@@ -216,6 +216,13 @@ impl Gate {
         Ok(Admitted { _slot: slot })
     }
 
+    /// Whether its evaluations leave the shared workers' queues to others
+    /// while they run (its tenant has a concurrency quota: `run`'s
+    /// multi-threaded runtime only).
+    pub(crate) fn isolates(&self) -> bool {
+        self.lane.slots.is_some()
+    }
+
     /// Account an evaluation: the fuel it burned, and whether it ran into
     /// its deadline.
     pub(crate) fn spent(&mut self, fuel: u64, hit_deadline: bool) {
