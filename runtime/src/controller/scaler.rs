@@ -794,9 +794,11 @@ impl Scaler {
             _ => None,
         };
         let evaluate = self.gate.is_none() || admitted.is_some();
-        // A tenant with a concurrency quota may run long evaluations: the
-        // worker hands its other tasks (other tenants' ticks) on first.
+        // A scaler of a tenant with a concurrency quota whose last
+        // evaluation was slow: the worker hands its other tasks (other
+        // tenants' ticks) on first.
         let isolate = self.gate.as_ref().is_some_and(|g| g.isolates());
+        let evaluated_at = Instant::now();
         let evaluation = snapshot.as_ref().filter(|_| evaluate).map(|s| {
             if isolate {
                 tokio::task::block_in_place(|| self.policy.evaluate(s))
@@ -848,7 +850,7 @@ impl Scaler {
             let hit_deadline = failures.iter().any(|f| {
                 f.kind == "deadline" && matches!(f.stage, Stage::Policy | Stage::SafetyNet)
             });
-            gate.spent(fuel.unwrap_or(0), hit_deadline);
+            gate.spent(fuel.unwrap_or(0), hit_deadline, evaluated_at.elapsed());
         }
         drop(admitted);
         if self.probation.is_some() && snapshot.is_some() {

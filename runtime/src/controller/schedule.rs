@@ -146,6 +146,7 @@ impl Scheduler {
             deadline_streak: 0,
             backoff: 0,
             skip: 0,
+            slow: false,
         }
     }
 }
@@ -161,7 +162,13 @@ pub(crate) struct Gate {
     backoff: u32,
     /// Ticks still to skip.
     skip: u32,
+    /// Whether its last evaluation took longer than [`SLOW_EVALUATION`].
+    slow: bool,
 }
+
+/// An evaluation this long hands its worker's queue to another thread the
+/// next time (a scaling policy needs microseconds).
+const SLOW_EVALUATION: Duration = Duration::from_millis(1);
 
 /// Leave to evaluate: hold it while evaluating, then [`Gate::spent`].
 #[derive(Debug)]
@@ -216,16 +223,17 @@ impl Gate {
         Ok(Admitted { _slot: slot })
     }
 
-    /// Whether its evaluations leave the shared workers' queues to others
-    /// while they run (its tenant has a concurrency quota: `run`'s
-    /// multi-threaded runtime only).
+    /// Whether its next evaluation leaves the shared worker's queue to
+    /// others while it runs: its tenant has a concurrency quota and its last
+    /// one was slow (`run`'s multi-threaded runtime only).
     pub(crate) fn isolates(&self) -> bool {
-        self.lane.slots.is_some()
+        self.slow && self.lane.slots.is_some()
     }
 
     /// Account an evaluation: the fuel it burned, and whether it ran into
     /// its deadline.
-    pub(crate) fn spent(&mut self, fuel: u64, hit_deadline: bool) {
+    pub(crate) fn spent(&mut self, fuel: u64, hit_deadline: bool, took: Duration) {
+        self.slow = hit_deadline || took >= SLOW_EVALUATION;
         if self.lane.fuel_per_second.is_some() {
             let mut b = self
                 .lane
@@ -260,7 +268,7 @@ mod tests {
         for _ in 0..20 {
             let ok = g.admit(Duration::from_millis(1)).await.is_ok();
             if ok {
-                g.spent(10, true);
+                g.spent(10, true, Duration::from_millis(10));
             }
             evaluated.push(ok);
         }
@@ -272,7 +280,7 @@ mod tests {
         assert_eq!(&pattern[..13], "EEE.E..E....E");
         // A good tick ends the back-off.
         g.skip = 0;
-        g.spent(10, false);
+        g.spent(10, false, Duration::ZERO);
         assert_eq!((g.deadline_streak, g.backoff), (0, 0));
     }
 }
