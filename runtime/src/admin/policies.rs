@@ -68,16 +68,10 @@ pub(super) async fn list(
 /// runs custom `.wasm`, the size is within `policy_bytes`, and it is
 /// within `uploads_per_minute`. A refusal is recorded for the tenant.
 fn admit_upload(app: &App, t: &str, size: usize) -> Result<(), ApiError> {
-    let Some(store) = app.tenants.as_deref() else {
+    let Some((store, plan)) = super::tenants::plan_of(app, t) else {
         return Ok(());
     };
-    let Some(plan) = store.plan(t) else {
-        return Ok(());
-    };
-    let refuse = |e: crate::tenants::Exceeded| {
-        store.record_refusal(t, &e);
-        ApiError::quota(e)
-    };
+    let refuse = |e| super::tenants::refused(store, t, e);
     plan.admit_policy(None).map_err(refuse)?;
     if let Some(limit) = plan.quotas.policy_bytes
         && size as u64 > limit

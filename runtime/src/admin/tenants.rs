@@ -183,17 +183,24 @@ fn usage_of(app: &App, tenant: &str, except: Option<&str>) -> Usage {
 /// Whether `tenant`'s tier runs `policy` (checked before the policy is
 /// loaded: a tier without custom `.wasm` never compiles one).
 pub(super) fn admit_policy(app: &App, tenant: &str, policy: &str) -> Result<(), ApiError> {
-    let Some(store) = app.tenants.as_deref() else {
-        return Ok(());
-    };
-    let Some(plan) = store.plan(tenant) else {
+    let Some((store, plan)) = plan_of(app, tenant) else {
         return Ok(());
     };
     plan.admit_policy(policy.strip_prefix("builtin:"))
-        .map_err(|e| {
-            store.record_refusal(tenant, &e);
-            ApiError::quota(e)
-        })
+        .map_err(|e| refused(store, tenant, e))
+}
+
+/// `tenant`'s store and plan; None when it has no quotas (no store, or a
+/// name that is no tenant).
+pub(super) fn plan_of<'a>(app: &'a App, tenant: &str) -> Option<(&'a Tenants, Plan)> {
+    let store = app.tenants.as_deref()?;
+    store.plan(tenant).map(|plan| (store, plan))
+}
+
+/// A quota refused: recorded for the tenant, answered 403 or 429.
+pub(super) fn refused(store: &Tenants, tenant: &str, e: crate::tenants::Exceeded) -> ApiError {
+    store.record_refusal(tenant, &e);
+    ApiError::quota(e)
 }
 
 /// Whether `config` fits its tenant's quotas beside the tenant's other
@@ -203,10 +210,7 @@ pub(super) fn admit(
     config: &crate::config::ScalerConfig,
     host: &crate::host::Host,
 ) -> Result<(), ApiError> {
-    let Some(store) = app.tenants.as_deref() else {
-        return Ok(());
-    };
-    let Some(plan) = store.plan(&config.tenant) else {
+    let Some((store, plan)) = plan_of(app, &config.tenant) else {
         return Ok(());
     };
     // Limits it leaves to the host are lowered to the quotas; those it
@@ -217,10 +221,8 @@ pub(super) fn admit(
     };
     let footprint = crate::controller::footprint(&asked, host.limits());
     let usage = usage_of(app, &config.tenant, Some(&config.name));
-    plan.admit(&usage, &footprint).map_err(|e| {
-        store.record_refusal(&config.tenant, &e);
-        ApiError::quota(e)
-    })
+    plan.admit(&usage, &footprint)
+        .map_err(|e| refused(store, &config.tenant, e))
 }
 
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", summary = "Every tenant",
