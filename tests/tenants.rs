@@ -678,6 +678,144 @@ fn each_quota_exceeded_is_refused_with_its_name_use_and_limit_and_recorded() {
     daemon.join().unwrap();
 }
 
+const LAB: &str = r#"
+[tiers.lab]
+prometheus_urls = ["http://127.0.0.1:9/"]
+namespaces = ["{tenant}", "shared"]
+"#;
+
+/// A tenant's scaler reaches only what its tier offers: no file, cluster
+/// or identity of the server, only the tier's Prometheus servers and
+/// namespaces. The refusals come before anything named is touched: a
+/// trace that does not exist is refused as one that does.
+#[test]
+fn a_tenants_scaler_reaches_only_what_its_tier_offers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = format!(
+        "state_dir = \"state\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\nauth = \"tokens\"\n{LAB}{}",
+        scaler("ops", "default"),
+    );
+    let path = write_file(dir.path(), "wasmscale.toml", &text);
+    let trace = write_file(dir.path(), "secret.csv", "queue_depth\n7\n");
+    let daemon = std::thread::spawn(move || {
+        wasmscale::cli::serve(Arc::new(host()), &path, Some(100), false).unwrap()
+    });
+    wait_up(port);
+    let operator = std::fs::read_to_string(dir.path().join("state/operator.token")).unwrap();
+    let op = Some(operator.trim());
+    for t in [r#"{"name": "acme", "tier": "lab"}"#, r#"{"name": "solo"}"#] {
+        assert_eq!(call(port, op, "POST", "/v1/tenants", t).0, 201);
+    }
+    let token = |t: &str| {
+        let (_, text) = call(
+            port,
+            op,
+            "POST",
+            &format!("/v1/tenants/{t}/tokens"),
+            r#"{"role": "tenant-admin"}"#,
+        );
+        json(&text)["token"].as_str().unwrap().to_owned()
+    };
+    let (acme, solo) = (token("acme"), token("solo"));
+    let put = |tok: &str, body: &str| call(port, Some(tok), "PUT", "/v1/scalers/s", body);
+    let kube =
+        |extra: &str| format!(r#", "target": {{"type": "kubernetes", "name": "web"{extra}}}"#);
+    let refused = [
+        (
+            format!(
+                r#", "source": {{"type": "replay", "path": {:?}}}"#,
+                trace.display()
+            ),
+            "files",
+        ),
+        (
+            r#", "source": {"type": "replay", "path": "/no/such/trace.csv"}"#.to_owned(),
+            "files",
+        ),
+        (
+            r#", "source": {"type": "prometheus", "url": "http://169.254.169.254/"}"#.to_owned(),
+            "prometheus_urls",
+        ),
+        (kube(r#", "namespace": "globex""#), "namespaces"),
+        (kube(r#", "namespace": "default""#), "namespaces"),
+        (
+            kube(r#", "namespace": "acme", "kubeconfig": "/root/.kube/config""#),
+            "files",
+        ),
+        (
+            kube(r#", "namespace": "acme", "api_server": "https://10.0.0.1:6443""#),
+            "targets",
+        ),
+    ];
+    for (extra, quota) in &refused {
+        let (status, text) = put(&acme, &entry("builtin:queue-depth", 4, extra));
+        let v = json(&text);
+        assert_eq!(
+            (status, v["quota"].as_str()),
+            (403, Some(*quota)),
+            "{extra}: {text}"
+        );
+        assert!(
+            !text.contains("queue_depth\\n7"),
+            "nothing of the file shows: {text}"
+        );
+    }
+    // A tenant on no tier gets the defaults: no Prometheus, its own namespace.
+    let (status, text) = put(
+        &solo,
+        &entry(
+            "builtin:queue-depth",
+            4,
+            r#", "source": {"type": "prometheus", "url": "http://127.0.0.1:9/"}"#,
+        ),
+    );
+    assert_eq!(
+        (status, json(&text)["quota"].as_str()),
+        (403, Some("prometheus_urls")),
+        "{text}"
+    );
+    // What the tier offers is taken (a trailing slash is no difference).
+    let (status, text) = put(
+        &acme,
+        &entry(
+            "builtin:queue-depth",
+            4,
+            r#", "source": {"type": "prometheus", "url": "http://127.0.0.1:9"}, "metrics": {"queue_depth": "sum(q)"}"#,
+        ),
+    );
+    assert!(status == 201, "{text}");
+    // The operator's own entries are trusted as the config file's are.
+    let (status, text) = call(
+        port,
+        op,
+        "PUT",
+        "/v1/scalers/replayed",
+        &entry(
+            "builtin:queue-depth",
+            4,
+            &format!(
+                r#", "source": {{"type": "replay", "path": {:?}, "repeat": true}}"#,
+                trace.display()
+            ),
+        ),
+    );
+    assert_eq!(status, 201, "{text}");
+    let (_, text) = call(port, Some(&acme), "GET", "/v1/usage", "");
+    let recorded: Vec<String> = json(&text)["refusals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["quota"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        recorded.len(),
+        refused.len(),
+        "each refusal recorded: {text}"
+    );
+    daemon.join().unwrap();
+}
+
 /// A small deterministic generator: the same run every time, no dependency.
 struct Rng(u64);
 

@@ -742,6 +742,27 @@ fn check_process_settings(config: &Config, base: &Path, push: &mut PushAt<'_>) {
                 );
             }
         }
+        for url in &tier.prometheus_urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                push(
+                    &["tiers", name, "prometheus_urls"],
+                    format!(
+                        "tier {name} offers Prometheus at {:?}, which is no http(s) URL",
+                        clip(url, 120)
+                    ),
+                    Some("e.g. prometheus_urls = [\"http://prometheus.monitoring:9090\"]".into()),
+                );
+            }
+        }
+        for namespace in &tier.namespaces {
+            if namespace.trim().is_empty() {
+                push(
+                    &["tiers", name, "namespaces"],
+                    format!("tier {name} offers an empty namespace"),
+                    Some("e.g. namespaces = [\"{tenant}\", \"shared\"]; {tenant} is the tenant's name".into()),
+                );
+            }
+        }
     }
 }
 

@@ -283,6 +283,22 @@ async fn check_entry(
             let mine = tenant_policy(app, t, p)?;
             object.insert("policy".into(), mine.into());
         }
+        // What it reaches, before validation reads anything it names. An
+        // entry that does not parse is left to validation's own message.
+        let part = |key: &str, default: &str| {
+            object
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({ "type": default }))
+        };
+        super::tenants::admit_reach(
+            app,
+            t,
+            serde_json::from_value(part("source", "static"))
+                .ok()
+                .as_ref(),
+            serde_json::from_value(part("target", "log")).ok().as_ref(),
+        )?;
         if let Some(net) = object.get_mut("safety_net").and_then(|n| n.as_object_mut())
             && let Some(p) = net.get("policy").and_then(|p| p.as_str())
         {
@@ -300,8 +316,7 @@ async fn check_entry(
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut config = checked?;
-    config
+    checked?
         .scalers
         .pop()
         .ok_or_else(|| ApiError::bad_request("the entry holds no scaler"))

@@ -190,6 +190,53 @@ pub(super) fn admit_policy(app: &App, tenant: &str, policy: &str) -> Result<(), 
         .map_err(|e| refused(store, tenant, e))
 }
 
+/// Whether a tenant's scaler stays within what its tier lets it reach:
+/// no file or credentials of the server, only the tier's Prometheus
+/// servers and namespaces. Checked for a tenant's own token only (an
+/// operator's entry is trusted as the config file is), and before the
+/// entry is validated, which would read a trace's header.
+pub(super) fn admit_reach(
+    app: &App,
+    tenant: &str,
+    source: Option<&crate::config::SourceConfig>,
+    target: Option<&crate::config::TargetConfig>,
+) -> Result<(), ApiError> {
+    use crate::config::TargetConfig;
+    use crate::config::SourceConfig;
+    use crate::tenants::Reach;
+    let plan = match plan_of(app, tenant) {
+        Some((_, plan)) => plan,
+        None => Plan::unlimited(),
+    };
+    let mut reaches = Vec::new();
+    match source {
+        None | Some(SourceConfig::Static) => {}
+        Some(SourceConfig::Prometheus(p)) => reaches.push(Reach::Prometheus(&p.url)),
+        Some(SourceConfig::Replay(_)) => reaches.push(Reach::ServerFile("source.path")),
+    }
+    match target {
+        None | Some(TargetConfig::Log) => {}
+        Some(TargetConfig::Kubernetes(k)) => {
+            if k.kubeconfig.is_some() {
+                reaches.push(Reach::ServerFile("target.kubeconfig"));
+            }
+            if k.api_server.is_some() {
+                reaches.push(Reach::ServerCredentials("target.api_server"));
+            }
+            reaches.push(Reach::Namespace(&k.namespace));
+        }
+    }
+    for reach in &reaches {
+        if let Err(e) = plan.admit_reach(tenant, reach) {
+            return Err(match app.tenants.as_deref() {
+                Some(store) => refused(store, tenant, e),
+                None => ApiError::quota(e),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `tenant`'s store and plan; None when it has no quotas (no store, or a
 /// name that is no tenant).
 pub(super) fn plan_of<'a>(app: &'a App, tenant: &str) -> Option<(&'a Tenants, Plan)> {

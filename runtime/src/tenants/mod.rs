@@ -11,7 +11,7 @@ mod errors;
 mod quotas;
 
 pub use errors::TenantError;
-pub use quotas::{Exceeded, Footprint, PerMinute, Plan, Quotas, Tier, Usage};
+pub use quotas::{Exceeded, Footprint, PerMinute, Plan, Quotas, Reach, Tier, Usage};
 
 use rusqlite::{OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};

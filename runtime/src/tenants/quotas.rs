@@ -101,6 +101,13 @@ pub struct Tier {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub builtins: Option<Vec<String>>,
     pub custom_wasm: bool,
+    /// The Prometheus servers (URLs) its tenants' scalers may query; none
+    /// by default, so a tenant cannot make the server fetch a URL of its
+    /// choosing.
+    pub prometheus_urls: Vec<String>,
+    /// The Kubernetes namespaces its tenants' scalers may scale in;
+    /// `{tenant}` is the tenant's name. Default: `["{tenant}"]`.
+    pub namespaces: Vec<String>,
 }
 
 impl Default for Tier {
@@ -109,9 +116,35 @@ impl Default for Tier {
             quotas: Quotas::default(),
             builtins: None,
             custom_wasm: true,
+            prometheus_urls: Vec::new(),
+            namespaces: vec![TENANT_NAMESPACE.to_owned()],
         }
     }
 }
+
+/// Something outside the process a scaler reaches, as a tenant's plan
+/// checks it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Reach<'a> {
+    /// A path on the server (a trace, a kubeconfig): `what` names the key.
+    ServerFile(&'a str),
+    /// A cluster or identity other than the server's own (`api_server`).
+    ServerCredentials(&'a str),
+    Prometheus(&'a str),
+    Namespace(&'a str),
+}
+
+fn listed(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// In a tier's `namespaces`: the tenant's own name.
+pub(super) const TENANT_NAMESPACE: &str = "{tenant}";
 
 /// What a tenant may do: its tier with its overrides.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -120,6 +153,8 @@ pub struct Plan {
     pub quotas: Quotas,
     pub builtins: Option<Vec<String>>,
     pub custom_wasm: bool,
+    pub prometheus_urls: Vec<String>,
+    pub namespaces: Vec<String>,
 }
 
 impl Plan {
@@ -130,6 +165,8 @@ impl Plan {
             quotas: Quotas::default(),
             builtins: None,
             custom_wasm: true,
+            prometheus_urls: Vec::new(),
+            namespaces: vec![TENANT_NAMESPACE.to_owned()],
         }
     }
 
@@ -140,6 +177,8 @@ impl Plan {
             quotas: base.quotas.overlaid(overrides),
             builtins: base.builtins,
             custom_wasm: base.custom_wasm,
+            prometheus_urls: base.prometheus_urls,
+            namespaces: base.namespaces,
         }
     }
 }
@@ -243,6 +282,63 @@ impl Plan {
             None => {}
         }
         Ok(())
+    }
+
+    /// Whether `tenant`'s scalers may reach what `reach` names outside the
+    /// process: a tenant never gets the server's files or its own choice of
+    /// URL, cluster or namespace.
+    pub fn admit_reach(&self, tenant: &str, reach: &Reach<'_>) -> Result<(), Exceeded> {
+        let refuse = |quota: &str, detail: String| Err(over(quota, 1.0, 0.0, detail));
+        match reach {
+            Reach::ServerFile(what) => refuse(
+                "files",
+                format!("{what} is a file on the server: a tenant's scaler reads none"),
+            ),
+            Reach::ServerCredentials(what) => refuse(
+                "targets",
+                format!(
+                    "{what} picks a cluster or identity: a tenant's scaler uses the server's own"
+                ),
+            ),
+            Reach::Prometheus(url) => {
+                let url = url.trim_end_matches('/');
+                if self
+                    .prometheus_urls
+                    .iter()
+                    .any(|allowed| allowed.trim_end_matches('/') == url)
+                {
+                    return Ok(());
+                }
+                refuse(
+                    "prometheus_urls",
+                    format!(
+                        "Prometheus at {url} is not on this tier; it offers {}",
+                        listed(&self.prometheus_urls)
+                    ),
+                )
+            }
+            Reach::Namespace(namespace) => {
+                if self
+                    .namespaces
+                    .iter()
+                    .any(|n| n.replace(TENANT_NAMESPACE, tenant) == *namespace)
+                {
+                    return Ok(());
+                }
+                let offered: Vec<String> = self
+                    .namespaces
+                    .iter()
+                    .map(|n| n.replace(TENANT_NAMESPACE, tenant))
+                    .collect();
+                refuse(
+                    "namespaces",
+                    format!(
+                        "namespace {namespace} is not on this tier; it offers {}",
+                        listed(&offered)
+                    ),
+                )
+            }
+        }
     }
 
     /// Whether a scaler of this footprint may join `usage` (the tenant's
@@ -373,6 +469,50 @@ mod tests {
     }
 
     #[test]
+    fn reach_is_what_the_tier_offers_with_the_tenants_name_in_namespaces() {
+        let plan = Plan::new(
+            Some("lab"),
+            Some(&Tier {
+                prometheus_urls: vec!["http://prom:9090/".into()],
+                namespaces: vec!["{tenant}".into(), "team-{tenant}".into(), "shared".into()],
+                ..Tier::default()
+            }),
+            &Quotas::default(),
+        );
+        let quota = |reach: Reach<'_>| plan.admit_reach("acme", &reach).err().map(|e| e.quota);
+        assert_eq!(quota(Reach::Prometheus("http://prom:9090")), None);
+        assert_eq!(
+            quota(Reach::Prometheus("http://prom:9091")).as_deref(),
+            Some("prometheus_urls")
+        );
+        for ok in ["acme", "team-acme", "shared"] {
+            assert_eq!(quota(Reach::Namespace(ok)), None, "{ok}");
+        }
+        for no in ["globex", "team-globex", "{tenant}", ""] {
+            assert_eq!(
+                quota(Reach::Namespace(no)).as_deref(),
+                Some("namespaces"),
+                "{no}"
+            );
+        }
+        assert_eq!(
+            quota(Reach::ServerFile("source.path")).as_deref(),
+            Some("files")
+        );
+        assert_eq!(
+            quota(Reach::ServerCredentials("target.api_server")).as_deref(),
+            Some("targets")
+        );
+        // No tier: no Prometheus, the tenant's own namespace only.
+        let none = Plan::unlimited();
+        assert!(
+            none.admit_reach("acme", &Reach::Prometheus("http://prom:9090"))
+                .is_err()
+        );
+        assert!(none.admit_reach("acme", &Reach::Namespace("acme")).is_ok());
+    }
+
+    #[test]
     fn a_tier_with_overrides_admits_up_to_each_quota_and_names_the_first_exceeded() {
         let tier = Tier {
             quotas: Quotas {
@@ -383,6 +523,7 @@ mod tests {
             },
             builtins: Some(vec!["queue-depth".into()]),
             custom_wasm: false,
+            ..Tier::default()
         };
         let plan = Plan::new(
             Some("free"),
