@@ -666,6 +666,20 @@ fn each_quota_exceeded_is_refused_with_its_name_use_and_limit_and_recorded() {
         (429, Some("uploads_per_minute")),
         "{v}"
     );
+    // The history names the token that was checked, not a header alone.
+    let (_, text) = call(port, Some(&big), "GET", "/v1/policies/mine", "");
+    let token_id = &big["wst_".len().."wst_".len() + 16];
+    let shown = json(&text);
+    let uploaders: Vec<&str> = shown["policy"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["uploader"].as_str().unwrap())
+        .collect();
+    assert!(
+        !uploaders.is_empty() && uploaders.iter().all(|u| *u == format!("token {token_id}")),
+        "{text}"
+    );
     // A zero concurrency is no quota.
     let (status, _) = call(
         port,

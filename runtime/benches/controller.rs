@@ -169,10 +169,54 @@ fn main() {
         summary.missed_ticks,
         summary.failed_ticks,
     );
+    if let Some(store) = &store {
+        authentication(store, tenants);
+    }
     println!(
         "memory: peak resident {:.0} MiB, {:.1} KiB per scaler above the {:.0} MiB baseline",
         peak as f64 / (1 << 20) as f64,
         peak.saturating_sub(baseline) as f64 / n as f64 / 1024.0,
         baseline as f64 / (1 << 20) as f64
     );
+}
+
+/// What checking a request's token costs (it is per API request, not per
+/// tick): one tenant-admin token per tenant, checked in turn, against a bad
+/// secret and an unknown id.
+fn authentication(store: &wasmscale::tenants::Tenants, tenants: usize) {
+    use wasmscale::tenants::Role;
+    let good: Vec<String> = (0..tenants)
+        .map(|t| {
+            store
+                .issue(Some(&format!("t{t}")), Role::TenantAdmin, "bench", None)
+                .unwrap()
+                .token
+        })
+        .collect();
+    let wrong_secret = format!("{}{}", &good[0][..good[0].len() - 1], "0");
+    let unknown = format!("wst_{}_{}", "f".repeat(16), "0".repeat(64));
+    let time = |label: &str, tokens: &[&str], ok: bool| {
+        let calls = 20_000;
+        let mut took = Vec::with_capacity(calls);
+        for i in 0..calls {
+            let token = tokens[i % tokens.len()];
+            let t = Instant::now();
+            let verdict = store.authenticate(token);
+            took.push(t.elapsed());
+            assert_eq!(verdict.is_ok(), ok, "{label}");
+        }
+        took.sort();
+        let median = took[calls / 2];
+        println!(
+            "authentication, {label}: median {:.1} µs, p99 {:.1} µs per request ({calls} calls); \
+             at one request per tenant per second ({tenants}/s) {:.3} % of one core",
+            median.as_secs_f64() * 1e6,
+            took[calls * 99 / 100].as_secs_f64() * 1e6,
+            median.as_secs_f64() * tenants as f64 * 100.0,
+        );
+    };
+    let refs: Vec<&str> = good.iter().map(String::as_str).collect();
+    time(&format!("{tenants} good tokens in turn"), &refs, true);
+    time("a wrong secret", &[&wrong_secret], false);
+    time("an unknown id", &[&unknown], false);
 }

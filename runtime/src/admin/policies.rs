@@ -20,15 +20,21 @@ use axum::{Extension, Json};
 /// How many of a scaler's last recorded snapshots a swap smoke-evaluates.
 pub(super) const SMOKE_SNAPSHOTS: usize = 5;
 
-/// Who made a change: the `X-Wasmscale-User` header (tenants' tokens will
-/// replace it), else `anonymous`.
-pub(super) fn who(headers: &HeaderMap) -> String {
-    headers
+/// Who made a change, for the history: the checked token's id, with the
+/// `X-Wasmscale-User` header as a label beside it (a header alone is
+/// anyone's to send).
+pub(super) fn who(caller: &Caller, headers: &HeaderMap) -> String {
+    let claimed = headers
         .get("x-wasmscale-user")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .unwrap_or("anonymous")
-        .to_owned()
+        .filter(|v| !v.is_empty() && v.len() <= 128);
+    // Without tokens the header is all there is; with them, the token
+    // that was checked is the identity and the header only a label.
+    match (caller.token_id.as_str(), claimed) {
+        ("-", claimed) => claimed.unwrap_or("anonymous").to_owned(),
+        (id, Some(claimed)) => format!("{claimed} (token {id})"),
+        (id, None) => format!("token {id}"),
+    }
 }
 
 /// Run blocking registry or compile work off the async workers.
@@ -190,7 +196,7 @@ pub(super) async fn upload(
     if let Some(t) = &namespace {
         admit_upload(&app, t, bytes.len())?;
     }
-    let by = who(&headers);
+    let by = who(&caller, &headers);
     let header = |h: &str| {
         headers
             .get(h)
@@ -282,7 +288,7 @@ pub(super) async fn delete_version(
 ) -> Result<StatusCode, ApiError> {
     super::scalers::must_write(&caller)?;
     let name = owned(&caller, &name)?;
-    let by = who(&headers);
+    let by = who(&caller, &headers);
     blocking(move || {
         let registry = app.registry()?.0;
         let v = registry.version(&name, &version)?;
@@ -347,9 +353,15 @@ pub(super) async fn activate(
     let name2 = name.clone();
     let version =
         blocking(move || Ok(app2.registry()?.0.version(&name2, &selector)?.version)).await?;
-    switch(&app, &name, Target::Version(version), &who(&headers), "")
-        .await
-        .map(Json)
+    switch(
+        &app,
+        &name,
+        Target::Version(version),
+        &who(&caller, &headers),
+        "",
+    )
+    .await
+    .map(Json)
 }
 
 #[utoipa::path(
@@ -368,9 +380,15 @@ pub(super) async fn rollback(
 ) -> Result<Json<Activated>, ApiError> {
     super::scalers::must_write(&caller)?;
     let name = owned(&caller, &name)?;
-    switch(&app, &name, Target::Previous, &who(&headers), "asked for")
-        .await
-        .map(Json)
+    switch(
+        &app,
+        &name,
+        Target::Previous,
+        &who(&caller, &headers),
+        "asked for",
+    )
+    .await
+    .map(Json)
 }
 
 /// Which version a switch makes active.
@@ -535,7 +553,12 @@ pub(super) async fn set_shadow(
     let selector = selector(&body.version)?;
     let _one_at_a_time = app.swaps.lock().await;
     let desks = followers(&app, &name);
-    let (app2, name2, desks2, by) = (app.clone(), name.clone(), desks.clone(), who(&headers));
+    let (app2, name2, desks2, by) = (
+        app.clone(),
+        name.clone(),
+        desks.clone(),
+        who(&caller, &headers),
+    );
     let (version, prepared) = blocking(move || {
         let registry = app2.registry()?.0;
         let number = registry.version(&name2, &selector)?.version;
@@ -585,7 +608,7 @@ pub(super) async fn clear_shadow(
     super::scalers::must_write(&caller)?;
     let name = owned(&caller, &name)?;
     let _one_at_a_time = app.swaps.lock().await;
-    let (app2, name2, by) = (app.clone(), name.clone(), who(&headers));
+    let (app2, name2, by) = (app.clone(), name.clone(), who(&caller, &headers));
     blocking(move || Ok(app2.registry()?.0.set_shadow(&name2, None, &by)?)).await?;
     let mut scalers = Vec::new();
     for desk in followers(&app, &name) {
@@ -632,7 +655,7 @@ pub(super) async fn promote(
         &app,
         &name,
         Target::Version(shadow.version),
-        &who(&headers),
+        &who(&caller, &headers),
         "",
     )
     .await

@@ -385,7 +385,7 @@ pub(super) async fn create(
             "POST /v1/scalers takes the name in the body; PUT /v1/scalers/NAME in the path",
         ));
     };
-    put_entry(&app, &caller, &name, entry, &user(&headers), true).await
+    put_entry(&app, &caller, &name, entry, &user(&caller, &headers), true).await
 }
 
 /// `PUT /v1/scalers/{name}`: create the scaler, or replace it.
@@ -407,7 +407,7 @@ pub(super) async fn put(
 ) -> Result<(StatusCode, Json<ScalerView>), ApiError> {
     must_write(&caller)?;
     let entry = parse_body(&body)?;
-    put_entry(&app, &caller, &name, entry, &user(&headers), false).await
+    put_entry(&app, &caller, &name, entry, &user(&caller, &headers), false).await
 }
 
 fn parse_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
@@ -515,7 +515,7 @@ pub(super) async fn delete(
     let name = internal_name(&caller, &shown).ok_or_else(|| no_such_scaler(&shown))?;
     let changes = changes(&app)?;
     let _one = app.scaler_changes.lock().await;
-    let old = registry.delete_scaler(&name, &user(&headers))?;
+    let old = registry.delete_scaler(&name, &user(&caller, &headers))?;
     match changes.remove(&name).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         // Stored but not running (refused at start): deleting it is all there is.

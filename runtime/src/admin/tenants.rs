@@ -201,8 +201,8 @@ pub(super) fn admit_reach(
     source: Option<&crate::config::SourceConfig>,
     target: Option<&crate::config::TargetConfig>,
 ) -> Result<(), ApiError> {
-    use crate::config::TargetConfig;
     use crate::config::SourceConfig;
+    use crate::config::TargetConfig;
     use crate::tenants::Reach;
     let plan = match plan_of(app, tenant) {
         Some((_, plan)) => plan,

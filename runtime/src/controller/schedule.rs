@@ -208,16 +208,20 @@ impl Gate {
         }
         let slot = match &self.lane.slots {
             None => None,
-            Some(slots) => match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
-                Ok(Ok(p)) => Some(p),
-                _ => {
-                    return Err(format!(
-                        "throttled: tenant {}'s {} concurrent evaluation(s) stayed busy for {} ms",
-                        self.tenant,
-                        self.lane.concurrency,
-                        wait.as_millis()
-                    ));
-                }
+            // A free slot is taken without a timer (the usual case).
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => Some(p),
+                    _ => {
+                        return Err(format!(
+                            "throttled: tenant {}'s {} concurrent evaluation(s) stayed busy for {} ms",
+                            self.tenant,
+                            self.lane.concurrency,
+                            wait.as_millis()
+                        ));
+                    }
+                },
             },
         };
         Ok(Admitted { _slot: slot })
