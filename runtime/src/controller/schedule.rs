@@ -82,6 +82,29 @@ pub(super) struct Lane {
     concurrency: u32,
     fuel_per_second: Option<u64>,
     bucket: Mutex<Bucket>,
+    /// When one of its evaluations was last slow, in ms after `created`
+    /// plus one (0: never): then all of its evaluations leave the shared
+    /// workers for a while, not only the slow scaler's.
+    slow_at_ms: std::sync::atomic::AtomicU64,
+    created: Instant,
+}
+
+/// How long a slow evaluation makes its whole lane evaluate off the shared
+/// workers' queues.
+const LANE_SLOW_FOR: Duration = Duration::from_secs(60);
+
+impl Lane {
+    fn mark_slow(&self) {
+        let at = self.created.elapsed().as_millis() as u64 + 1;
+        self.slow_at_ms
+            .store(at, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn recently_slow(&self) -> bool {
+        let at = self.slow_at_ms.load(std::sync::atomic::Ordering::Relaxed);
+        at != 0
+            && self.created.elapsed().as_millis() as u64 <= at + LANE_SLOW_FOR.as_millis() as u64
+    }
 }
 
 #[derive(Debug)]
@@ -132,6 +155,8 @@ impl Scheduler {
                 level: quotas.fuel_per_second.unwrap_or(0) as f64,
                 at: Instant::now(),
             }),
+            slow_at_ms: std::sync::atomic::AtomicU64::new(0),
+            created: Instant::now(),
         });
         lanes.insert(tenant.to_owned(), lane.clone());
         lane
@@ -228,16 +253,22 @@ impl Gate {
     }
 
     /// Whether its next evaluation leaves the shared worker's queue to
-    /// others while it runs: its tenant has a concurrency quota and its last
-    /// one was slow (`run`'s multi-threaded runtime only).
+    /// others while it runs: its tenant has a concurrency quota, and its
+    /// last one or one of its tenant's in the last minute was slow (`run`'s
+    /// multi-threaded runtime only). Lane-wide, so 200 slow scalers of a
+    /// tenant cost other tenants one slow evaluation on a shared worker, not
+    /// 200.
     pub(crate) fn isolates(&self) -> bool {
-        self.slow && self.lane.slots.is_some()
+        self.lane.slots.is_some() && (self.slow || self.lane.recently_slow())
     }
 
     /// Account an evaluation: the fuel it burned, and whether it ran into
     /// its deadline.
     pub(crate) fn spent(&mut self, fuel: u64, hit_deadline: bool, took: Duration) {
         self.slow = hit_deadline || took >= SLOW_EVALUATION;
+        if self.slow {
+            self.lane.mark_slow();
+        }
         if self.lane.fuel_per_second.is_some() {
             let mut b = self
                 .lane
@@ -286,5 +317,36 @@ mod tests {
         g.skip = 0;
         g.spent(10, false, Duration::ZERO);
         assert_eq!((g.deadline_streak, g.backoff), (0, 0));
+    }
+
+    #[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+    #[tokio::test]
+    async fn one_slow_evaluation_isolates_its_whole_lane_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Tenants::open(dir.path()).unwrap();
+        let tier = crate::tenants::Tier {
+            quotas: crate::tenants::Quotas {
+                concurrency: Some(1),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        store.set_tiers([("t".to_owned(), tier)].into());
+        for name in ["a", "b"] {
+            store.create(name, Some("t")).unwrap();
+        }
+        let s = Arc::new(Scheduler::new(Some(Arc::new(store))));
+        let (mut a1, a2, b) = (s.gate("a"), s.gate("a"), s.gate("b"));
+        assert!(!a1.isolates() && !a2.isolates() && !b.isolates());
+        let admitted = a1.admit(Duration::from_millis(1)).await.unwrap();
+        a1.spent(10, false, Duration::from_millis(5));
+        drop(admitted);
+        assert!(a1.isolates() && a2.isolates(), "tenant a's lane");
+        assert!(!b.isolates(), "tenant b is not touched");
+        // Unlimited tenants never isolate (no slot bounds the threads).
+        let free = Arc::new(Scheduler::new(None));
+        let mut f = free.gate("c");
+        f.spent(10, true, Duration::from_millis(20));
+        assert!(!f.isolates());
     }
 }
