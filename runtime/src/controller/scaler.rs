@@ -801,7 +801,10 @@ impl Scaler {
         let evaluated_at = Instant::now();
         let evaluation = snapshot.as_ref().filter(|_| evaluate).map(|s| {
             if isolate {
-                tokio::task::block_in_place(|| self.policy.evaluate(s))
+                let policy = &mut self.policy;
+                tokio::task::block_in_place(|| {
+                    super::schedule::at_low_priority(|| policy.evaluate(s))
+                })
             } else {
                 self.policy.evaluate(s)
             }

@@ -195,6 +195,39 @@ pub(crate) struct Gate {
 /// next time (a scaling policy needs microseconds).
 const SLOW_EVALUATION: Duration = Duration::from_millis(1);
 
+/// Run `f` on a thread of its own at the lowest OS priority while the
+/// caller's thread waits: a tenant whose evaluations are slow then gets
+/// only the CPU that other tenants' ticks leave, on any number of cores.
+/// Where the thread cannot be started, `f` runs here.
+pub(crate) fn at_low_priority<T: Send>(mut f: impl FnMut() -> T + Send) -> T {
+    let ran = std::thread::scope(|scope| {
+        let job = &mut f;
+        std::thread::Builder::new()
+            .name("wasmscale-isolated".into())
+            .spawn_scoped(scope, move || {
+                lower_priority();
+                job()
+            })
+            .map(|handle| handle.join())
+    });
+    match ran {
+        Ok(Ok(out)) => out,
+        // The evaluation's own panic, as it would have been on the worker.
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a thread for an isolated evaluation; it runs on the worker");
+            f()
+        }
+    }
+}
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(error = %e, "cannot lower an isolated evaluation's priority");
+    }
+}
+
 /// Leave to evaluate: hold it while evaluating, then [`Gate::spent`].
 #[derive(Debug)]
 pub(crate) struct Admitted {
@@ -348,5 +381,27 @@ mod tests {
         let mut f = free.gate("c");
         f.spent(10, true, Duration::from_millis(20));
         assert!(!f.isolates());
+    }
+
+    #[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+    #[test]
+    fn an_isolated_evaluation_runs_on_its_own_thread_at_the_lowest_priority() {
+        let here = std::thread::current().id();
+        let (there, nice) = at_low_priority(|| {
+            #[cfg(target_os = "linux")]
+            let nice =
+                rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+            #[cfg(not(target_os = "linux"))]
+            let nice = 19;
+            (std::thread::current().id(), nice)
+        });
+        assert_ne!(there, here);
+        assert_eq!(nice, 19);
+        #[cfg(target_os = "linux")]
+        assert_ne!(
+            rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap(),
+            19,
+            "the caller's thread keeps its priority"
+        );
     }
 }
