@@ -131,13 +131,15 @@ fn a_hostile_tenant_changes_nothing_of_a_quiet_one() {
     // What each may fail with: its own misbehaviour, or a throttle (its
     // tenant's one evaluation slot is busy with 200 burners, so which ticks
     // of a given scaler are evaluated varies from run to run; the host's
-    // answer to each misbehaviour is tested alone in tests/hostile.rs).
+    // answer to each misbehaviour is tested alone in tests/hostile.rs), or
+    // the deadline: A's isolated evaluations run at the lowest OS priority,
+    // so on a busy machine the clock may run out before the fuel or memory.
     let expected = |name: &str| -> &[&str] {
         match name {
-            "a-loop" => &["out-of-fuel", "throttled"],
-            "a-memory-bomb" => &["memory-limit", "throttled"],
-            "a-log-spam" => &["log-limit", "throttled"],
-            "a-state-bomb" => &["state-limit", "throttled"],
+            "a-loop" => &["out-of-fuel", "throttled", "deadline"],
+            "a-memory-bomb" => &["memory-limit", "throttled", "deadline"],
+            "a-log-spam" => &["log-limit", "throttled", "deadline"],
+            "a-state-bomb" => &["state-limit", "throttled", "deadline"],
             _ => &["deadline", "throttled"],
         }
     };
