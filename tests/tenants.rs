@@ -449,6 +449,19 @@ memory_bytes = 8388608
 concurrency = 1
 "#;
 
+/// A tenant-admin token for `tenant`, issued with the operator's token.
+fn tenant_admin(port: u16, operator: Option<&str>, tenant: &str) -> String {
+    let (status, text) = call(
+        port,
+        operator,
+        "POST",
+        &format!("/v1/tenants/{tenant}/tokens"),
+        r#"{"role": "tenant-admin"}"#,
+    );
+    assert_eq!(status, 201, "{text}");
+    json(&text)["token"].as_str().unwrap().to_owned()
+}
+
 /// A scaler entry for the API: `max` replicas, `extra` keys after.
 fn entry(policy: &str, max: u32, extra: &str) -> String {
     format!(
@@ -489,16 +502,7 @@ fn each_quota_exceeded_is_refused_with_its_name_use_and_limit_and_recorded() {
     for t in [r#"{"name": "small", "tier": "free"}"#, r#"{"name": "big"}"#] {
         assert_eq!(call(port, op, "POST", "/v1/tenants", t).0, 201);
     }
-    let token = |t: &str| {
-        let (_, text) = call(
-            port,
-            op,
-            "POST",
-            &format!("/v1/tenants/{t}/tokens"),
-            r#"{"role": "tenant-admin"}"#,
-        );
-        json(&text)["token"].as_str().unwrap().to_owned()
-    };
+    let token = |t: &str| tenant_admin(port, op, t);
     let (small, big) = (token("small"), token("big"));
     let put = |tok: &str, name: &str, body: &str| {
         call(port, Some(tok), "PUT", &format!("/v1/scalers/{name}"), body)
@@ -721,16 +725,7 @@ fn a_tenants_scaler_reaches_only_what_its_tier_offers() {
     for t in [r#"{"name": "acme", "tier": "lab"}"#, r#"{"name": "solo"}"#] {
         assert_eq!(call(port, op, "POST", "/v1/tenants", t).0, 201);
     }
-    let token = |t: &str| {
-        let (_, text) = call(
-            port,
-            op,
-            "POST",
-            &format!("/v1/tenants/{t}/tokens"),
-            r#"{"role": "tenant-admin"}"#,
-        );
-        json(&text)["token"].as_str().unwrap().to_owned()
-    };
+    let token = |t: &str| tenant_admin(port, op, t);
     let (acme, solo) = (token("acme"), token("solo"));
     let put = |tok: &str, body: &str| call(port, Some(tok), "PUT", "/v1/scalers/s", body);
     let kube =
@@ -888,14 +883,7 @@ fn generated_bad_requests_get_4xx_never_a_crash() {
         .0,
         201
     );
-    let (_, text) = call(
-        port,
-        Some(&operator),
-        "POST",
-        "/v1/tenants/acme/tokens",
-        r#"{"role": "tenant-admin"}"#,
-    );
-    let acme = json(&text)["token"].as_str().unwrap().to_owned();
+    let acme = tenant_admin(port, Some(&operator), "acme");
     let (_, doc) = call(port, None, "GET", "/openapi.json", "");
     let doc = json(&doc);
     let mut routes = Vec::new();

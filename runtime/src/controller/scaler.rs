@@ -794,9 +794,9 @@ impl Scaler {
             _ => None,
         };
         let evaluate = self.gate.is_none() || admitted.is_some();
-        // A scaler of a tenant with a concurrency quota whose last
-        // evaluation was slow: the worker hands its other tasks (other
-        // tenants' ticks) on first.
+        // A scaler of a tenant with a concurrency quota and a recent slow
+        // evaluation: the worker hands its other tasks (other tenants'
+        // ticks) on, and the evaluation runs at the lowest OS priority.
         let isolate = self.gate.as_ref().is_some_and(|g| g.isolates());
         let evaluated_at = Instant::now();
         let evaluation = snapshot.as_ref().filter(|_| evaluate).map(|s| {

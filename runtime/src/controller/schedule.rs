@@ -171,7 +171,6 @@ impl Scheduler {
             deadline_streak: 0,
             backoff: 0,
             skip: 0,
-            slow: false,
         }
     }
 }
@@ -187,12 +186,10 @@ pub(crate) struct Gate {
     backoff: u32,
     /// Ticks still to skip.
     skip: u32,
-    /// Whether its last evaluation took longer than [`SLOW_EVALUATION`].
-    slow: bool,
 }
 
-/// An evaluation this long hands its worker's queue to another thread the
-/// next time (a scaling policy needs microseconds).
+/// An evaluation this long makes its tenant's next ones run isolated (a
+/// scaling policy needs microseconds).
 const SLOW_EVALUATION: Duration = Duration::from_millis(1);
 
 /// Run `f` on a thread of its own at the lowest OS priority while the
@@ -285,21 +282,20 @@ impl Gate {
         Ok(Admitted { _slot: slot })
     }
 
-    /// Whether its next evaluation leaves the shared worker's queue to
-    /// others while it runs: its tenant has a concurrency quota, and its
-    /// last one or one of its tenant's in the last minute was slow (`run`'s
+    /// Whether its next evaluation runs isolated ([`at_low_priority`], off
+    /// the shared workers): its tenant has a concurrency quota and one of
+    /// the tenant's evaluations was slow in the last minute (`run`'s
     /// multi-threaded runtime only). Lane-wide, so 200 slow scalers of a
     /// tenant cost other tenants one slow evaluation on a shared worker, not
     /// 200.
     pub(crate) fn isolates(&self) -> bool {
-        self.lane.slots.is_some() && (self.slow || self.lane.recently_slow())
+        self.lane.slots.is_some() && self.lane.recently_slow()
     }
 
     /// Account an evaluation: the fuel it burned, and whether it ran into
     /// its deadline.
     pub(crate) fn spent(&mut self, fuel: u64, hit_deadline: bool, took: Duration) {
-        self.slow = hit_deadline || took >= SLOW_EVALUATION;
-        if self.slow {
+        if hit_deadline || took >= SLOW_EVALUATION {
             self.lane.mark_slow();
         }
         if self.lane.fuel_per_second.is_some() {

@@ -160,14 +160,7 @@ pub struct Plan {
 impl Plan {
     /// No limits: a tenant on no tier, or a scaler of no known tenant.
     pub fn unlimited() -> Self {
-        Plan {
-            tier: None,
-            quotas: Quotas::default(),
-            builtins: None,
-            custom_wasm: true,
-            prometheus_urls: Vec::new(),
-            namespaces: vec![TENANT_NAMESPACE.to_owned()],
-        }
+        Plan::new(None, None, &Quotas::default())
     }
 
     pub fn new(tier_name: Option<&str>, tier: Option<&Tier>, overrides: &Quotas) -> Self {
@@ -318,18 +311,14 @@ impl Plan {
                 )
             }
             Reach::Namespace(namespace) => {
-                if self
-                    .namespaces
-                    .iter()
-                    .any(|n| n.replace(TENANT_NAMESPACE, tenant) == *namespace)
-                {
-                    return Ok(());
-                }
                 let offered: Vec<String> = self
                     .namespaces
                     .iter()
                     .map(|n| n.replace(TENANT_NAMESPACE, tenant))
                     .collect();
+                if offered.iter().any(|n| n == namespace) {
+                    return Ok(());
+                }
                 refuse(
                     "namespaces",
                     format!(
