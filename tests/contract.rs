@@ -451,7 +451,7 @@ fn pools_reach_the_simulated_cluster_and_a_target_without_pools_records_it_ignor
     };
     let model = ServiceModel {
         spot_interruptions_per_hour: 0.0,
-        ..ServiceModel::default()
+        ..ServiceModel::fluid()
     };
     let cluster = SimulatedCluster::new(Cluster::new(model, 4, 1));
     let mut s = pooled_scaler(

@@ -53,7 +53,7 @@ fn run(
 #[test]
 fn simulate_and_replay_make_the_same_decisions_from_the_same_snapshots() {
     let host = host();
-    let model = ServiceModel::default();
+    let model = ServiceModel::fluid();
     let load = two_days(&model);
     let policies = [
         policy("builtin:predictive", &model),
@@ -97,7 +97,7 @@ fn simulate_and_replay_make_the_same_decisions_from_the_same_snapshots() {
 #[test]
 fn no_policy_that_meets_the_slo_is_cheaper_than_the_oracle() {
     let host = host();
-    let model = ServiceModel::default();
+    let model = ServiceModel::fluid();
     let load = two_days(&model);
     let mut policies = Vec::new();
     for (spec, key, values) in [
@@ -156,7 +156,7 @@ fn the_same_inputs_and_seed_give_the_same_report() {
     let host = host();
     let model = ServiceModel {
         spot_interruptions_per_hour: 0.2,
-        ..ServiceModel::default()
+        ..ServiceModel::fluid()
     };
     let load = two_days(&model);
     let policies = [
@@ -234,5 +234,97 @@ fn shared_traces_load_with_their_formats_and_gaps() {
         servegen.scored.iter().filter(|s| !**s).count(),
         37 * 600,
         "37 windows where every client is zero"
+    );
+}
+
+/// The first ten minutes of the Azure LLM trace (3,871 requests with their
+/// token counts), scaled so its busiest second needs 8 replicas.
+fn azure_ten_minutes(model: &ServiceModel) -> sim::Load {
+    let mut load = trace::load(
+        &from_root("tests/fixtures/azure_llm_10min.csv"),
+        &TraceSpec::default(),
+        model.step_ms(),
+    )
+    .unwrap();
+    trace::scale_to_peak(&mut load, model, 8.0).unwrap();
+    load
+}
+
+#[test]
+fn the_request_model_scores_minutes_from_its_requests_and_fills_the_llm_signals() {
+    let host = host();
+    let model = ServiceModel::requests();
+    let load = azure_ten_minutes(&model);
+    assert!(
+        load.requests.is_some(),
+        "a per-request trace keeps its requests"
+    );
+    let policies = [
+        policy("builtin:target-tracking", &model),
+        policy("builtin:predictive", &model),
+    ];
+    let report = run(&host, &model, &load, &policies, true);
+    assert_eq!(
+        sim::report::json(&report),
+        sim::report::json(&run(&host, &model, &load, &policies, true)),
+        "same seed, same report"
+    );
+    let oracle = &report.oracle.score;
+    assert_eq!(oracle.slo_attainment_pct, 100.0, "{oracle:?}");
+    assert_eq!(oracle.scored_minutes, 10);
+    let ttft = oracle.ttft_p95_ms.unwrap();
+    assert!(ttft > 0.0 && ttft <= 2000.0 * 1.01, "{oracle:?}");
+    assert!(oracle.itl_p95_ms.unwrap() <= 100.0 * 1.01, "{oracle:?}");
+    for run in &report.policies {
+        let s = &run.score;
+        assert_eq!(s.scored_minutes, 10, "{}", run.label);
+        if s.violation_minutes == 0 {
+            assert!(s.cost >= oracle.cost * (1.0 - 1e-9), "{}: {s:?}", run.label);
+        }
+        // What the policy saw came from the simulated requests.
+        let seen: Vec<_> = run
+            .audit
+            .iter()
+            .filter_map(|r| r.snapshot.as_ref())
+            .collect();
+        assert_eq!(seen.len(), 40, "a tick every 15 s");
+        assert!(seen.iter().any(|s| s.ttft_p95_ms.is_some_and(|v| v > 0.0)));
+        assert!(seen.iter().any(|s| s.itl_p95_ms.is_some_and(|v| v > 5.0)));
+        assert!(
+            seen.iter()
+                .any(|s| s.latency_p95_ms.is_some_and(|v| v > 100.0))
+        );
+        assert!(seen.iter().all(|s| s.kv_cache_utilization.is_some()));
+        assert!(seen.iter().all(|s| s.tokens_per_second.is_some()));
+        assert!(seen.iter().all(|s| s.oldest_queued_seconds.is_some()));
+    }
+}
+
+#[test]
+fn the_request_model_is_refused_for_a_trace_without_requests() {
+    let mut model = ServiceModel {
+        kind: sim::ModelKind::Requests,
+        ..ServiceModel::default()
+    };
+    let e = model.resolve(false).unwrap_err();
+    assert!(e.to_string().contains("--model fluid"), "{e}");
+    let mut auto = ServiceModel::default();
+    auto.resolve(true).unwrap();
+    assert_eq!(auto.kind, sim::ModelKind::Requests);
+    assert_eq!(auto.capacity_unit, sim::CapacityUnit::Tokens);
+    let mut auto = ServiceModel::default();
+    auto.resolve(false).unwrap();
+    assert_eq!(auto.kind, sim::ModelKind::Fluid);
+    // No SLO at all: nothing to score.
+    let mut none = ServiceModel {
+        slo_ttft_p95_ms: None,
+        slo_itl_p95_ms: None,
+        ..ServiceModel::default()
+    };
+    assert!(
+        none.resolve(true)
+            .unwrap_err()
+            .to_string()
+            .contains("needs an SLO")
     );
 }

@@ -4,6 +4,10 @@
 //! native-Rust baseline in the same run: the same service model and the same
 //! policy compiled natively, called directly with no controller or sandbox.
 //!
+//! The request model is measured beside it: simulated requests per second
+//! through the engine alone (one core), and whole runs of the Azure LLM
+//! trace and of one day of a per-interval trace, three policies each.
+//!
 //! `env -u RUST_BACKTRACE cargo bench -p wasmscale --bench simulate`
 #![allow(
     clippy::unwrap_used,
@@ -78,10 +82,97 @@ fn native(model: &ServiceModel, load: &sim::Load, params: &str) -> f64 {
     cost as f64
 }
 
+/// The Azure trace's requests, scaled to a 32-replica peak, through the
+/// engine alone on a fixed replica count: requests simulated per second.
+fn engine_only(model: &ServiceModel, load: &sim::Load, replicas: u32) -> u64 {
+    let source = load.requests.as_ref().unwrap();
+    let mut engine = sim::batching::Engine::new(model.engine.clone(), model.slo_limits());
+    engine.set_serving(replicas);
+    let mut requests = Vec::new();
+    let step_ns = load.step_ms * 1_000_000;
+    let mut n = 0u64;
+    for step in 0..load.arrivals.len() {
+        source.fill(step, step_ns, load.arrivals[step], 1, &mut requests);
+        n += requests.len() as u64;
+        engine.run(&requests, (step as u64 + 1) * step_ns);
+    }
+    engine.run(&[], u64::MAX / 2);
+    assert_eq!(engine.totals.completed, n);
+    n
+}
+
+fn requests_load(model: &ServiceModel, file: &str, steps: Option<usize>) -> sim::Load {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/traces")
+        .join(file);
+    let mut load = trace::load(&path, &TraceSpec::default(), model.step_ms()).unwrap();
+    if let Some(n) = steps {
+        load.arrivals.truncate(n);
+        load.scored.truncate(n);
+        if let Some(t) = &mut load.tokens {
+            t.truncate(n);
+        }
+    }
+    trace::scale_to_peak(&mut load, model, 32.0).unwrap();
+    load
+}
+
+/// Three built-ins and the oracle on `load`, as `simulate` runs them.
+fn three_policies(host: &Host, model: &ServiceModel, load: &sim::Load) -> (f64, u64) {
+    let policies: Vec<_> = setup::DEFAULT_POLICIES
+        .iter()
+        .map(|p| setup::parse_policy(p, model, 15.0).unwrap())
+        .collect();
+    let setting = sim::Setting {
+        host,
+        base: Path::new("."),
+        model,
+        load,
+    };
+    let t = Instant::now();
+    let report = sim::simulate(setting, &policies, "bench", 1.0, &SimOptions::default()).unwrap();
+    (t.elapsed().as_secs_f64(), report.steps)
+}
+
+fn request_model(c: &mut Criterion, host: &Host) {
+    let model = ServiceModel::requests();
+    let azure = requests_load(&model, "azure_llm_2023_requests.csv", None);
+    let n = engine_only(&model, &azure, 32);
+    let mut group = c.benchmark_group("request model");
+    group.throughput(Throughput::Elements(n));
+    group.bench_function("Azure trace, engine alone, 32 replicas", |b| {
+        b.iter(|| black_box(engine_only(&model, &azure, 32)))
+    });
+    group.finish();
+    let mut times: Vec<f64> = (0..9)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(engine_only(&model, &azure, 32));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "request model, engine alone: {n} requests in {:.1} ms (median of 9): {:.2} M requests/s",
+        times[4] * 1e3,
+        n as f64 / times[4] / 1e6
+    );
+    let (secs, _) = three_policies(host, &model, &azure);
+    println!("request model, Azure trace (58.6 min), three policies and the oracle: {secs:.2} s");
+    let day = requests_load(&model, "alibaba_servegen_m_large_10min.csv", Some(DAY));
+    let (secs, _) = three_policies(host, &model, &day);
+    println!(
+        "request model, one day of ServeGen m-large, three policies and the oracle: {secs:.1} s \
+         (14 days: about {:.0} s)",
+        secs * 14.0
+    );
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args().sample_size(10);
     let host = Host::new(HostConfig::default()).unwrap();
-    let model = ServiceModel::default();
+    request_model(&mut c, &host);
+    let model = ServiceModel::fluid();
     let load = one_day(&model);
     let every_15s = setup::parse_policy("builtin:step-scaling", &model, 15.0).unwrap();
     let every_1s = setup::parse_policy("builtin:step-scaling", &model, 1.0).unwrap();

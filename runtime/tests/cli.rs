@@ -839,6 +839,8 @@ fn the_checked_in_0_1_builds_decide_as_the_builtins() {
                 "simulate",
                 "--trace",
                 "examples/traces/alibaba_servegen_m_small_10min.csv",
+                "--model",
+                "fluid",
                 "--policy",
                 &format!("{policy}@{params}"),
                 "--json",

@@ -23,35 +23,15 @@ fn simulate_json_matches_the_golden_file_and_is_deterministic() {
         "simulate",
         "--trace",
         TRACE,
+        "--model",
+        "fluid",
         "--peak-replicas",
         "24",
         "--seed",
         "7",
         "--json",
     ];
-    let first = wasmscale(&args);
-    assert!(first.status.success(), "{}", stderr(&first));
-    let second = wasmscale(&args);
-    assert_eq!(
-        first.stdout, second.stdout,
-        "same inputs and seed, same bytes"
-    );
-    let golden = root().join(GOLDEN);
-    if std::env::var_os("WASMSCALE_BLESS").is_some() {
-        std::fs::write(&golden, &first.stdout).unwrap();
-    }
-    let expected = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (create it with WASMSCALE_BLESS=1)",
-            golden.display()
-        )
-    });
-    assert_eq!(
-        stdout(&first),
-        expected,
-        "simulate --json differs from {GOLDEN}; if the change is intended, rerun with WASMSCALE_BLESS=1"
-    );
-    let report: serde_json::Value = serde_json::from_str(&expected).unwrap();
+    let report = golden_report(&args, GOLDEN);
     let labels: Vec<&str> = report["policies"]
         .as_array()
         .unwrap()
@@ -68,6 +48,56 @@ fn simulate_json_matches_the_golden_file_and_is_deterministic() {
     );
     assert_eq!(report["oracle"]["score"]["slo_attainment_pct"], 100.0);
     assert_eq!(report["steps"], 2 * 86_400);
+}
+
+/// Run `args` twice: the same bytes both times, and the golden file's.
+fn golden_report(args: &[&str], golden_path: &str) -> serde_json::Value {
+    let first = wasmscale(args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = wasmscale(args);
+    assert_eq!(
+        first.stdout, second.stdout,
+        "same inputs and seed, same bytes"
+    );
+    let golden = root().join(golden_path);
+    if std::env::var_os("WASMSCALE_BLESS").is_some() {
+        std::fs::write(&golden, &first.stdout).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (create it with WASMSCALE_BLESS=1)",
+            golden.display()
+        )
+    });
+    assert_eq!(
+        stdout(&first),
+        expected,
+        "simulate --json differs from {golden_path}; if the change is intended, rerun with WASMSCALE_BLESS=1"
+    );
+    serde_json::from_str(&expected).unwrap()
+}
+
+/// The request model's report is fixed too: ten minutes of the Azure trace,
+/// request by request (the model a per-request trace gets by default).
+#[test]
+fn the_request_models_json_matches_its_golden_file() {
+    let report = golden_report(
+        &[
+            "simulate",
+            "--trace",
+            "tests/fixtures/azure_llm_10min.csv",
+            "--peak-replicas",
+            "8",
+            "--seed",
+            "7",
+            "--json",
+        ],
+        "tests/golden/simulate_azure_10min_requests.json",
+    );
+    assert_eq!(report["model"]["kind"], "requests");
+    assert_eq!(report["oracle"]["score"]["slo_attainment_pct"], 100.0);
+    assert_eq!(report["oracle"]["score"]["scored_minutes"], 10);
+    assert!(report["oracle"]["score"]["ttft_p95_ms"].as_f64().unwrap() <= 2020.0);
 }
 
 #[test]
@@ -111,6 +141,8 @@ fn simulate_audit_replays_with_no_decision_changed() {
         "simulate",
         "--trace",
         TRACE,
+        "--model",
+        "fluid",
         "--policy",
         "builtin:predictive",
         "--audit",
@@ -121,7 +153,7 @@ fn simulate_audit_replays_with_no_decision_changed() {
     // pass the same ones to replay.
     let params = wasmscale::sim::setup::tuned_params(
         "predictive",
-        &wasmscale::sim::ServiceModel::default(),
+        &wasmscale::sim::ServiceModel::fluid(),
         15.0,
     )
     .unwrap()
@@ -152,6 +184,8 @@ fn simulate_runs_a_config_scaler_with_its_guardrails() {
         "simulate",
         "--trace",
         TRACE,
+        "--model",
+        "fluid",
         "--config",
         "examples/configs/gpu-inference.toml",
         "--scaler",

@@ -30,9 +30,21 @@ pub struct SimulateArgs {
     /// Seed for spot interruptions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Service model as TOML (keys as in the README); flags below override it.
-    #[arg(long, value_name = "FILE")]
-    model: Option<PathBuf>,
+    /// The service model: `requests` (request by request, continuous batching; the default where
+    /// the trace has requests with token counts or per-interval token sizes), `fluid` (a queue per
+    /// step: fast, for traces without tokens), or a TOML file with the model's keys (see the
+    /// README). Flags below override it.
+    #[arg(long, value_name = "KIND|FILE")]
+    model: Option<String>,
+    /// Request model SLO: each minute's p95 time to first token, ms; 0 turns it off [2000].
+    #[arg(long, value_name = "MS")]
+    slo_ttft_p95_ms: Option<f64>,
+    /// Request model SLO: each minute's p95 inter-token latency, ms; 0 turns it off [100].
+    #[arg(long, value_name = "MS")]
+    slo_itl_p95_ms: Option<f64>,
+    /// Request model SLO: each minute's p95 end-to-end latency, ms; 0 turns it off [off].
+    #[arg(long, value_name = "MS")]
+    slo_e2e_p95_ms: Option<f64>,
     /// Work per second one replica does at full utilization, in --capacity-unit [10].
     #[arg(long, value_name = "N")]
     capacity_per_replica: Option<f64>,
@@ -42,7 +54,7 @@ pub struct SimulateArgs {
     /// Launch to ready [120].
     #[arg(long, value_name = "SECONDS")]
     cold_start_seconds: Option<f64>,
-    /// The SLO on p95 latency [3000].
+    /// Fluid model SLO: p95 latency of every step [3000].
     #[arg(long, value_name = "MS")]
     slo_p95_ms: Option<f64>,
     /// The simulated tick; must divide a minute [1].
@@ -115,15 +127,33 @@ pub(crate) struct TraceColumns {
 
 /// The service model from `--model` and the flags that override it.
 fn service_model(args: &SimulateArgs) -> Result<crate::sim::ServiceModel> {
-    let mut model = match &args.model {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the model {}", path.display()))?;
-            toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?
-        }
-        None => crate::sim::ServiceModel::default(),
+    use crate::sim::ModelKind;
+    let kind = |kind| crate::sim::ServiceModel {
+        kind,
+        ..Default::default()
     };
+    let mut model = match args.model.as_deref() {
+        Some("requests") => kind(ModelKind::Requests),
+        Some("fluid") => kind(ModelKind::Fluid),
+        Some("auto") | None => kind(ModelKind::Auto),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("--model {path}: not requests, fluid or auto, and cannot read it as a file")
+            })?;
+            toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{path}: {}", e.to_string().trim_end()))?
+        }
+    };
+    let slo = |v: f64| (v != 0.0).then_some(v);
+    if let Some(v) = args.slo_ttft_p95_ms {
+        model.slo_ttft_p95_ms = slo(v);
+    }
+    if let Some(v) = args.slo_itl_p95_ms {
+        model.slo_itl_p95_ms = slo(v);
+    }
+    if let Some(v) = args.slo_e2e_p95_ms {
+        model.slo_e2e_p95_ms = slo(v);
+    }
     if let Some(v) = args.capacity_per_replica {
         model.capacity_per_replica = v;
     }
@@ -213,7 +243,7 @@ fn sim_policies(
 
 pub fn simulate(host: &Host, args: &SimulateArgs) -> Result<std::process::ExitCode> {
     use crate::sim::{self, TraceSpec, trace};
-    let model = service_model(args)?;
+    let mut model = service_model(args)?;
     let c = &args.columns;
     let spec = TraceSpec {
         arrival_column: c.arrival_column.clone(),
@@ -225,6 +255,7 @@ pub fn simulate(host: &Host, args: &SimulateArgs) -> Result<std::process::ExitCo
         service: c.service.clone(),
     };
     let mut load = trace::load(&args.trace, &spec, model.step_ms())?;
+    model.resolve(load.requests.is_some())?;
     let scale = scale_load(&mut load, &model, args.load_scale, args.peak_replicas)?;
     let (policies, base) = sim_policies(host, args, &model)?;
     let report = run_simulation(
@@ -374,7 +405,12 @@ const DEMO_TRACE_NAME: &str = "examples/traces/alibaba_servegen_m_small_10min.cs
 
 pub fn demo(host: &Host, out: &Path) -> Result<std::process::ExitCode> {
     use crate::sim::{self, setup};
-    let model = sim::ServiceModel::default();
+    // The fluid model: 14 days of this trace are about a billion requests.
+    let mut model = sim::ServiceModel {
+        kind: sim::ModelKind::Fluid,
+        ..Default::default()
+    };
+    model.resolve(false)?;
     let mut load = sim::trace::load_text(
         DEMO_TRACE_NAME,
         DEMO_TRACE,

@@ -9,15 +9,20 @@
 //! snapshot building, sandbox, missing-metric and fallback rules, guardrails
 //! and audit records as production. There is no second implementation.
 
+pub mod batching;
 mod cluster_io;
 mod model;
 mod oracle;
 pub mod report;
+pub mod requests;
 pub mod setup;
 pub mod trace;
 
 pub use cluster_io::SimulatedCluster;
-pub use model::{CapacityUnit, Cluster, ModelError, ServiceModel, StepOutcome};
+pub use model::{
+    CapacityUnit, Cluster, ModelError, ModelKind, REQUEST_MODEL_UTILIZATION, ServiceModel,
+    StepOutcome,
+};
 pub use trace::{Load, TraceSpec};
 
 use crate::audit::AuditRecord;
@@ -64,8 +69,15 @@ pub struct Score {
     pub direction_changes: u64,
     /// Direction changes within [`FLAP_WINDOW_MS`] of the previous change.
     pub flaps: u64,
-    /// Request-weighted p95 latency over the whole run, ms (1 % buckets).
+    /// Request-weighted p95 latency over the whole run, ms (1 % buckets):
+    /// end to end in the request model.
     pub p95_latency_ms: f64,
+    /// The request model's p95 time to first token and inter-token latency
+    /// over the whole run, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_p95_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub itl_p95_ms: Option<f64>,
     /// Mean fuel per policy tick (0 for the oracle).
     pub fuel_per_tick: f64,
     pub ticks: u64,
@@ -214,6 +226,9 @@ struct Scorer<'a> {
     bucket_steps: usize,
     bucket: (f64, f64, f64, usize, bool),
     series: Vec<SeriesPoint>,
+    /// Whether each minute had a scored step (for the request model's
+    /// per-minute verdicts).
+    minutes_scored: Vec<bool>,
 }
 
 impl<'a> Scorer<'a> {
@@ -234,6 +249,7 @@ impl<'a> Scorer<'a> {
             bucket_steps: steps.div_ceil(plot_points.max(1)),
             bucket: (0.0, 0.0, 0.0, 0, false),
             series: Vec::new(),
+            minutes_scored: Vec::new(),
         }
     }
 
@@ -261,6 +277,7 @@ impl<'a> Scorer<'a> {
                 self.scored_minutes += 1;
                 self.good_minutes += u64::from(!self.minute_bad);
             }
+            self.minutes_scored.push(self.minute_scored);
             self.minute_bad = false;
             self.minute_scored = false;
         }
@@ -281,6 +298,31 @@ impl<'a> Scorer<'a> {
                 violation: b.4,
             });
             *b = (0.0, 0.0, 0.0, 0, false);
+        }
+    }
+
+    /// The request model's verdicts: a scored minute is good when its
+    /// requests' p95s are within the SLO ([`MinuteCounts::meets`]); plotted
+    /// buckets show the minutes they cover.
+    fn judge_minutes(&mut self, minutes: &[batching::MinuteCounts]) {
+        let slo = self.model.slo_limits();
+        let good = |m: usize| minutes.get(m).is_none_or(|c| c.meets(&slo));
+        self.scored_minutes = 0;
+        self.good_minutes = 0;
+        for (m, &scored) in self.minutes_scored.iter().enumerate() {
+            if scored {
+                self.scored_minutes += 1;
+                self.good_minutes += u64::from(good(m));
+            }
+        }
+        let spm = self.steps_per_minute;
+        let step_hours = self.model.step_seconds / 3600.0;
+        let bucket = self.bucket_steps.max(1);
+        for p in &mut self.series {
+            let start = (p.hours / step_hours).round() as usize;
+            let (first, last) = (start / spm, (start + bucket - 1) / spm);
+            p.violation = (first..=last)
+                .any(|m| self.minutes_scored.get(m).copied().unwrap_or(false) && !good(m));
         }
     }
 
@@ -357,6 +399,11 @@ pub fn initial_replicas(model: &ServiceModel, work: &[f64]) -> u32 {
         .clamp(model.min_replicas, model.max_replicas)
 }
 
+/// Passes in which the request oracle adds a replica to each minute that
+/// missed once the minutes run together (a later minute's requests share
+/// batches with an earlier one's tail).
+const ORACLE_FIX_PASSES: usize = 8;
+
 /// The oracle, scored like a policy.
 pub fn run_oracle(
     model: &ServiceModel,
@@ -364,24 +411,109 @@ pub fn run_oracle(
     work: &[f64],
     initial: u32,
     plot_points: usize,
+    seed: u64,
 ) -> PolicyRun {
-    let schedule = oracle::schedule(model, work, &load.scored, initial);
-    let mut scorer = Scorer::new(model, load, work, plot_points);
-    let mut moves = Moves::default();
-    for (t, (&required, &billed)) in schedule.required.iter().zip(&schedule.billed).enumerate() {
-        // The oracle has the replicas it needs ready, every step, with no
-        // backlog (it never falls behind).
-        let outcome = model.step(work[t], required, 0.0);
-        scorer.record(t, &outcome, required, billed, 0);
-        if t > 0 {
-            moves.observe(
-                load.start_ms + t as u64 * load.step_ms,
-                schedule.billed[t - 1],
-                billed,
-            );
+    let Some(source) = requests_of(model, load) else {
+        let schedule = oracle::schedule(model, work, &load.scored, initial);
+        let mut scorer = Scorer::new(model, load, work, plot_points);
+        for (t, (&required, &billed)) in schedule.required.iter().zip(&schedule.billed).enumerate()
+        {
+            // The oracle has the replicas it needs ready, every step, with no
+            // backlog (it never falls behind).
+            let outcome = model.step(work[t], required, 0.0);
+            scorer.record(t, &outcome, required, billed, 0);
+        }
+        return oracle_run(scorer.finish(), load, &schedule.billed);
+    };
+    let spm = (60.0 / model.step_seconds).round().max(1.0) as usize;
+    let mut per_minute = oracle::request_minutes(model, load, source, seed, initial);
+    let per_step = |per_minute: &[u32]| -> Vec<u32> {
+        (0..load.arrivals.len())
+            .map(|t| per_minute[t / spm])
+            .collect()
+    };
+    let mut pass = 0;
+    loop {
+        let required = per_step(&per_minute);
+        let schedule = oracle::schedule_required(model, required.clone(), &load.scored, initial);
+        let mut scorer = Scorer::new(model, load, work, plot_points);
+        let mut engine = replay_schedule(model, load, source, seed, &required, |t, outcome| {
+            scorer.record(t, outcome, required[t], schedule.billed[t], 0);
+        });
+        let minutes = engine.close_minutes();
+        let slo = model.slo_limits();
+        let mut fixed = false;
+        for (m, r) in per_minute.iter_mut().enumerate() {
+            let scored =
+                (m * spm..((m + 1) * spm).min(load.arrivals.len())).any(|t| load.scored[t]);
+            let good = minutes.get(m).is_none_or(|c| c.meets(&slo));
+            if scored && !good && *r < model.max_replicas {
+                *r += 1;
+                fixed = true;
+            }
+        }
+        pass += 1;
+        if !fixed || pass == ORACLE_FIX_PASSES {
+            scorer.judge_minutes(&minutes);
+            let (mut score, series) = scorer.finish();
+            score.p95_latency_ms = engine.totals.e2e.p95().unwrap_or(0.0);
+            score.ttft_p95_ms = engine.totals.ttft.p95();
+            score.itl_p95_ms = engine.totals.itl.p95();
+            return oracle_run((score, series), load, &schedule.billed);
         }
     }
-    let (mut score, series) = scorer.finish();
+}
+
+/// Run the request model with `required` replicas serving at each step (an
+/// oracle's schedule: always ready), calling `each` after every step.
+fn replay_schedule(
+    model: &ServiceModel,
+    load: &Load,
+    source: &requests::RequestSource,
+    seed: u64,
+    required: &[u32],
+    mut each: impl FnMut(usize, &StepOutcome),
+) -> batching::Engine {
+    let step_ns = load.step_ms * 1_000_000;
+    let mut engine = batching::Engine::new(model.engine.clone(), model.slo_limits());
+    let mut requests = Vec::new();
+    for (t, &r) in required.iter().enumerate() {
+        step_load(load, Some(source), t, step_ns, seed, &mut requests);
+        engine.set_serving(r);
+        let busy = engine.window.busy_ns;
+        engine.run(&requests, (t as u64 + 1) * step_ns);
+        let used = (engine.window.busy_ns - busy) as f64;
+        let outcome = StepOutcome {
+            served: 0.0,
+            backlog: engine.waiting() as f64,
+            utilization: if r > 0 {
+                (used / (f64::from(r) * step_ns as f64)).min(1.0)
+            } else {
+                0.0
+            },
+            latency_ms: 0.0,
+            meets_slo: true,
+        };
+        // The window is only for policies; keep it from growing.
+        if t % 64 == 0 {
+            engine.window = batching::EngineWindow::default();
+        }
+        each(t, &outcome);
+    }
+    engine
+}
+
+/// The oracle's run from its score and billing.
+fn oracle_run(scored: (Score, Vec<SeriesPoint>), load: &Load, billed: &[u32]) -> PolicyRun {
+    let (mut score, series) = scored;
+    let mut moves = Moves::default();
+    for t in 1..billed.len() {
+        moves.observe(
+            load.start_ms + t as u64 * load.step_ms,
+            billed[t - 1],
+            billed[t],
+        );
+    }
     score.cost_vs_oracle = 1.0;
     score.scale_events = moves.events;
     score.direction_changes = moves.changes;
@@ -394,6 +526,58 @@ pub fn run_oracle(
         series,
         audit: Vec::new(),
     }
+}
+
+/// The requests the request model runs on (None for the fluid model).
+fn requests_of<'a>(model: &ServiceModel, load: &'a Load) -> Option<&'a requests::RequestSource> {
+    (model.kind == ModelKind::Requests)
+        .then_some(load.requests.as_ref())
+        .flatten()
+}
+
+/// One step's load: its requests into `out` (request model), and the
+/// arrivals and tokens a source would count.
+fn step_load(
+    load: &Load,
+    source: Option<&requests::RequestSource>,
+    step: usize,
+    step_ns: u64,
+    seed: u64,
+    out: &mut Vec<batching::Request>,
+) -> (f64, f64) {
+    match source {
+        Some(src) => {
+            src.fill(step, step_ns, load.arrivals[step], seed, out);
+            let tokens: u64 = out
+                .iter()
+                .map(|r| u64::from(r.prompt) + u64::from(r.output))
+                .sum();
+            (out.len() as f64, tokens as f64)
+        }
+        None => {
+            out.clear();
+            (
+                load.arrivals[step],
+                load.tokens.as_ref().map_or(0.0, |t| t[step]),
+            )
+        }
+    }
+}
+
+/// Score a finished run; the request model's minutes are judged from its
+/// requests, and its run-wide p95s reported.
+fn finish_scorer(mut scorer: Scorer<'_>, cluster: &mut Cluster) -> (Score, Vec<SeriesPoint>) {
+    let minutes = cluster.close();
+    if let Some(minutes) = &minutes {
+        scorer.judge_minutes(minutes);
+    }
+    let (mut score, series) = scorer.finish();
+    if let Some(e) = cluster.engine() {
+        score.p95_latency_ms = e.totals.e2e.p95().unwrap_or(0.0);
+        score.ttft_p95_ms = e.totals.ttft.p95();
+        score.itl_p95_ms = e.totals.itl.p95();
+    }
+    (score, series)
 }
 
 /// The load's work per step in the model's unit.
@@ -442,10 +626,14 @@ pub fn run_policy(
     let mut audit = Vec::new();
     let total = load.arrivals.len();
     let report_every = (total / 200).max(10_000);
+    let source = requests_of(model, load);
+    let step_ns = load.step_ms * 1_000_000;
+    let mut requests = Vec::new();
     for step in 0..total {
-        let tokens = load.tokens.as_ref().map_or(0.0, |t| t[step]);
+        let (arrivals, tokens) =
+            step_load(load, source, step, step_ns, options.seed, &mut requests);
         let mut c = cluster.lock();
-        let outcome = c.advance(load.arrivals[step], tokens);
+        let outcome = c.advance_with(arrivals, tokens, &requests);
         let ready = c.ready();
         let (on_demand, spot) = c.billed_now();
         drop(c);
@@ -470,7 +658,7 @@ pub fn run_policy(
             progress(index, step as u64 + 1, total as u64);
         }
     }
-    let (mut score, series) = scorer.finish();
+    let (mut score, series) = finish_scorer(scorer, &mut cluster.lock());
     score.scale_events = moves.events;
     score.direction_changes = moves.changes;
     score.flaps = moves.flaps;
@@ -502,6 +690,12 @@ pub fn simulate(
     options: &SimOptions,
 ) -> Result<SimReport, SimError> {
     let Setting { model, load, .. } = setting;
+    if model.kind == ModelKind::Auto {
+        return Err(SimError::Setup(
+            "the service model's kind is auto: settle it for the trace first (ServiceModel::resolve)"
+                .into(),
+        ));
+    }
     model.validate()?;
     if load.arrivals.is_empty() {
         return Err(SimError::Setup("the trace has no steps".into()));
@@ -517,7 +711,7 @@ pub fn simulate(
         plot_points,
         ..options.clone()
     };
-    let oracle = run_oracle(model, load, work, initial, plot_points);
+    let oracle = run_oracle(model, load, work, initial, plot_points, options.seed);
     // Policies are independent (each has its own cluster and seed), so they
     // run side by side, one per core; the results do not depend on it.
     let cores = std::thread::available_parallelism().map_or(1, usize::from);

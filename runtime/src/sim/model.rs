@@ -18,6 +18,7 @@
 //! replica-hour, drawn from the seed: an interrupted replica is replaced at
 //! once (the count stays, as a Deployment would) and cold-starts again.
 
+use super::batching::{Engine, EngineModel, MinuteCounts, Request, SloLimits};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -47,7 +48,33 @@ pub struct ServiceModel {
     pub max_replicas: u32,
     /// The simulated tick, seconds.
     pub step_seconds: f64,
+    /// Which service model: `requests` (request by request, continuous
+    /// batching), `fluid` (the queue above), or `auto`: `requests` where the
+    /// trace has requests with token counts or per-interval token sizes.
+    pub kind: ModelKind,
+    /// Request model SLOs, ms: each minute's p95 time to first token,
+    /// inter-token latency and end-to-end latency must be within each one
+    /// set (`slo_p95_ms` is the fluid model's).
+    pub slo_ttft_p95_ms: Option<f64>,
+    pub slo_itl_p95_ms: Option<f64>,
+    pub slo_e2e_p95_ms: Option<f64>,
+    /// The request model's replica.
+    pub engine: EngineModel,
 }
+
+/// The service model's kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    #[default]
+    Auto,
+    Fluid,
+    Requests,
+}
+
+/// Load per replica the request model counts as "needed" when a trace is
+/// scaled and plotted: this share of a replica's full-budget throughput.
+pub const REQUEST_MODEL_UTILIZATION: f64 = 0.8;
 
 /// The unit of a replica's capacity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +99,33 @@ impl Default for ServiceModel {
             min_replicas: 1,
             max_replicas: 100,
             step_seconds: 1.0,
+            kind: ModelKind::Auto,
+            slo_ttft_p95_ms: Some(2000.0),
+            slo_itl_p95_ms: Some(100.0),
+            slo_e2e_p95_ms: None,
+            engine: EngineModel::default(),
         }
+    }
+}
+
+impl ServiceModel {
+    /// The defaults with the fluid model.
+    pub fn fluid() -> Self {
+        ServiceModel {
+            kind: ModelKind::Fluid,
+            ..ServiceModel::default()
+        }
+    }
+
+    /// The defaults with the request model, settled (capacity in tokens).
+    pub fn requests() -> Self {
+        let mut m = ServiceModel {
+            kind: ModelKind::Requests,
+            ..ServiceModel::default()
+        };
+        m.capacity_unit = CapacityUnit::Tokens;
+        m.capacity_per_replica = m.engine.tokens_per_second().round();
+        m
     }
 }
 
@@ -121,6 +174,26 @@ impl ServiceModel {
                 self.min_replicas, self.max_replicas
             )));
         }
+        for (name, v) in [
+            ("slo_ttft_p95_ms", self.slo_ttft_p95_ms),
+            ("slo_itl_p95_ms", self.slo_itl_p95_ms),
+            ("slo_e2e_p95_ms", self.slo_e2e_p95_ms),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                return Err(ModelError(format!("{name} must be > 0, got {v}")));
+            }
+        }
+        if self.kind == ModelKind::Requests {
+            self.engine.validate().map_err(ModelError)?;
+            if self.slo_limits() == SloLimits::default() {
+                return Err(ModelError(
+                    "the request model needs an SLO: set slo_ttft_p95_ms, slo_itl_p95_ms or slo_e2e_p95_ms"
+                        .into(),
+                ));
+            }
+        }
         if self.step_seconds > 60.0 || (60.0 / self.step_seconds).fract() != 0.0 {
             return Err(ModelError(format!(
                 "step_seconds must divide a minute (1, 2, 5, 10, 15, 30, 60), got {}",
@@ -130,9 +203,46 @@ impl ServiceModel {
         Ok(())
     }
 
-    /// The highest utilization that meets the SLO with no backlog.
+    /// The highest utilization that meets the SLO with no backlog (the
+    /// request model's: [`REQUEST_MODEL_UTILIZATION`]).
     pub fn slo_utilization(&self) -> f64 {
+        if self.kind == ModelKind::Requests {
+            return REQUEST_MODEL_UTILIZATION;
+        }
         1.0 - self.light_load_p95_ms / self.slo_p95_ms
+    }
+
+    /// The request model's SLO limits.
+    pub fn slo_limits(&self) -> SloLimits {
+        SloLimits {
+            ttft_ms: self.slo_ttft_p95_ms,
+            itl_ms: self.slo_itl_p95_ms,
+            e2e_ms: self.slo_e2e_p95_ms,
+        }
+    }
+
+    /// Settle `auto` for a trace: the request model where the trace has
+    /// requests. The request model counts capacity in tokens, a replica's
+    /// being its engine's full-budget throughput.
+    pub fn resolve(&mut self, has_requests: bool) -> Result<(), ModelError> {
+        match (self.kind, has_requests) {
+            (ModelKind::Auto, true) => self.kind = ModelKind::Requests,
+            (ModelKind::Auto, false) => self.kind = ModelKind::Fluid,
+            (ModelKind::Requests, false) => {
+                return Err(ModelError(
+                    "the request model needs requests with token counts: a per-request trace with \
+                     input_tokens/output_tokens, or a per-interval one with mean_input_tokens/\
+                     mean_output_tokens; or use --model fluid"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.kind == ModelKind::Requests {
+            self.capacity_unit = CapacityUnit::Tokens;
+            self.capacity_per_replica = self.engine.tokens_per_second().round();
+        }
+        self.validate()
     }
 
     /// Work one replica serves in a step at the SLO's utilization: the unit in
@@ -301,12 +411,19 @@ pub struct Cluster {
     pub billed_on_demand_steps: u64,
     pub billed_spot_steps: u64,
     pub interruptions: u64,
+    /// The request model's replicas and queue (None: the fluid queue).
+    engine: Option<Box<Engine>>,
 }
 
 impl Cluster {
     /// A cluster with `initial` replicas already ready (the service was
     /// running before the trace began).
     pub fn new(model: ServiceModel, initial: u32, seed: u64) -> Self {
+        let engine = (model.kind == ModelKind::Requests).then(|| {
+            let mut e = Engine::new(model.engine.clone(), model.slo_limits());
+            e.set_serving(initial);
+            Box::new(e)
+        });
         Cluster {
             model,
             step: 0,
@@ -331,7 +448,21 @@ impl Cluster {
             billed_on_demand_steps: 0,
             billed_spot_steps: 0,
             interruptions: 0,
+            engine,
         }
+    }
+
+    /// The request model's engine, when it runs.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_deref()
+    }
+
+    /// End the run: the request model's per-minute counts, with requests
+    /// still unfinished counted where they are already late.
+    pub fn close(&mut self) -> Option<Vec<MinuteCounts>> {
+        let e = self.engine.as_mut()?;
+        e.close();
+        Some(std::mem::take(&mut e.minutes))
     }
 
     pub fn model(&self) -> &ServiceModel {
@@ -479,6 +610,17 @@ impl Cluster {
     /// Advance one step with `arrivals` requests carrying `tokens` tokens.
     /// The queue works in the model's capacity unit.
     pub fn advance(&mut self, arrivals: f64, tokens: f64) -> StepOutcome {
+        self.advance_with(arrivals, tokens, &[])
+    }
+
+    /// [`Self::advance`], and for the request model the step's requests
+    /// themselves (in time order).
+    pub fn advance_with(
+        &mut self,
+        arrivals: f64,
+        tokens: f64,
+        requests: &[Request],
+    ) -> StepOutcome {
         let work = match self.model.capacity_unit {
             CapacityUnit::Requests => arrivals,
             CapacityUnit::Tokens => tokens,
@@ -522,7 +664,31 @@ impl Cluster {
                 });
             }
         }
-        let outcome = self.model.step(work, self.ready(), self.backlog);
+        let outcome = match self.engine.as_deref_mut() {
+            Some(e) => {
+                let ready = self.ready_on_demand + self.ready_spot;
+                e.set_serving(ready);
+                let busy_before = e.window.busy_ns;
+                let step_ns = self.model.step_ms() * 1_000_000;
+                e.run(requests, (self.step + 1) * step_ns);
+                let busy = (e.window.busy_ns - busy_before) as f64;
+                StepOutcome {
+                    served: 0.0,
+                    backlog: e.waiting() as f64,
+                    utilization: if ready > 0 {
+                        (busy / (f64::from(ready) * step_ns as f64)).min(1.0)
+                    } else if e.waiting() > 0 {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                    latency_ms: 0.0,
+                    // The request model is scored per minute, from its requests.
+                    meets_slo: true,
+                }
+            }
+            None => self.model.step(work, self.ready(), self.backlog),
+        };
         self.backlog = outcome.backlog;
         self.last = outcome;
         self.last_arrivals = arrivals;
@@ -564,6 +730,28 @@ impl Cluster {
                 w.utilization_sum / f64::from(w.utilization_steps),
             ));
         }
+        if let Some(e) = self.engine.as_deref_mut() {
+            let ew = std::mem::take(&mut e.window);
+            for (name, h) in [
+                ("ttft_p95_ms", &ew.ttft),
+                ("itl_p95_ms", &ew.itl),
+                ("latency_p95_ms", &ew.e2e),
+            ] {
+                if let Some(p95) = h.p95() {
+                    out.push((name, p95));
+                }
+            }
+            if seconds > 0.0 {
+                // Processed (prompt and output), as a serving engine reports it.
+                out.retain(|(k, _)| *k != "tokens_per_second");
+                out.push(("tokens_per_second", ew.tokens as f64 / seconds));
+            }
+            out.push(("queue_depth", e.in_system() as f64));
+            out.push(("oldest_queued_seconds", e.oldest_waiting_seconds()));
+            out.push(("kv_cache_utilization", e.kv_utilization()));
+            self.push_costs(&mut out);
+            return out;
+        }
         if let Some(p95) = weighted_p95(w.latencies) {
             out.push(("latency_p95_ms", p95));
         }
@@ -590,13 +778,17 @@ impl Cluster {
             self.backlog / (f64::from(ready) * self.model.capacity_per_replica)
         };
         out.push(("oldest_queued_seconds", oldest));
+        self.push_costs(&mut out);
+        out
+    }
+
+    fn push_costs(&self, out: &mut Vec<(&'static str, f64)>) {
         out.push(("cost.on_demand_per_hour", self.model.on_demand_per_hour));
         out.push(("cost.spot_per_hour", self.model.spot_per_hour));
         out.push((
             "cost.spot_interruption_rate",
             self.model.spot_interruptions_per_hour,
         ));
-        out
     }
 }
 

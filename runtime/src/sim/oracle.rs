@@ -11,7 +11,10 @@
 //! when that is cheaper than releasing and relaunching them). This is
 //! optimal per level, hence overall. It uses on-demand replicas only.
 
+use super::batching::{Engine, Request};
 use super::model::ServiceModel;
+use super::requests::RequestSource;
+use super::trace::Load;
 
 /// The oracle's schedule.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,12 +35,22 @@ pub(super) fn schedule(
     scored: &[bool],
     initial: u32,
 ) -> OracleSchedule {
-    let n = arrivals.len();
-    let cold = model.cold_start_steps() as usize;
     let required: Vec<u32> = arrivals
         .iter()
         .map(|&a| model.required_replicas(a))
         .collect();
+    schedule_required(model, required, scored, initial)
+}
+
+/// The cheapest billing that has `required` replicas ready at every step.
+pub(super) fn schedule_required(
+    model: &ServiceModel,
+    required: Vec<u32>,
+    scored: &[bool],
+    initial: u32,
+) -> OracleSchedule {
+    let n = required.len();
+    let cold = model.cold_start_steps() as usize;
     // Paid stretches as a difference array: +1 at a stretch's start, -1 after its end.
     let mut delta = vec![0i64; n + 1];
     // Per level: the last step it was needed (None before its first stretch).
@@ -99,6 +112,79 @@ pub(super) fn schedule(
         required,
         billed_steps,
     }
+}
+
+/// How long the request oracle lets a minute's requests finish when it
+/// judges that minute: this many steps of 10 s at most.
+const DRAIN_ROUNDS: usize = 180;
+
+/// The request model's oracle: for each minute in turn, the fewest ready
+/// replicas with which that minute's requests meet the SLO, given
+/// everything before it (a binary search: more replicas never make a
+/// minute worse). It knows the minute's requests before they arrive.
+pub(super) fn request_minutes(
+    model: &ServiceModel,
+    load: &Load,
+    source: &RequestSource,
+    seed: u64,
+    initial: u32,
+) -> Vec<u32> {
+    let n = load.arrivals.len();
+    let spm = (60.0 / model.step_seconds).round().max(1.0) as usize;
+    let step_ns = load.step_ms * 1_000_000;
+    let slo = model.slo_limits();
+    let mut engine = Engine::new(model.engine.clone(), slo);
+    engine.set_serving(initial);
+    let mut batch: Vec<Vec<Request>> = vec![Vec::new(); spm];
+    let mut per_minute = Vec::with_capacity(n.div_ceil(spm));
+    for m in 0..n.div_ceil(spm) {
+        let steps = m * spm..((m + 1) * spm).min(n);
+        let mut any = false;
+        for (k, s) in steps.clone().enumerate() {
+            super::step_load(load, Some(source), s, step_ns, seed, &mut batch[k]);
+            any |= !batch[k].is_empty();
+        }
+        let run_minute = |e: &mut Engine| {
+            for (k, s) in steps.clone().enumerate() {
+                e.run(&batch[k], (s as u64 + 1) * step_ns);
+            }
+        };
+        let meets = |r: u32| {
+            let mut t = engine.trial(m);
+            t.set_serving(r);
+            run_minute(&mut t);
+            let mut until = steps.end as u64 * step_ns;
+            for _ in 0..DRAIN_ROUNDS {
+                if t.in_system() == 0 {
+                    break;
+                }
+                until += 10_000_000_000;
+                t.run(&[], until);
+            }
+            t.close();
+            t.minute_counts(m).meets(&slo)
+        };
+        let r = if !any && engine.in_system() == 0 {
+            model.min_replicas
+        } else {
+            let (mut lo, mut hi) = (model.min_replicas.max(1), model.max_replicas);
+            if meets(hi) {
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if meets(mid) {
+                        hi = mid;
+                    } else {
+                        lo = mid + 1;
+                    }
+                }
+            }
+            hi
+        };
+        engine.set_serving(r);
+        run_minute(&mut engine);
+        per_minute.push(r);
+    }
+    per_minute
 }
 
 #[cfg(test)]
@@ -177,5 +263,79 @@ mod tests {
         // Only scored steps count.
         let s = schedule(&m, &load, &[true, true, true, false, false, true], 1);
         assert_eq!(s.billed_steps, 1 + 1 + 2 + 1);
+    }
+
+    /// Three minutes of requests: a steady minute, a burst, a lull.
+    fn three_minutes(seed: u64, burst: u64) -> Load {
+        let mut rng = crate::sim::model::Rng::new(seed);
+        let mut requests = Vec::new();
+        // The burst comes within 5 s.
+        for (minute, n, within) in [
+            (0u64, 40u64, 60_000.0),
+            (1, burst, 5_000.0),
+            (2, 10, 60_000.0),
+        ] {
+            for _ in 0..n {
+                let at = minute * 60_000 + (rng.uniform() * within) as u64;
+                requests.push(Request {
+                    at_ns: at * 1_000_000,
+                    prompt: 500 + (rng.uniform() * 3000.0) as u32,
+                    output: 20 + (rng.uniform() * 200.0) as u32,
+                });
+            }
+        }
+        let steps = 180;
+        Load {
+            step_ms: 1000,
+            start_ms: 0,
+            arrivals: vec![0.0; steps],
+            tokens: None,
+            requests: Some(RequestSource::recorded(requests, steps, 1_000_000_000)),
+            scored: vec![true; steps],
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_request_oracle_is_as_cheap_as_a_brute_force_search() {
+        let model = ServiceModel {
+            cold_start_seconds: 0.0,
+            min_replicas: 1,
+            max_replicas: 8,
+            ..ServiceModel::requests()
+        };
+        let slo = model.slo_limits();
+        for (seed, burst) in [(1, 60), (2, 120), (3, 200), (4, 300)] {
+            let load = three_minutes(seed, burst);
+            let source = load.requests.as_ref().unwrap();
+            // Every schedule of 1..=8 replicas per minute: the cheapest that
+            // meets the SLO in all three minutes.
+            let mut best: Option<u32> = None;
+            for a in 1..=8u32 {
+                for b in 1..=8u32 {
+                    for c in 1..=8u32 {
+                        let per_step: Vec<u32> = (0..180).map(|t| [a, b, c][t / 60]).collect();
+                        let mut e = super::super::replay_schedule(
+                            &model,
+                            &load,
+                            source,
+                            1,
+                            &per_step,
+                            |_, _| {},
+                        );
+                        let minutes = e.close_minutes();
+                        if (0..3).all(|m| minutes.get(m).is_none_or(|c| c.meets(&slo))) {
+                            best = Some(best.map_or(a + b + c, |x| x.min(a + b + c)));
+                        }
+                    }
+                }
+            }
+            let best = best.expect("8 replicas meet the SLO");
+            let work = vec![0.0; 180];
+            let oracle = super::super::run_oracle(&model, &load, &work, 1, 10, 1);
+            assert_eq!(oracle.score.slo_attainment_pct, 100.0, "seed {seed}");
+            let replica_minutes = (oracle.score.replica_hours * 60.0).round() as u32;
+            assert_eq!(replica_minutes, best, "seed {seed} burst {burst}");
+        }
     }
 }

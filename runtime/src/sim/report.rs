@@ -2,7 +2,7 @@
 //! Everything here is a pure function of the report, so the same inputs and
 //! seed give the same bytes.
 
-use super::{PolicyRun, SimReport};
+use super::{ModelKind, PolicyRun, ServiceModel, SimReport};
 use plotters::prelude::*;
 use plotters::style::RGBColor;
 use std::fmt::Write as _;
@@ -17,20 +17,7 @@ pub fn table(report: &SimReport) -> String {
         "trace: {} ({}; {:.1} h simulated; load x{:.4})",
         report.trace, report.trace_description, report.simulated_hours, report.load_scale
     );
-    let _ = writeln!(
-        out,
-        "model: {} req/s per replica, cold start {} s, SLO p95 <= {} ms (utilization <= {:.2}), \
-         ${}/h on demand, ${}/h spot, replicas {}..{}, seed {}",
-        m.capacity_per_replica,
-        m.cold_start_seconds,
-        m.slo_p95_ms,
-        m.slo_utilization(),
-        m.on_demand_per_hour,
-        m.spot_per_hour,
-        m.min_replicas,
-        m.max_replicas,
-        report.seed
-    );
+    let _ = writeln!(out, "model: {}, seed {}", model_line(m), report.seed);
     let _ = writeln!(out);
     let width = report
         .policies
@@ -39,7 +26,8 @@ pub fn table(report: &SimReport) -> String {
         .chain(std::iter::once(6))
         .max()
         .unwrap_or(6);
-    let _ = writeln!(
+    let requests = m.kind == ModelKind::Requests;
+    let _ = write!(
         out,
         "{:<width$}  {:>8}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}  {:>7}  {:>5}  {:>8}  {:>9}",
         "policy",
@@ -51,13 +39,59 @@ pub fn table(report: &SimReport) -> String {
         "scalings",
         "dir chg",
         "flaps",
-        "p95 ms",
+        if requests { "e2e p95" } else { "p95 ms" },
         "fuel/tick"
     );
+    let _ = writeln!(
+        out,
+        "{}",
+        if requests { "  TTFT p95   ITL p95" } else { "" }
+    );
     for run in std::iter::once(&report.oracle).chain(&report.policies) {
-        let _ = writeln!(out, "{}", row(run, width));
+        let _ = write!(out, "{}", row(run, width));
+        let _ = match (run.score.ttft_p95_ms, run.score.itl_p95_ms) {
+            (Some(ttft), Some(itl)) if requests => writeln!(out, "  {ttft:>8.0}  {itl:>8.1}"),
+            _ => writeln!(out),
+        };
     }
     out
+}
+
+/// The service model in one line: what a replica is, the SLO, prices, bounds.
+fn model_line(m: &ServiceModel) -> String {
+    let prices = format!(
+        "cold start {} s, ${}/h on demand, ${}/h spot, replicas {}..{}",
+        m.cold_start_seconds, m.on_demand_per_hour, m.spot_per_hour, m.min_replicas, m.max_replicas
+    );
+    if m.kind != ModelKind::Requests {
+        return format!(
+            "fluid, {} {} per replica, SLO p95 <= {} ms (utilization <= {:.2}), {prices}",
+            m.capacity_per_replica,
+            match m.capacity_unit {
+                super::CapacityUnit::Requests => "req/s",
+                super::CapacityUnit::Tokens => "tokens/s",
+            },
+            m.slo_p95_ms,
+            m.slo_utilization()
+        );
+    }
+    let slo: Vec<String> = [
+        ("TTFT", m.slo_ttft_p95_ms),
+        ("ITL", m.slo_itl_p95_ms),
+        ("e2e", m.slo_e2e_p95_ms),
+    ]
+    .iter()
+    .filter_map(|(name, v)| v.map(|v| format!("{name} p95 <= {v} ms")))
+    .collect();
+    format!(
+        "requests, {} (batch <= {}, {} tokens per iteration, {:.0} tokens/s at full budget), \
+         SLO each minute: {}, {prices}",
+        m.engine.name,
+        m.engine.max_batch,
+        m.engine.token_budget,
+        m.engine.tokens_per_second(),
+        slo.join(", ")
+    )
 }
 
 fn row(run: &PolicyRun, width: usize) -> String {

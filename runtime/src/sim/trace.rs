@@ -14,6 +14,8 @@
 //! interpolation when the trace is shorter than that) and are left out of
 //! every score.
 
+use super::batching::Request;
+use super::requests::RequestSource;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -47,6 +49,9 @@ pub struct Load {
     pub arrivals: Vec<f64>,
     /// Tokens (input + output) arriving in each step, when the trace has them.
     pub tokens: Option<Vec<f64>>,
+    /// The requests themselves, for the request model: a per-request trace's
+    /// own, or drawn per step where a per-interval trace gives token sizes.
+    pub requests: Option<RequestSource>,
     /// False for steps inside a gap in the record: simulated, never scored.
     pub scored: Vec<bool>,
     /// What was read, for the report.
@@ -69,6 +74,9 @@ impl Load {
         }
         for t in self.tokens.iter_mut().flatten() {
             *t *= factor;
+        }
+        if let Some(r) = &mut self.requests {
+            r.scale(factor);
         }
     }
 }
@@ -139,6 +147,44 @@ const COUNT_COLUMNS: &[&str] = &[
 ];
 const INPUT_TOKEN_COLUMNS: &[&str] = &["input_tokens", "contexttokens", "prompt_tokens"];
 const OUTPUT_TOKEN_COLUMNS: &[&str] = &["output_tokens", "generatedtokens", "completion_tokens"];
+/// Per-interval traces: each row's mean request size.
+const MEAN_INPUT_COLUMNS: &[&str] = &[
+    "mean_input_tokens",
+    "avg_input_tokens",
+    "mean_prompt_tokens",
+];
+const MEAN_OUTPUT_COLUMNS: &[&str] = &[
+    "mean_output_tokens",
+    "avg_output_tokens",
+    "mean_completion_tokens",
+];
+
+/// A per-interval trace's mean token column, one value per row: an empty or
+/// unreadable cell takes the previous row's value (the first known one for
+/// leading rows). `None` without the column or any value in it.
+fn row_means(table: &Table, candidates: &[&str]) -> Option<Vec<f64>> {
+    let c = table.first_of(candidates)?;
+    let cells: Vec<Option<f64>> = table
+        .rows
+        .iter()
+        .map(|r| {
+            r.get(c)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        })
+        .collect();
+    let first = cells.iter().flatten().next().copied()?;
+    let mut last = first;
+    Some(
+        cells
+            .into_iter()
+            .map(|v| {
+                last = v.unwrap_or(last);
+                last
+            })
+            .collect(),
+    )
+}
 
 fn is_jsonl(path: &Path) -> bool {
     matches!(
@@ -338,6 +384,7 @@ fn per_request(
     let mut times = Vec::with_capacity(table.rows.len());
     let mut absolute_times = false;
     let mut tokens = Vec::new();
+    let mut sizes: Vec<(u32, u32)> = Vec::new();
     for (i, row) in table.rows.iter().enumerate() {
         if let Some((c, want)) = &service
             && row.get(*c) != Some(want)
@@ -353,7 +400,12 @@ fn per_request(
                     .and_then(|v| v.parse::<f64>().ok())
                     .unwrap_or(0.0)
             };
-            tokens.push(tok(input) + tok(output));
+            let (p, o) = (tok(input), tok(output));
+            tokens.push(p + o);
+            sizes.push((
+                p.round().clamp(0.0, f64::from(u32::MAX)) as u32,
+                o.round().clamp(1.0, f64::from(u32::MAX)) as u32,
+            ));
         }
     }
     if times.is_empty() {
@@ -392,9 +444,23 @@ fn per_request(
             .unwrap_or(0.0);
         (base + first).max(0.0) as u64
     };
+    let step_ns = step_ms * 1_000_000;
+    let requests = (!sizes.is_empty()).then(|| {
+        let list = times
+            .iter()
+            .zip(&sizes)
+            .map(|(t, &(prompt, output))| Request {
+                at_ns: ((t - first).max(0.0) * 1e6).round() as u64,
+                prompt,
+                output,
+            })
+            .collect();
+        RequestSource::recorded(list, steps, step_ns)
+    });
     Ok(Load {
         step_ms,
         start_ms,
+        requests,
         scored: vec![true; steps],
         description: format!(
             "{} requests{}, {} steps of {} s",
@@ -487,11 +553,16 @@ fn per_interval(
     // step's gap flag from the row it falls in.
     let mut rates = Vec::with_capacity(steps);
     let mut scored = Vec::with_capacity(steps);
+    let means = row_means(table, MEAN_INPUT_COLUMNS).zip(row_means(table, MEAN_OUTPUT_COLUMNS));
+    let mut step_means: Vec<(f32, f32)> = Vec::new();
     let mut row = 0usize;
     for s in 0..steps {
         let t = first + (s as f64 + 0.5) * step_ms as f64;
         while row + 1 < points.len() && points[row + 1].0 <= t - 0.5 * step_ms as f64 {
             row += 1;
+        }
+        if let Some((input, output)) = &means {
+            step_means.push((input[row] as f32, output[row] as f32));
         }
         // A step past its row's interval falls in missing rows: a gap too.
         let covered = t - points[row].0 < width_ms;
@@ -513,11 +584,24 @@ fn per_interval(
     }
     fill_gaps(&mut rates, &scored, (86_400_000 / step_ms) as usize);
     let gaps = scored.iter().filter(|s| !**s).count();
+    let arrivals: Vec<f64> = rates.into_iter().map(|r| r * step_s).collect();
+    let tokens = (!step_means.is_empty()).then(|| {
+        arrivals
+            .iter()
+            .zip(&step_means)
+            .map(|(a, (i, o))| a * f64::from(i + o))
+            .collect()
+    });
+    let requests = (!step_means.is_empty()).then(|| RequestSource::Drawn {
+        mean_prompt: step_means.iter().map(|m| m.0).collect(),
+        mean_output: step_means.iter().map(|m| m.1.max(1.0)).collect(),
+    });
     Ok(Load {
         step_ms,
         start_ms: if first >= 0.0 { first as u64 } else { 0 },
-        arrivals: rates.into_iter().map(|r| r * step_s).collect(),
-        tokens: None,
+        arrivals,
+        tokens,
+        requests,
         description: format!(
             "{} rows of {} s, {} steps of {} s{}",
             points.len(),
@@ -800,6 +884,7 @@ mod tests {
             start_ms: 0,
             arrivals: vec![1.0, 4.0, 100.0],
             tokens: None,
+            requests: None,
             scored: vec![true, true, false],
             description: String::new(),
         };
