@@ -23,6 +23,12 @@
 //! `[now, now + lead_time]`; `desired = max(ceil(load / per_replica),
 //! ceil(forecast x headroom / per_replica), min_replicas)` with `per_replica =
 //! capacity_per_replica x target_utilization`.
+//!
+//! **SLO guards** (`"slo": [{"signal": "ttft_p95_ms", "target": 1000}]`): a
+//! load forecast cannot see a burst inside a tick, but the latency it causes
+//! shows. Each guard whose signal is above its target asks for at least
+//! `ceil(current x value / target)` (an HPA object metric), and the largest
+//! answer wins, as the HPA's max over metrics.
 
 use serde::Deserialize;
 use wasmscale_sdk::{Decision, Num, Policy, Snapshot, parse_params};
@@ -49,6 +55,16 @@ struct Params {
     error_window_seconds: u64,
     #[serde(default = "default_max_headroom")]
     max_headroom: f64,
+    #[serde(default)]
+    slo: Vec<SloGuard>,
+}
+
+/// A latency signal the policy also answers to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SloGuard {
+    signal: String,
+    target: f64,
 }
 
 fn default_metric() -> String {
@@ -363,6 +379,9 @@ impl Policy for Predictive {
         if !(p.max_headroom.is_finite() && p.max_headroom >= 1.0) {
             return Err("params.max_headroom must be >= 1".into());
         }
+        if p.slo.iter().any(|g| !(g.target.is_finite() && g.target > 0.0)) {
+            return Err("params.slo[].target must be > 0, e.g. 1000 for ttft_p95_ms".into());
+        }
         self.params = Some(p);
         Ok(())
     }
@@ -383,7 +402,20 @@ impl Policy for Predictive {
         let forecast = self.forecast(&p, s.time_ms, load);
         let headroom = self.headroom(&p);
         let predicted = (forecast * headroom / per_replica).ceil();
-        let desired = reactive.max(predicted).max(f64::from(p.min_replicas));
+        // SLO guards: the worst ratio over its target, applied to the count now.
+        let current = f64::from(s.replicas.current);
+        let guarded = p
+            .slo
+            .iter()
+            .filter_map(|g| {
+                let v = s.signal(&g.signal).filter(|v| v.is_finite())?;
+                (v > g.target).then(|| (current.max(1.0) * v / g.target).ceil())
+            })
+            .fold(0.0, f64::max);
+        let desired = reactive
+            .max(predicted)
+            .max(guarded)
+            .max(f64::from(p.min_replicas));
         // Remember the forecast for when its time comes (the middle of the lead).
         let due = s.time_ms + p.lead_time_seconds * 1000;
         let pending = &mut self.state.pending;
@@ -401,7 +433,9 @@ impl Policy for Predictive {
         Num(p.lead_time_seconds as f64).append_to(&mut why);
         why.push_str("s, headroom x");
         Num((headroom * 100.0).round() / 100.0).append_to(&mut why);
-        why.push_str(if predicted > reactive {
+        why.push_str(if guarded > reactive.max(predicted) {
+            ", over its SLO -> "
+        } else if predicted > reactive {
             " -> pre-warm "
         } else {
             " -> "
@@ -431,7 +465,12 @@ impl Declares for Predictive {
     fn declares(&self) -> Vec<String> {
         self.params
             .as_ref()
-            .map(|p| vec![signal_for(&p.metric)])
+            .map(|p| {
+                std::iter::once(&p.metric)
+                    .chain(p.slo.iter().map(|g| &g.signal))
+                    .map(|name| signal_for(name))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -461,6 +500,34 @@ mod tests {
         let mut s = Snapshot::new(t, 10).with("request_rate", x);
         s.interval_ms = 300_000;
         p.evaluate(&s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_slo_guard_scales_out_on_latency_the_load_forecast_missed() {
+        let mut p = Predictive::default();
+        p.configure(
+            r#"{"capacity_per_replica": 10, "target_utilization": 1.0,
+                "slo": [{"signal": "ttft_p95_ms", "target": 1000}]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        // 40 req/s on 10 replicas: 4 by load, but TTFT is 3x its target.
+        let s = Snapshot::new(0, 10)
+            .with("request_rate", 40.0)
+            .with("ttft_p95_ms", 3000.0);
+        let d = p.evaluate(&s).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.desired, 30.0, "{}", d.reason);
+        assert!(d.reason.contains("over its SLO"), "{}", d.reason);
+        // Under its target, the guard says nothing.
+        let s = Snapshot::new(15_000, 10)
+            .with("request_rate", 40.0)
+            .with("ttft_p95_ms", 300.0);
+        let d = p.evaluate(&s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(d.desired < 10.0, "{}", d.reason);
+        assert!(p.declares().contains(&signal_for("ttft_p95_ms")));
+        assert!(
+            p.configure(r#"{"capacity_per_replica": 10, "slo": [{"signal": "x", "target": 0}]}"#)
+                .is_err()
+        );
     }
 
     #[test]

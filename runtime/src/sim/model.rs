@@ -741,11 +741,6 @@ impl Cluster {
                     out.push((name, p95));
                 }
             }
-            if seconds > 0.0 {
-                // Processed (prompt and output), as a serving engine reports it.
-                out.retain(|(k, _)| *k != "tokens_per_second");
-                out.push(("tokens_per_second", ew.tokens as f64 / seconds));
-            }
             out.push(("queue_depth", e.in_system() as f64));
             out.push(("oldest_queued_seconds", e.oldest_waiting_seconds()));
             out.push(("kv_cache_utilization", e.kv_utilization()));

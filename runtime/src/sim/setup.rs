@@ -19,6 +19,11 @@ pub const DEFAULT_POLICIES: &[&str] = &[
 pub fn tuned_params(builtin: &str, model: &ServiceModel, interval_seconds: f64) -> Option<Value> {
     let slo_u = model.slo_utilization();
     let capacity = model.capacity_per_replica;
+    if model.kind == super::ModelKind::Requests
+        && let Some(params) = request_model_params(builtin, model, interval_seconds)
+    {
+        return Some(params);
+    }
     match builtin {
         // The HPA on GPU utilization (as with DCGM metrics), aiming below the
         // SLO's utilization by more than its 10 % tolerance band.
@@ -70,6 +75,54 @@ pub fn tuned_params(builtin: &str, model: &ServiceModel, interval_seconds: f64) 
             "cooldown_seconds": 300
             }))
         }
+        _ => None,
+    }
+}
+
+/// The request model's SLO signals as guards: each SLO limit, aimed at below
+/// it (half of it for TTFT, whose floor is one prefill; 70 % for ITL, whose
+/// floor is one decode iteration).
+fn slo_guards(model: &ServiceModel) -> Vec<(&'static str, f64)> {
+    [
+        ("ttft_p95_ms", model.slo_ttft_p95_ms, 0.5),
+        ("itl_p95_ms", model.slo_itl_p95_ms, 0.7),
+        ("latency_p95_ms", model.slo_e2e_p95_ms, 0.7),
+    ]
+    .into_iter()
+    .filter_map(|(signal, limit, share)| limit.map(|l| (signal, round2(l * share))))
+    .collect()
+}
+
+/// Built-ins on the request model: GPU utilization is near 100 % whenever a
+/// replica has any request (continuous batching keeps it busy), so the load
+/// signal is arriving tokens per second, and each SLO signal is a second
+/// metric (the HPA's max over metrics).
+fn request_model_params(builtin: &str, model: &ServiceModel, interval_seconds: f64) -> Option<Value> {
+    let per_replica = model.capacity_per_replica * model.slo_utilization();
+    let guards = slo_guards(model);
+    match builtin {
+        "target-tracking" => {
+            let mut metrics = vec![json!({"type": "external", "name": "tokens_per_second",
+                "target": {"average_value": round2(per_replica * 0.8)}})];
+            metrics.extend(guards.iter().map(|(name, target)| {
+                json!({"type": "object", "name": name, "target": {"value": target}})
+            }));
+            Some(json!({ "metrics": metrics }))
+        }
+        "predictive" => Some(json!({
+            "metric": "tokens_per_second",
+            "capacity_per_replica": model.capacity_per_replica,
+            "target_utilization": round2(model.slo_utilization() * 0.95),
+            "lead_time_seconds": (model.cold_start_seconds + interval_seconds).ceil() as u64,
+            "period_seconds": 86400,
+            "bins": 144,
+            "min_replicas": model.min_replicas,
+            "headroom_quantile": 0.99,
+            "error_window_seconds": 3600,
+            "max_headroom": 2.5,
+            "slo": guards.iter().map(|(signal, target)| json!({"signal": signal, "target": target}))
+                .collect::<Vec<_>>()
+        })),
         _ => None,
     }
 }
