@@ -379,7 +379,10 @@ impl Policy for Predictive {
         if !(p.max_headroom.is_finite() && p.max_headroom >= 1.0) {
             return Err("params.max_headroom must be >= 1".into());
         }
-        if p.slo.iter().any(|g| !(g.target.is_finite() && g.target > 0.0)) {
+        if p.slo
+            .iter()
+            .any(|g| !(g.target.is_finite() && g.target > 0.0))
+        {
             return Err("params.slo[].target must be > 0, e.g. 1000 for ttft_p95_ms".into());
         }
         self.params = Some(p);

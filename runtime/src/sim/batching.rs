@@ -193,6 +193,9 @@ pub struct SloLimits {
 /// many were over their limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MinuteCounts {
+    /// The plotted SLO metric's values ([`SloLimits::plotted`]) around its
+    /// limit, for the plot's latency panel (not for the verdict).
+    pub plotted: LimitHistogram,
     /// Requests with a first token (or known to be late for one).
     pub ttft_n: u32,
     pub ttft_over: u32,
@@ -201,6 +204,55 @@ pub struct MinuteCounts {
     pub e2e_over: u32,
     pub tokens: u64,
     pub itl_over: u64,
+}
+
+/// Values relative to a limit in 32 buckets 25 % wide, from 1/35 of it to 35
+/// times it (beyond: the end buckets). Coarse, and 128 bytes a minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitHistogram([u32; 32]);
+
+impl Default for LimitHistogram {
+    fn default() -> Self {
+        LimitHistogram([0; 32])
+    }
+}
+
+impl LimitHistogram {
+    const RATIO: f64 = 1.25;
+
+    pub fn add(&mut self, value: f64, limit: f64, weight: u32) {
+        let k = ((value.max(1e-9) / limit).ln() / Self::RATIO.ln()).floor() + 16.0;
+        let i = k.clamp(0.0, 31.0) as usize;
+        self.0[i] = self.0[i].saturating_add(weight);
+    }
+
+    /// The upper edge of the bucket holding the p95, in the limit's unit.
+    pub fn p95(&self, limit: f64) -> Option<f64> {
+        let total: u64 = self.0.iter().map(|&c| u64::from(c)).sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (total * 95).div_ceil(100);
+        let mut seen = 0;
+        for (i, &c) in self.0.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                return Some(limit * Self::RATIO.powi(i as i32 - 15));
+            }
+        }
+        None
+    }
+}
+
+impl SloLimits {
+    /// The metric the plot draws against its limit: TTFT, else ITL, else end
+    /// to end.
+    pub fn plotted(&self) -> Option<(&'static str, f64)> {
+        self.ttft_ms
+            .map(|l| ("TTFT p95", l))
+            .or(self.itl_ms.map(|l| ("ITL p95", l)))
+            .or(self.e2e_ms.map(|l| ("end-to-end p95", l)))
+    }
 }
 
 /// At most this many of `n` may be over the limit for the p95 to be within it
@@ -689,7 +741,11 @@ impl Engine {
             self.window.itl.add(gap_ms, u64::from(decode));
             self.totals.itl.add(gap_ms, u64::from(decode));
             let over = self.slo.itl_ms.is_some_and(|l| gap_ms > l);
+            let plot = self.slo.itl_ms.filter(|_| self.slo.ttft_ms.is_none());
             let m = self.minute(now);
+            if let Some(l) = plot {
+                m.plotted.add(gap_ms, l, decode);
+            }
             m.tokens += u64::from(decode);
             if over {
                 m.itl_over += u64::from(decode);
@@ -705,7 +761,11 @@ impl Engine {
             self.window.ttft.add(ttft_ms, 1);
             self.totals.ttft.add(ttft_ms, 1);
             let over = self.slo.ttft_ms.is_some_and(|l| ttft_ms > l);
+            let plot = self.slo.ttft_ms;
             let m = self.minute(p.arrival_ns);
+            if let Some(l) = plot {
+                m.plotted.add(ttft_ms, l, 1);
+            }
             m.ttft_n += 1;
             m.ttft_over += u32::from(over);
             let kv = u64::from(p.prompt) + u64::from(p.output);
@@ -752,7 +812,14 @@ impl Engine {
         self.totals.e2e.add(e2e_ms, 1);
         self.totals.completed += 1;
         let over = self.slo.e2e_ms.is_some_and(|l| e2e_ms > l);
+        let plot = self
+            .slo
+            .e2e_ms
+            .filter(|_| self.slo.ttft_ms.is_none() && self.slo.itl_ms.is_none());
         let m = self.minute(arrival_ns);
+        if let Some(l) = plot {
+            m.plotted.add(e2e_ms, l, 1);
+        }
         m.e2e_n += 1;
         m.e2e_over += u32::from(over);
     }

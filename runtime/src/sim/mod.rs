@@ -98,8 +98,16 @@ pub struct SeriesPoint {
     pub load: f64,
     pub ready: f64,
     pub billed: f64,
-    /// Some step in the bucket missed the SLO.
+    /// Some scored minute in the bucket missed the SLO.
     pub violation: bool,
+    /// The share of the bucket's scored minutes that missed it.
+    pub bad_share: f64,
+    /// The bucket holds steps in a gap of the record (not scored).
+    pub gap: bool,
+    /// The worst minute's SLO metric in the bucket (the fluid model: its
+    /// slowest step's p95; the request model: [`batching::SloLimits::plotted`]
+    /// at p95, to 25 %), ms.
+    pub latency_ms: Option<f64>,
 }
 
 /// The result for one policy (or the oracle).
@@ -226,9 +234,12 @@ struct Scorer<'a> {
     bucket_steps: usize,
     bucket: (f64, f64, f64, usize, bool),
     series: Vec<SeriesPoint>,
-    /// Whether each minute had a scored step (for the request model's
-    /// per-minute verdicts).
+    /// Whether each minute had a scored step, and whether it met the SLO.
     minutes_scored: Vec<bool>,
+    minutes_good: Vec<bool>,
+    /// Each minute's SLO metric, as plotted (NaN: none).
+    minutes_latency: Vec<f32>,
+    minute_latency: f64,
 }
 
 impl<'a> Scorer<'a> {
@@ -250,6 +261,9 @@ impl<'a> Scorer<'a> {
             bucket: (0.0, 0.0, 0.0, 0, false),
             series: Vec::new(),
             minutes_scored: Vec::new(),
+            minutes_good: Vec::new(),
+            minutes_latency: Vec::new(),
+            minute_latency: f64::NAN,
         }
     }
 
@@ -267,17 +281,17 @@ impl<'a> Scorer<'a> {
             self.minute_bad |= !outcome.meets_slo;
             if arrivals > 0.0 {
                 self.latency.add(outcome.latency_ms, arrivals);
+                self.minute_latency = self.minute_latency.max(outcome.latency_ms);
             }
             self.on_demand_steps += u64::from(on_demand);
             self.spot_steps += u64::from(spot);
         }
         if (step + 1).is_multiple_of(self.steps_per_minute) || step + 1 == self.load.arrivals.len()
         {
-            if self.minute_scored {
-                self.scored_minutes += 1;
-                self.good_minutes += u64::from(!self.minute_bad);
-            }
             self.minutes_scored.push(self.minute_scored);
+            self.minutes_good.push(!self.minute_bad);
+            self.minutes_latency.push(self.minute_latency as f32);
+            self.minute_latency = f64::NAN;
             self.minute_bad = false;
             self.minute_scored = false;
         }
@@ -286,7 +300,7 @@ impl<'a> Scorer<'a> {
         b.1 += f64::from(ready);
         b.2 += f64::from(on_demand + spot);
         b.3 += 1;
-        b.4 |= self.load.scored[step] && !outcome.meets_slo;
+        b.4 |= !self.load.scored[step];
         if b.3 == self.bucket_steps || step + 1 == self.load.arrivals.len() {
             let n = b.3 as f64;
             let start = step + 1 - b.3;
@@ -295,24 +309,40 @@ impl<'a> Scorer<'a> {
                 load: b.0 / n,
                 ready: b.1 / n,
                 billed: b.2 / n,
-                violation: b.4,
+                violation: false,
+                bad_share: 0.0,
+                gap: b.4,
+                latency_ms: None,
             });
             *b = (0.0, 0.0, 0.0, 0, false);
         }
     }
 
     /// The request model's verdicts: a scored minute is good when its
-    /// requests' p95s are within the SLO ([`MinuteCounts::meets`]); plotted
-    /// buckets show the minutes they cover.
+    /// requests' p95s are within the SLO ([`batching::MinuteCounts::meets`]).
     fn judge_minutes(&mut self, minutes: &[batching::MinuteCounts]) {
         let slo = self.model.slo_limits();
-        let good = |m: usize| minutes.get(m).is_none_or(|c| c.meets(&slo));
+        let plotted = slo.plotted();
+        for (m, good) in self.minutes_good.iter_mut().enumerate() {
+            *good = minutes.get(m).is_none_or(|c| c.meets(&slo));
+        }
+        for (m, latency) in self.minutes_latency.iter_mut().enumerate() {
+            *latency = match (minutes.get(m), plotted) {
+                (Some(c), Some((_, limit))) => c.plotted.p95(limit).map_or(f32::NAN, |v| v as f32),
+                _ => f32::NAN,
+            };
+        }
+    }
+
+    /// Count the minutes and mark each plotted bucket with the share of its
+    /// scored minutes that missed.
+    fn tally(&mut self) {
         self.scored_minutes = 0;
         self.good_minutes = 0;
-        for (m, &scored) in self.minutes_scored.iter().enumerate() {
-            if scored {
+        for (scored, good) in self.minutes_scored.iter().zip(&self.minutes_good) {
+            if *scored {
                 self.scored_minutes += 1;
-                self.good_minutes += u64::from(good(m));
+                self.good_minutes += u64::from(*good);
             }
         }
         let spm = self.steps_per_minute;
@@ -321,12 +351,27 @@ impl<'a> Scorer<'a> {
         for p in &mut self.series {
             let start = (p.hours / step_hours).round() as usize;
             let (first, last) = (start / spm, (start + bucket - 1) / spm);
-            p.violation = (first..=last)
-                .any(|m| self.minutes_scored.get(m).copied().unwrap_or(false) && !good(m));
+            let (mut scored, mut bad) = (0u32, 0u32);
+            let mut worst = f64::NAN;
+            for m in first..=last.min(self.minutes_scored.len().saturating_sub(1)) {
+                if self.minutes_scored[m] {
+                    scored += 1;
+                    bad += u32::from(!self.minutes_good[m]);
+                }
+                worst = worst.max(f64::from(self.minutes_latency[m]));
+            }
+            p.latency_ms = worst.is_finite().then_some(worst);
+            p.violation = bad > 0;
+            p.bad_share = if scored > 0 {
+                f64::from(bad) / f64::from(scored)
+            } else {
+                0.0
+            };
         }
     }
 
-    fn finish(self) -> (Score, Vec<SeriesPoint>) {
+    fn finish(mut self) -> (Score, Vec<SeriesPoint>) {
+        self.tally();
         let hours = self.model.step_seconds / 3600.0;
         let on_demand_hours = self.on_demand_steps as f64 * hours;
         let spot_hours = self.spot_steps as f64 * hours;
@@ -412,8 +457,13 @@ pub fn run_oracle(
     initial: u32,
     plot_points: usize,
     seed: u64,
+    progress: Option<&(dyn Fn(u64, u64) + Send + Sync)>,
 ) -> PolicyRun {
+    let steps = load.arrivals.len() as u64;
     let Some(source) = requests_of(model, load) else {
+        if let Some(p) = progress {
+            p(steps, steps);
+        }
         let schedule = oracle::schedule(model, work, &load.scored, initial);
         let mut scorer = Scorer::new(model, load, work, plot_points);
         for (t, (&required, &billed)) in schedule.required.iter().zip(&schedule.billed).enumerate()
@@ -426,7 +476,7 @@ pub fn run_oracle(
         return oracle_run(scorer.finish(), load, &schedule.billed);
     };
     let spm = (60.0 / model.step_seconds).round().max(1.0) as usize;
-    let mut per_minute = oracle::request_minutes(model, load, source, seed, initial);
+    let mut per_minute = oracle::request_minutes(model, load, source, seed, initial, progress);
     let per_step = |per_minute: &[u32]| -> Vec<u32> {
         (0..load.arrivals.len())
             .map(|t| per_minute[t / spm])
@@ -454,6 +504,9 @@ pub fn run_oracle(
         }
         pass += 1;
         if !fixed || pass == ORACLE_FIX_PASSES {
+            if let Some(p) = progress {
+                p(steps, steps);
+            }
             scorer.judge_minutes(&minutes);
             let (mut score, series) = scorer.finish();
             score.p95_latency_ms = engine.totals.e2e.p95().unwrap_or(0.0);
@@ -711,7 +764,20 @@ pub fn simulate(
         plot_points,
         ..options.clone()
     };
-    let oracle = run_oracle(model, load, work, initial, plot_points, options.seed);
+    let oracle_progress = options.progress.clone().map(|p| {
+        let index = policies.len();
+        Arc::new(move |done: u64, total: u64| p(index, done, total))
+            as Arc<dyn Fn(u64, u64) + Send + Sync>
+    });
+    let oracle = run_oracle(
+        model,
+        load,
+        work,
+        initial,
+        plot_points,
+        options.seed,
+        oracle_progress.as_deref(),
+    );
     // Policies are independent (each has its own cluster and seed), so they
     // run side by side, one per core; the results do not depend on it.
     let cores = std::thread::available_parallelism().map_or(1, usize::from);

@@ -128,6 +128,7 @@ pub(super) fn request_minutes(
     source: &RequestSource,
     seed: u64,
     initial: u32,
+    progress: Option<&(dyn Fn(u64, u64) + Send + Sync)>,
 ) -> Vec<u32> {
     let n = load.arrivals.len();
     let spm = (60.0 / model.step_seconds).round().max(1.0) as usize;
@@ -183,6 +184,12 @@ pub(super) fn request_minutes(
         engine.set_serving(r);
         run_minute(&mut engine);
         per_minute.push(r);
+        if let Some(p) = progress
+            && m % 10 == 0
+        {
+            // The search is most of the oracle's time; the replays after it are quick.
+            p(steps.end as u64 * 9 / 10, n as u64);
+        }
     }
     per_minute
 }
@@ -332,7 +339,7 @@ mod tests {
             }
             let best = best.expect("8 replicas meet the SLO");
             let work = vec![0.0; 180];
-            let oracle = super::super::run_oracle(&model, &load, &work, 1, 10, 1);
+            let oracle = super::super::run_oracle(&model, &load, &work, 1, 10, 1, None);
             assert_eq!(oracle.score.slo_attainment_pct, 100.0, "seed {seed}");
             let replica_minutes = (oracle.score.replica_hours * 60.0).round() as u32;
             assert_eq!(replica_minutes, best, "seed {seed} burst {burst}");

@@ -129,7 +129,7 @@ pub struct PlotError {
     pub message: String,
 }
 
-const PANEL_HEIGHT: u32 = 230;
+const PANEL_HEIGHT: u32 = 320;
 const WIDTH: u32 = 1400;
 
 /// Draw the plot: one panel per policy (the oracle first): the load (as the
@@ -143,7 +143,7 @@ pub fn plot(report: &SimReport, path: &Path) -> Result<(), PlotError> {
     let runs: Vec<&PolicyRun> = std::iter::once(&report.oracle)
         .chain(&report.policies)
         .collect();
-    let height = 40 + PANEL_HEIGHT * runs.len() as u32;
+    let height = 62 + PANEL_HEIGHT * runs.len() as u32;
     let png = path
         .extension()
         .and_then(|e| e.to_str())
@@ -182,92 +182,225 @@ fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
 ) -> DrawResult<(), DB> {
     root.fill(&WHITE)?;
-    let (title, body) = root.split_vertically(40);
-    title.draw(&Text::new(
-        format!(
-            "{}: load (as replicas needed), ready and billed replicas; red = SLO-violation minutes",
-            report.trace
-        ),
-        (12, 12),
-        ("sans-serif", 18).into_font(),
-    ))?;
-    let panels = body.split_evenly((runs.len(), 1));
-    let hours = report.simulated_hours.max(1e-9);
-    let top = runs
-        .iter()
-        .flat_map(|r| r.series.iter().map(|p| p.load.max(p.billed)))
-        .fold(1.0, f64::max)
-        * 1.08;
+    let (title, body) = root.split_vertically(62);
     let load_color = RGBColor(150, 150, 150);
     let ready_color = RGBColor(31, 119, 180);
     let billed_color = RGBColor(255, 127, 14);
-    for (run, panel) in runs.iter().zip(panels.iter()) {
+    let gap_color = RGBColor(225, 225, 225);
+    let font = ("sans-serif", 16).into_font();
+    title.draw(&Text::new(
+        format!("{}: replicas over time", report.trace),
+        (12, 12),
+        font.clone(),
+    ))?;
+    // The legend, once, above the panels (inside one it covers the data).
+    let mut x = 12;
+    let legend: [(&str, RGBColor, bool); 5] = [
+        ("load (replicas needed)", load_color, false),
+        ("billed (ready + starting)", billed_color, false),
+        ("ready", ready_color, false),
+        ("SLO-violation minutes", RED, true),
+        ("gap in the record", gap_color, true),
+    ];
+    let (metric, _) = plotted_metric(&report.model);
+    let small = ("sans-serif", 13).into_font();
+    for (label, color, block) in legend {
+        if block {
+            title.draw(&Rectangle::new([(x, 39), (x + 16, 49)], color.filled()))?;
+        } else {
+            title.draw(&PathElement::new(
+                [(x, 44), (x + 18, 44)],
+                color.stroke_width(3),
+            ))?;
+        }
+        title.draw(&Text::new(label, (x + 22, 37), small.clone()))?;
+        let (w, _) = title.estimate_text_size(label, &TextStyle::from(small.clone()))?;
+        x += w as i32 + 40;
+    }
+    let latency_label = format!("below: worst minute's {metric} against the SLO (dashed)");
+    title.draw(&PathElement::new(
+        [(x, 44), (x + 18, 44)],
+        RGBColor(148, 103, 189).stroke_width(3),
+    ))?;
+    title.draw(&Text::new(latency_label, (x + 22, 37), small.clone()))?;
+    let panels = body.split_evenly((runs.len(), 1));
+    let hours = report.simulated_hours.max(1e-9);
+    let (metric, limit) = plotted_metric(&report.model);
+    for (run, whole_panel) in runs.iter().zip(panels.iter()) {
+        let (panel, latency_panel) = whole_panel.split_vertically(PANEL_HEIGHT * 68 / 100);
         let s = &run.score;
         let caption = format!(
             "{}: SLO {:.3} %, {} violation min, cost {:.3}x oracle, {} scalings",
             run.label, s.slo_attainment_pct, s.violation_minutes, s.cost_vs_oracle, s.scale_events
         );
-        let mut chart = ChartBuilder::on(panel)
+        // Each panel its own scale: one policy at 100 must not flatten the rest.
+        let top = run
+            .series
+            .iter()
+            .map(|p| p.load.max(p.billed).max(p.ready))
+            .fold(1.0, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&panel)
             .caption(caption, ("sans-serif", 15))
             .margin(8)
             .x_label_area_size(24)
             .y_label_area_size(44)
             .build_cartesian_2d(0.0..hours, 0.0..top)?;
+        let whole = |v: &f64| {
+            if top >= 5.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
+        };
         chart
             .configure_mesh()
-            .x_desc("hours")
             .y_desc("replicas")
             .x_labels(12)
             .y_labels(5)
+            .y_label_formatter(&whole)
+            .x_label_formatter(&|h: &f64| format_hours(*h))
             .label_style(("sans-serif", 12))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
+        let bucket = run
+            .series
+            .get(1)
+            .map_or(hours, |p| p.hours - run.series[0].hours);
+        // Gaps first, under everything.
+        chart.draw_series(run.series.iter().filter(|p| p.gap).map(|p| {
+            Rectangle::new(
+                [(p.hours, 0.0), (p.hours + bucket, top)],
+                gap_color.filled(),
+            )
+        }))?;
         let series = |f: fn(&super::SeriesPoint) -> f64| {
             run.series
                 .iter()
                 .map(move |p| (p.hours, f(p)))
                 .collect::<Vec<_>>()
         };
-        chart
-            .draw_series(LineSeries::new(
-                series(|p| p.load),
-                load_color.stroke_width(1),
-            ))?
-            .label("load")
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], load_color));
-        chart
-            .draw_series(LineSeries::new(
-                series(|p| p.billed),
-                billed_color.stroke_width(1),
-            ))?
-            .label("billed")
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], billed_color));
-        chart
-            .draw_series(LineSeries::new(
-                series(|p| p.ready),
-                ready_color.stroke_width(1),
-            ))?
-            .label("ready")
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], ready_color));
-        let bucket = run
-            .series
-            .get(1)
-            .map_or(hours, |p| p.hours - run.series[0].hours);
+        chart.draw_series(LineSeries::new(
+            series(|p| p.load),
+            load_color.stroke_width(1),
+        ))?;
+        // Billed is never below ready: drawn wider underneath, it shows as
+        // an orange edge where they are equal and a band where they differ.
+        chart.draw_series(LineSeries::new(
+            series(|p| p.billed),
+            billed_color.stroke_width(3),
+        ))?;
+        chart.draw_series(LineSeries::new(
+            series(|p| p.ready),
+            ready_color.stroke_width(1),
+        ))?;
+        // A violation mark's height and shade grow with the share of the
+        // bucket's minutes that missed: a few bad minutes in a long bucket
+        // are a short pale tick, not a solid bar.
         chart.draw_series(run.series.iter().filter(|p| p.violation).map(|p| {
+            let share = p.bad_share.clamp(0.0, 1.0);
             Rectangle::new(
-                [(p.hours, 0.0), (p.hours + bucket, top * 0.04)],
-                RED.filled(),
+                [
+                    (p.hours, 0.0),
+                    (p.hours + bucket, top * (0.015 + 0.06 * share)),
+                ],
+                RED.mix(0.35 + 0.65 * share).filled(),
             )
         }))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(RGBColor(200, 200, 200))
-            .label_font(("sans-serif", 12))
-            .draw()?;
+        draw_latency(run, &latency_panel, hours, bucket, metric, limit)?;
     }
     Ok(())
+}
+
+/// The SLO metric the latency panel shows, and its limit (ms).
+fn plotted_metric(model: &ServiceModel) -> (&'static str, f64) {
+    if model.kind == ModelKind::Requests {
+        model
+            .slo_limits()
+            .plotted()
+            .unwrap_or(("p95 latency", model.slo_p95_ms))
+    } else {
+        ("p95 latency", model.slo_p95_ms)
+    }
+}
+
+/// Under each replica panel: the worst minute's SLO metric per bucket against
+/// the SLO's line; values past 3x the limit are drawn at the top.
+fn draw_latency<DB: DrawingBackend>(
+    run: &PolicyRun,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    hours: f64,
+    bucket: f64,
+    metric: &str,
+    limit: f64,
+) -> DrawResult<(), DB> {
+    let top = limit * 3.0;
+    let mut chart = ChartBuilder::on(area)
+        .margin_left(8)
+        .margin_right(8)
+        .margin_bottom(4)
+        .x_label_area_size(0)
+        .y_label_area_size(44)
+        .build_cartesian_2d(0.0..hours, 0.0..top)?;
+    let secs = limit >= 1000.0;
+    let unit = move |v: &f64| {
+        if secs {
+            format!("{:.0} s", v / 1000.0)
+        } else {
+            format!("{v:.0}")
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_desc(format!("{metric}{}", if secs { "" } else { " ms" }))
+        .y_labels(4)
+        .y_label_formatter(&unit)
+        .label_style(("sans-serif", 11))
+        .light_line_style(RGBColor(240, 240, 240))
+        .draw()?;
+    let color = RGBColor(148, 103, 189);
+    // One segment per run of buckets with a value (none: no requests).
+    let mut segment: Vec<(f64, f64)> = Vec::new();
+    let mut segments = Vec::new();
+    for p in &run.series {
+        match p.latency_ms {
+            Some(v) => segment.push((p.hours + bucket / 2.0, v.min(top))),
+            None if !segment.is_empty() => segments.push(std::mem::take(&mut segment)),
+            None => {}
+        }
+    }
+    segments.push(segment);
+    for seg in segments.into_iter().filter(|s| !s.is_empty()) {
+        chart.draw_series(LineSeries::new(seg, color.stroke_width(1)))?;
+    }
+    chart.draw_series(DashedLineSeries::new(
+        [(0.0, limit), (hours, limit)],
+        6,
+        4,
+        RED.stroke_width(1),
+    ))?;
+    Ok(())
+}
+
+/// An axis label for a time in hours: minutes on short runs, days on long ones.
+fn format_hours(h: f64) -> String {
+    if h.abs() < 1e-9 {
+        "0".into()
+    } else if h < 2.0 {
+        format!("{:.0} min", h * 60.0)
+    } else if h >= 72.0 {
+        let d = h / 24.0;
+        if (d - d.round()).abs() < 0.01 {
+            format!("day {d:.0}")
+        } else {
+            format!("day {d:.1}")
+        }
+    } else if (h - h.round()).abs() < 0.01 {
+        format!("{h:.0} h")
+    } else {
+        format!("{h:.1} h")
+    }
 }
 
 /// SLO attainment targets of the frontier.

@@ -97,7 +97,11 @@ fn slo_guards(model: &ServiceModel) -> Vec<(&'static str, f64)> {
 /// replica has any request (continuous batching keeps it busy), so the load
 /// signal is arriving tokens per second, and each SLO signal is a second
 /// metric (the HPA's max over metrics).
-fn request_model_params(builtin: &str, model: &ServiceModel, interval_seconds: f64) -> Option<Value> {
+fn request_model_params(
+    builtin: &str,
+    model: &ServiceModel,
+    interval_seconds: f64,
+) -> Option<Value> {
     let per_replica = model.capacity_per_replica * model.slo_utilization();
     let guards = slo_guards(model);
     match builtin {
