@@ -405,16 +405,29 @@ impl Policy for Predictive {
         let forecast = self.forecast(&p, s.time_ms, load);
         let headroom = self.headroom(&p);
         let predicted = (forecast * headroom / per_replica).ceil();
-        // SLO guards: the worst ratio over its target, applied to the count now.
-        let current = f64::from(s.replicas.current);
-        let guarded = p
+        // SLO guards: the worst signal over its target, as a ratio.
+        let current = f64::from(s.replicas.current).max(1.0);
+        let over = p
             .slo
             .iter()
             .filter_map(|g| {
                 let v = s.signal(&g.signal).filter(|v| v.is_finite())?;
-                (v > g.target).then(|| (current.max(1.0) * v / g.target).ceil())
+                (v > g.target).then_some(v / g.target)
             })
             .fold(0.0, f64::max);
+        let guarded = if over > 1.0 {
+            // The load the replicas would have needed to stay within it,
+            // learned as a forecast miss: bursts shorter than a tick raise
+            // the standing headroom, not only the next tick's count.
+            if load > 0.0 {
+                let needed = current * over.min(RATIO_MAX) * per_replica;
+                self.state.ratios[ratio_bucket(needed / load)] += 1.0;
+            }
+            // At most double now: the latency lags the burst that caused it.
+            (current * over.min(2.0)).ceil()
+        } else {
+            0.0
+        };
         let desired = reactive
             .max(predicted)
             .max(guarded)
@@ -513,12 +526,13 @@ mod tests {
                 "slo": [{"signal": "ttft_p95_ms", "target": 1000}]}"#,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        // 40 req/s on 10 replicas: 4 by load, but TTFT is 3x its target.
+        // 40 req/s on 10 replicas: 4 by load, but TTFT is 3x its target:
+        // double now (the most a guard asks in one tick).
         let s = Snapshot::new(0, 10)
             .with("request_rate", 40.0)
             .with("ttft_p95_ms", 3000.0);
         let d = p.evaluate(&s).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(d.desired, 30.0, "{}", d.reason);
+        assert_eq!(d.desired, 20.0, "{}", d.reason);
         assert!(d.reason.contains("over its SLO"), "{}", d.reason);
         // Under its target, the guard says nothing.
         let s = Snapshot::new(15_000, 10)
@@ -526,6 +540,19 @@ mod tests {
             .with("ttft_p95_ms", 300.0);
         let d = p.evaluate(&s).unwrap_or_else(|e| panic!("{e}"));
         assert!(d.desired < 10.0, "{}", d.reason);
+        // Each breach is learned as a forecast miss: enough of them raise
+        // the standing headroom.
+        for i in 0..20u64 {
+            let s = Snapshot::new(30_000 + i * 15_000, 10)
+                .with("request_rate", 40.0)
+                .with("ttft_p95_ms", if i % 2 == 0 { 2500.0 } else { 300.0 });
+            p.evaluate(&s).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let s = Snapshot::new(400_000, 10)
+            .with("request_rate", 40.0)
+            .with("ttft_p95_ms", 300.0);
+        let d = p.evaluate(&s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(d.desired > 4.0, "learned headroom: {}", d.reason);
         assert!(p.declares().contains(&signal_for("ttft_p95_ms")));
         assert!(
             p.configure(r#"{"capacity_per_replica": 10, "slo": [{"signal": "x", "target": 0}]}"#)

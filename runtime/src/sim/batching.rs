@@ -400,8 +400,11 @@ struct Replica {
     context: u64,
     /// KV tokens reserved by every admitted sequence.
     kv_reserved: u64,
-    /// The iteration under way: decode tokens and its length.
+    /// The event under way: decode tokens per iteration, its iterations
+    /// (more than one only when nothing can change the batch before it
+    /// ends: see [`Engine::plan`]) and its length.
     decode_now: u32,
+    iterations_now: u32,
     iteration_ns: u64,
 }
 
@@ -416,6 +419,7 @@ impl Replica {
             context: 0,
             kv_reserved: 0,
             decode_now: 0,
+            iterations_now: 1,
             iteration_ns: 0,
         }
     }
@@ -438,6 +442,9 @@ pub struct Engine {
     idle: Vec<usize>,
     serving: u32,
     now_ns: u64,
+    /// The next arrival (or the end of the run): a replica may run several
+    /// decode iterations as one event only up to here.
+    horizon_ns: u64,
     pub window: EngineWindow,
     pub totals: EngineTotals,
     /// Counts per minute, from minute `minute_base` of the trace on (grows
@@ -461,6 +468,7 @@ impl Engine {
             idle: Vec::new(),
             serving: 0,
             now_ns: 0,
+            horizon_ns: 0,
             window: EngineWindow::default(),
             totals: EngineTotals::default(),
             minutes: Vec::new(),
@@ -481,6 +489,7 @@ impl Engine {
             idle: self.idle.clone(),
             serving: self.serving,
             now_ns: self.now_ns,
+            horizon_ns: self.horizon_ns,
             window: EngineWindow::default(),
             totals: EngineTotals::default(),
             minutes: Vec::new(),
@@ -607,6 +616,7 @@ impl Engine {
         loop {
             let event = self.events.peek().map(|Reverse(e)| *e);
             let arrival = next.peek().map(|r| r.at_ns);
+            self.horizon_ns = arrival.unwrap_or(until_ns).min(until_ns);
             match (event, arrival) {
                 (Some((t, slot)), a) if t <= until_ns && a.is_none_or(|a| t <= a) => {
                     self.events.pop();
@@ -615,6 +625,7 @@ impl Engine {
                 }
                 (_, Some(a)) if a <= until_ns => {
                     if let Some(r) = next.next() {
+                        self.horizon_ns = next.peek().map_or(until_ns, |n| n.at_ns.min(until_ns));
                         self.now_ns = self.now_ns.max(r.at_ns);
                         self.arrive(*r);
                     }
@@ -716,11 +727,44 @@ impl Engine {
             return false;
         }
         let ms = model.iteration_ms(decode, r.context, prefill, pairs);
-        let ns = (ms * 1e6).round().max(1.0) as u64;
+        let mut iterations = 1u32;
+        let mut ns = (ms * 1e6).round().max(1.0) as u64;
+        // Decode only, and nothing to admit: the batch stays as it is until a
+        // sequence finishes or a request arrives, so run those iterations as
+        // one event (each a little longer than the last, as the context
+        // grows). This is most of the speed on long, lightly batched runs.
+        let head_fits = self.queue.front().is_some_and(|h| {
+            r.state == ReplicaState::Serving
+                && r.running() < model.max_batch as usize
+                && r.kv_reserved + u64::from(h.prompt) + u64::from(h.output)
+                    <= model.kv_capacity_tokens
+        });
+        if prefill == 0 && !head_fits {
+            let to_finish = r
+                .decoding
+                .peek()
+                .map_or(1, |Reverse(d)| d.finish_iter.saturating_sub(r.iter).max(1));
+            let budget_ns = self.horizon_ns.saturating_sub(self.now_ns) as f64;
+            // Iteration j lasts first + slope x j.
+            let slope = model.decode_us_per_context_token * f64::from(decode) / 1000.0;
+            let total_ms = |k: f64| k * ms + slope * k * (k - 1.0) / 2.0;
+            let mut k = ((budget_ns / 1e6) / ms)
+                .floor()
+                .min(to_finish as f64)
+                .max(1.0);
+            while k > 1.0 && total_ms(k) * 1e6 > budget_ns {
+                k -= 1.0;
+            }
+            if k > 1.0 {
+                iterations = k as u32;
+                ns = (total_ms(k) * 1e6).round().max(1.0) as u64;
+            }
+        }
         r.busy = true;
         r.decode_now = decode;
+        r.iterations_now = iterations;
         r.iteration_ns = ns;
-        self.window.tokens += u64::from(decode) + u64::from(prefill);
+        self.window.tokens += u64::from(decode) * u64::from(iterations) + u64::from(prefill);
         self.window.busy_ns += ns;
         self.events.push(Reverse((self.now_ns + ns, slot)));
         true
@@ -730,25 +774,30 @@ impl Engine {
     /// requests; then admit and start the next.
     fn finish_iteration(&mut self, slot: usize) {
         let now = self.now_ns;
-        let (decode, gap_ns) = {
+        let (decode, iterations, gap_ns) = {
             let r = &mut self.replicas[slot];
-            r.iter += 1;
-            r.context += u64::from(r.decode_now);
-            (r.decode_now, r.iteration_ns)
+            let k = r.iterations_now;
+            r.iter += u64::from(k);
+            r.context += u64::from(r.decode_now) * u64::from(k);
+            (r.decode_now, k, r.iteration_ns)
         };
         if decode > 0 {
-            let gap_ms = gap_ns as f64 / 1e6;
-            self.window.itl.add(gap_ms, u64::from(decode));
-            self.totals.itl.add(gap_ms, u64::from(decode));
+            // Several iterations as one event: each token's gap is their
+            // mean (they differ by the context's growth, well under 1 %).
+            let tokens = u64::from(decode) * u64::from(iterations);
+            let gap_ms = gap_ns as f64 / 1e6 / f64::from(iterations);
+            self.window.itl.add(gap_ms, tokens);
+            self.totals.itl.add(gap_ms, tokens);
             let over = self.slo.itl_ms.is_some_and(|l| gap_ms > l);
             let plot = self.slo.itl_ms.filter(|_| self.slo.ttft_ms.is_none());
             let m = self.minute(now);
             if let Some(l) = plot {
-                m.plotted.add(gap_ms, l, decode);
+                m.plotted
+                    .add(gap_ms, l, u32::try_from(tokens).unwrap_or(u32::MAX));
             }
-            m.tokens += u64::from(decode);
+            m.tokens += tokens;
             if over {
-                m.itl_over += u64::from(decode);
+                m.itl_over += tokens;
             }
         }
         // Prefills that finished: their first token is out now.
