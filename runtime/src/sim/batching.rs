@@ -208,14 +208,8 @@ pub struct MinuteCounts {
 
 /// Values relative to a limit in 32 buckets 25 % wide, from 1/35 of it to 35
 /// times it (beyond: the end buckets). Coarse, and 128 bytes a minute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LimitHistogram([u32; 32]);
-
-impl Default for LimitHistogram {
-    fn default() -> Self {
-        LimitHistogram([0; 32])
-    }
-}
 
 impl LimitHistogram {
     const RATIO: f64 = 1.25;

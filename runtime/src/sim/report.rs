@@ -197,7 +197,7 @@ fn draw<DB: DrawingBackend>(
     let mut x = 12;
     let legend: [(&str, RGBColor, bool); 5] = [
         ("load (replicas needed)", load_color, false),
-        ("billed (ready + starting)", billed_color, false),
+        ("billed (ready + starting)", billed_color, true),
         ("ready", ready_color, false),
         ("SLO-violation minutes", RED, true),
         ("gap in the record", gap_color, true),
@@ -225,6 +225,15 @@ fn draw<DB: DrawingBackend>(
     title.draw(&Text::new(latency_label, (x + 22, 37), small.clone()))?;
     let panels = body.split_evenly((runs.len(), 1));
     let hours = report.simulated_hours.max(1e-9);
+    // The time axis in minutes, hours or days, so its ticks fall on whole ones.
+    let (div, suffix) = if hours >= 72.0 {
+        (24.0, "d")
+    } else if hours < 2.0 {
+        (1.0 / 60.0, "min")
+    } else {
+        (1.0, "h")
+    };
+    let span = hours / div;
     let (metric, limit) = plotted_metric(&report.model);
     for (run, whole_panel) in runs.iter().zip(panels.iter()) {
         let (panel, latency_panel) = whole_panel.split_vertically(PANEL_HEIGHT * 68 / 100);
@@ -245,7 +254,7 @@ fn draw<DB: DrawingBackend>(
             .margin(8)
             .x_label_area_size(24)
             .y_label_area_size(44)
-            .build_cartesian_2d(0.0..hours, 0.0..top)?;
+            .build_cartesian_2d(0.0..span, 0.0..top)?;
         let whole = |v: &f64| {
             if top >= 5.0 {
                 format!("{v:.0}")
@@ -259,37 +268,38 @@ fn draw<DB: DrawingBackend>(
             .x_labels(12)
             .y_labels(5)
             .y_label_formatter(&whole)
-            .x_label_formatter(&|h: &f64| format_hours(*h))
+            .x_label_formatter(&|t: &f64| time_label(*t, suffix))
             .label_style(("sans-serif", 12))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
         let bucket = run
             .series
             .get(1)
-            .map_or(hours, |p| p.hours - run.series[0].hours);
+            .map_or(hours, |p| p.hours - run.series[0].hours)
+            / div;
         // Gaps first, under everything.
         chart.draw_series(run.series.iter().filter(|p| p.gap).map(|p| {
             Rectangle::new(
-                [(p.hours, 0.0), (p.hours + bucket, top)],
+                [(p.hours / div, 0.0), (p.hours / div + bucket, top)],
                 gap_color.filled(),
             )
         }))?;
         let series = |f: fn(&super::SeriesPoint) -> f64| {
             run.series
                 .iter()
-                .map(move |p| (p.hours, f(p)))
+                .map(move |p| (p.hours / div, f(p)))
                 .collect::<Vec<_>>()
         };
         chart.draw_series(LineSeries::new(
             series(|p| p.load),
             load_color.stroke_width(1),
         ))?;
-        // Billed is never below ready: drawn wider underneath, it shows as
-        // an orange edge where they are equal and a band where they differ.
-        chart.draw_series(LineSeries::new(
-            series(|p| p.billed),
-            billed_color.stroke_width(3),
-        ))?;
+        // Billed is never below ready: an orange area under the blue line
+        // shows where replicas are paid for and not yet serving.
+        chart.draw_series(
+            AreaSeries::new(series(|p| p.billed), 0.0, billed_color.mix(0.3))
+                .border_style(billed_color.stroke_width(1)),
+        )?;
         chart.draw_series(LineSeries::new(
             series(|p| p.ready),
             ready_color.stroke_width(1),
@@ -301,13 +311,13 @@ fn draw<DB: DrawingBackend>(
             let share = p.bad_share.clamp(0.0, 1.0);
             Rectangle::new(
                 [
-                    (p.hours, 0.0),
-                    (p.hours + bucket, top * (0.015 + 0.06 * share)),
+                    (p.hours / div, 0.0),
+                    (p.hours / div + bucket, top * (0.015 + 0.06 * share)),
                 ],
                 RED.mix(0.35 + 0.65 * share).filled(),
             )
         }))?;
-        draw_latency(run, &latency_panel, hours, bucket, metric, limit)?;
+        draw_latency(run, &latency_panel, (span, div), bucket, metric, limit)?;
     }
     Ok(())
 }
@@ -329,7 +339,7 @@ fn plotted_metric(model: &ServiceModel) -> (&'static str, f64) {
 fn draw_latency<DB: DrawingBackend>(
     run: &PolicyRun,
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    hours: f64,
+    (span, div): (f64, f64),
     bucket: f64,
     metric: &str,
     limit: f64,
@@ -341,7 +351,7 @@ fn draw_latency<DB: DrawingBackend>(
         .margin_bottom(4)
         .x_label_area_size(0)
         .y_label_area_size(44)
-        .build_cartesian_2d(0.0..hours, 0.0..top)?;
+        .build_cartesian_2d(0.0..span, 0.0..top)?;
     let secs = limit >= 1000.0;
     let unit = move |v: &f64| {
         if secs {
@@ -365,7 +375,7 @@ fn draw_latency<DB: DrawingBackend>(
     let mut segments = Vec::new();
     for p in &run.series {
         match p.latency_ms {
-            Some(v) => segment.push((p.hours + bucket / 2.0, v.min(top))),
+            Some(v) => segment.push((p.hours / div + bucket / 2.0, v.min(top))),
             None if !segment.is_empty() => segments.push(std::mem::take(&mut segment)),
             None => {}
         }
@@ -375,7 +385,7 @@ fn draw_latency<DB: DrawingBackend>(
         chart.draw_series(LineSeries::new(seg, color.stroke_width(1)))?;
     }
     chart.draw_series(DashedLineSeries::new(
-        [(0.0, limit), (hours, limit)],
+        [(0.0, limit), (span, limit)],
         6,
         4,
         RED.stroke_width(1),
@@ -383,23 +393,14 @@ fn draw_latency<DB: DrawingBackend>(
     Ok(())
 }
 
-/// An axis label for a time in hours: minutes on short runs, days on long ones.
-fn format_hours(h: f64) -> String {
-    if h.abs() < 1e-9 {
+/// A time-axis label: whole units without a fraction.
+fn time_label(t: f64, suffix: &str) -> String {
+    if t.abs() < 1e-9 {
         "0".into()
-    } else if h < 2.0 {
-        format!("{:.0} min", h * 60.0)
-    } else if h >= 72.0 {
-        let d = h / 24.0;
-        if (d - d.round()).abs() < 0.01 {
-            format!("day {d:.0}")
-        } else {
-            format!("day {d:.1}")
-        }
-    } else if (h - h.round()).abs() < 0.01 {
-        format!("{h:.0} h")
+    } else if (t - t.round()).abs() < 1e-6 {
+        format!("{t:.0} {suffix}")
     } else {
-        format!("{h:.1} h")
+        format!("{t:.1} {suffix}")
     }
 }
 
