@@ -114,6 +114,11 @@ pub(super) fn schedule_required(
     }
 }
 
+/// The fewest replicas a minute with requests can have.
+fn floor_of(model: &ServiceModel) -> u32 {
+    model.min_replicas.max(1)
+}
+
 /// How long the request oracle lets a minute's requests finish when it
 /// judges that minute: this many steps of 10 s at most.
 const DRAIN_ROUNDS: usize = 180;
@@ -138,6 +143,7 @@ pub(super) fn request_minutes(
     engine.set_serving(initial);
     let mut batch: Vec<Vec<Request>> = vec![Vec::new(); spm];
     let mut per_minute = Vec::with_capacity(n.div_ceil(spm));
+    let mut last = initial.max(floor_of(model));
     for m in 0..n.div_ceil(spm) {
         let steps = m * spm..((m + 1) * spm).min(n);
         let mut any = false;
@@ -168,19 +174,49 @@ pub(super) fn request_minutes(
         let r = if !any && engine.in_system() == 0 {
             model.min_replicas
         } else {
-            let (mut lo, mut hi) = (model.min_replicas.max(1), model.max_replicas);
-            if meets(hi) {
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
-                    if meets(mid) {
-                        hi = mid;
-                    } else {
-                        lo = mid + 1;
+            let floor = floor_of(model);
+            let max = model.max_replicas;
+            // Most minutes need about what the one before did: gallop from
+            // it to bracket the answer, then bisect (two or three trials a
+            // minute instead of seven).
+            let guess = last.clamp(floor, max);
+            let (mut lo, mut hi) = if meets(guess) {
+                let mut step = 1;
+                let mut hi = guess;
+                loop {
+                    let below = hi.saturating_sub(step).max(floor);
+                    if below == hi || !meets(below) {
+                        break (below + u32::from(below < hi), hi);
                     }
+                    hi = below;
+                    step *= 2;
+                }
+            } else {
+                let mut step = 1;
+                let mut lo = guess + 1;
+                loop {
+                    let above = guess.saturating_add(step).min(max);
+                    if meets(above) {
+                        break (lo, above);
+                    }
+                    if above == max {
+                        break (max, max);
+                    }
+                    lo = above + 1;
+                    step *= 2;
+                }
+            };
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if meets(mid) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
                 }
             }
             hi
         };
+        last = r.max(floor_of(model));
         engine.set_serving(r);
         run_minute(&mut engine);
         per_minute.push(r);
