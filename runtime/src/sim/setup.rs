@@ -113,6 +113,25 @@ fn request_model_params(
             }));
             Some(json!({ "metrics": metrics }))
         }
+        // AWS-style steps on the SLO signal itself: out when TTFT passes half
+        // its limit (faster past the limit), in below a fifth of it.
+        "step-scaling" => {
+            let limit = model.slo_ttft_p95_ms?;
+            Some(json!({
+                "metric": "ttft_p95_ms",
+                "min_capacity": model.min_replicas,
+                "max_capacity": model.max_replicas,
+                "alarms": [
+                    {"comparison": "greater_than", "threshold": round2(limit * 0.5),
+                     "adjustment_type": "percent_change_in_capacity", "min_adjustment_magnitude": 1,
+                     "steps": [{"lower_bound": 0, "upper_bound": round2(limit * 0.5), "adjustment": 10},
+                               {"lower_bound": round2(limit * 0.5), "adjustment": 30}]},
+                    {"comparison": "less_than", "threshold": round2(limit * 0.2),
+                     "adjustment_type": "percent_change_in_capacity", "min_adjustment_magnitude": 1,
+                     "steps": [{"upper_bound": 0, "adjustment": -10}]}
+                ]
+            }))
+        }
         "predictive" => Some(json!({
             "metric": "tokens_per_second",
             "capacity_per_replica": model.capacity_per_replica,
