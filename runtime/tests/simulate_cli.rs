@@ -289,6 +289,26 @@ fn simulate_rejects_bad_input_with_a_clear_error() {
             &["simulate", "--trace", TRACE, "--step-seconds", "7"],
             "step_seconds must divide a minute",
         ),
+        (
+            &["simulate", "--trace", TRACE, "--model", "nosuch"],
+            "not requests, fluid or auto",
+        ),
+        (
+            &[
+                "simulate",
+                "--trace",
+                TRACE,
+                "--slo-ttft-p95-ms",
+                "0",
+                "--slo-itl-p95-ms",
+                "0",
+            ],
+            "the request model needs an SLO",
+        ),
+        (
+            &["simulate", "--trace", TRACE, "--slo-itl-p95-ms=-5"],
+            "slo_itl_p95_ms must be > 0",
+        ),
     ];
     for (args, expected) in cases {
         let out = wasmscale(args);

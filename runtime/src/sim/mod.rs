@@ -755,6 +755,19 @@ pub fn simulate(
     }
     let work = work_of(model, load)?;
     let initial = initial_replicas(model, work);
+    // Every policy must load before the oracle runs (on the request model the
+    // oracle can take minutes): a bad policy is an error now, not then.
+    for policy in policies {
+        let probe = SimulatedCluster::new(Cluster::new(model.clone(), initial, 0));
+        Scaler::with_io(
+            &policy.scaler,
+            setting.base,
+            setting.host,
+            Box::new(probe.clone()),
+            Box::new(probe),
+        )
+        .map_err(|e| SimError::Setup(format!("{}: {}", policy.label, e.cause)))?;
+    }
     let plot_points = if options.plot_points == 0 {
         1500
     } else {
