@@ -87,6 +87,15 @@ pub struct Score {
     pub spot_interruptions: u64,
 }
 
+impl Score {
+    /// The request model's run-wide p95s, from its requests.
+    fn set_request_totals(&mut self, totals: &batching::EngineTotals) {
+        self.p95_latency_ms = totals.e2e.p95().unwrap_or(0.0);
+        self.ttft_p95_ms = totals.ttft.p95();
+        self.itl_p95_ms = totals.itl.p95();
+    }
+}
+
 /// A direction change this soon after the previous one is a flap.
 pub const FLAP_WINDOW_MS: u64 = 300_000;
 
@@ -226,8 +235,6 @@ struct Scorer<'a> {
     steps_per_minute: usize,
     minute_bad: bool,
     minute_scored: bool,
-    good_minutes: u64,
-    scored_minutes: u64,
     latency: LatencyHistogram,
     on_demand_steps: u64,
     spot_steps: u64,
@@ -252,8 +259,6 @@ impl<'a> Scorer<'a> {
             steps_per_minute: (60.0 / model.step_seconds).round().max(1.0) as usize,
             minute_bad: false,
             minute_scored: false,
-            good_minutes: 0,
-            scored_minutes: 0,
             latency: LatencyHistogram::new(),
             on_demand_steps: 0,
             spot_steps: 0,
@@ -334,15 +339,14 @@ impl<'a> Scorer<'a> {
         }
     }
 
-    /// Count the minutes and mark each plotted bucket with the share of its
-    /// scored minutes that missed.
-    fn tally(&mut self) {
-        self.scored_minutes = 0;
-        self.good_minutes = 0;
+    /// Count the scored and the good minutes, and mark each plotted bucket
+    /// with the share of its scored minutes that missed.
+    fn tally(&mut self) -> (u64, u64) {
+        let (mut scored_minutes, mut good_minutes) = (0, 0);
         for (scored, good) in self.minutes_scored.iter().zip(&self.minutes_good) {
             if *scored {
-                self.scored_minutes += 1;
-                self.good_minutes += u64::from(*good);
+                scored_minutes += 1;
+                good_minutes += u64::from(*good);
             }
         }
         let spm = self.steps_per_minute;
@@ -368,22 +372,23 @@ impl<'a> Scorer<'a> {
                 0.0
             };
         }
+        (scored_minutes, good_minutes)
     }
 
     fn finish(mut self) -> (Score, Vec<SeriesPoint>) {
-        self.tally();
+        let (scored_minutes, good_minutes) = self.tally();
         let hours = self.model.step_seconds / 3600.0;
         let on_demand_hours = self.on_demand_steps as f64 * hours;
         let spot_hours = self.spot_steps as f64 * hours;
         let replica_hours = on_demand_hours + spot_hours;
         let score = Score {
-            slo_attainment_pct: if self.scored_minutes == 0 {
+            slo_attainment_pct: if scored_minutes == 0 {
                 100.0
             } else {
-                100.0 * self.good_minutes as f64 / self.scored_minutes as f64
+                100.0 * good_minutes as f64 / scored_minutes as f64
             },
-            violation_minutes: self.scored_minutes - self.good_minutes,
-            scored_minutes: self.scored_minutes,
+            violation_minutes: scored_minutes - good_minutes,
+            scored_minutes,
             replica_hours,
             cost: on_demand_hours * self.model.on_demand_per_hour
                 + spot_hours * self.model.spot_per_hour,
@@ -490,14 +495,12 @@ pub fn run_oracle(
         let mut engine = replay_schedule(model, load, source, seed, &required, |t, outcome| {
             scorer.record(t, outcome, required[t], schedule.billed[t], 0);
         });
-        let minutes = engine.close_minutes();
-        let slo = model.slo_limits();
+        scorer.judge_minutes(&engine.close_minutes());
         let mut fixed = false;
         for (m, r) in per_minute.iter_mut().enumerate() {
-            let scored =
-                (m * spm..((m + 1) * spm).min(load.arrivals.len())).any(|t| load.scored[t]);
-            let good = minutes.get(m).is_none_or(|c| c.meets(&slo));
-            if scored && !good && *r < model.max_replicas {
+            let missed = scorer.minutes_scored.get(m).copied().unwrap_or(false)
+                && !scorer.minutes_good.get(m).copied().unwrap_or(true);
+            if missed && *r < model.max_replicas {
                 *r += 1;
                 fixed = true;
             }
@@ -507,11 +510,8 @@ pub fn run_oracle(
             if let Some(p) = progress {
                 p(steps, steps);
             }
-            scorer.judge_minutes(&minutes);
             let (mut score, series) = scorer.finish();
-            score.p95_latency_ms = engine.totals.e2e.p95().unwrap_or(0.0);
-            score.ttft_p95_ms = engine.totals.ttft.p95();
-            score.itl_p95_ms = engine.totals.itl.p95();
+            score.set_request_totals(&engine.totals);
             return oracle_run((score, series), load, &schedule.billed);
         }
     }
@@ -532,21 +532,7 @@ fn replay_schedule(
     let mut requests = Vec::new();
     for (t, &r) in required.iter().enumerate() {
         step_load(load, Some(source), t, step_ns, seed, &mut requests);
-        engine.set_serving(r);
-        let busy = engine.window.busy_ns;
-        engine.run(&requests, (t as u64 + 1) * step_ns);
-        let used = (engine.window.busy_ns - busy) as f64;
-        let outcome = StepOutcome {
-            served: 0.0,
-            backlog: engine.waiting() as f64,
-            utilization: if r > 0 {
-                (used / (f64::from(r) * step_ns as f64)).min(1.0)
-            } else {
-                0.0
-            },
-            latency_ms: 0.0,
-            meets_slo: true,
-        };
+        let outcome = model::serve_step(&mut engine, r, &requests, t as u64, step_ns);
         // The window is only for policies; keep it from growing.
         if t % 64 == 0 {
             engine.window = batching::EngineWindow::default();
@@ -626,9 +612,7 @@ fn finish_scorer(mut scorer: Scorer<'_>, cluster: &mut Cluster) -> (Score, Vec<S
     }
     let (mut score, series) = scorer.finish();
     if let Some(e) = cluster.engine() {
-        score.p95_latency_ms = e.totals.e2e.p95().unwrap_or(0.0);
-        score.ttft_p95_ms = e.totals.ttft.p95();
-        score.itl_p95_ms = e.totals.itl.p95();
+        score.set_request_totals(&e.totals);
     }
     (score, series)
 }

@@ -309,6 +309,35 @@ impl ServiceModel {
     }
 }
 
+/// One step of the request model: `serving` replicas run step `step`'s
+/// `requests` until the step ends. Its SLO is scored per minute, from the
+/// requests, so the step itself always "meets" it.
+pub(super) fn serve_step(
+    e: &mut Engine,
+    serving: u32,
+    requests: &[Request],
+    step: u64,
+    step_ns: u64,
+) -> StepOutcome {
+    e.set_serving(serving);
+    let busy_before = e.window.busy_ns;
+    e.run(requests, (step + 1) * step_ns);
+    let busy = (e.window.busy_ns - busy_before) as f64;
+    StepOutcome {
+        served: 0.0,
+        backlog: e.waiting() as f64,
+        utilization: if serving > 0 {
+            (busy / (f64::from(serving) * step_ns as f64)).min(1.0)
+        } else if e.waiting() > 0 {
+            1.0
+        } else {
+            0.0
+        },
+        latency_ms: 0.0,
+        meets_slo: true,
+    }
+}
+
 /// Latency reported while nothing can serve the backlog (no ready replica).
 const NO_CAPACITY_MS: f64 = 600_000.0;
 
@@ -460,9 +489,7 @@ impl Cluster {
     /// End the run: the request model's per-minute counts, with requests
     /// still unfinished counted where they are already late.
     pub fn close(&mut self) -> Option<Vec<MinuteCounts>> {
-        let e = self.engine.as_mut()?;
-        e.close();
-        Some(std::mem::take(&mut e.minutes))
+        Some(self.engine.as_mut()?.close_minutes())
     }
 
     pub fn model(&self) -> &ServiceModel {
@@ -667,25 +694,13 @@ impl Cluster {
         let outcome = match self.engine.as_deref_mut() {
             Some(e) => {
                 let ready = self.ready_on_demand + self.ready_spot;
-                e.set_serving(ready);
-                let busy_before = e.window.busy_ns;
-                let step_ns = self.model.step_ms() * 1_000_000;
-                e.run(requests, (self.step + 1) * step_ns);
-                let busy = (e.window.busy_ns - busy_before) as f64;
-                StepOutcome {
-                    served: 0.0,
-                    backlog: e.waiting() as f64,
-                    utilization: if ready > 0 {
-                        (busy / (f64::from(ready) * step_ns as f64)).min(1.0)
-                    } else if e.waiting() > 0 {
-                        1.0
-                    } else {
-                        0.0
-                    },
-                    latency_ms: 0.0,
-                    // The request model is scored per minute, from its requests.
-                    meets_slo: true,
-                }
+                serve_step(
+                    e,
+                    ready,
+                    requests,
+                    self.step,
+                    self.model.step_ms() * 1_000_000,
+                )
             }
             None => self.model.step(work, self.ready(), self.backlog),
         };

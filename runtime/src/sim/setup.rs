@@ -32,37 +32,14 @@ pub fn tuned_params(builtin: &str, model: &ServiceModel, interval_seconds: f64) 
                          "target": {"value": round2(slo_u * 0.8)}}]
         })),
         // AWS-style steps on GPU utilization: out fast when hot, in slowly.
-        "step-scaling" => Some(json!({
-            "metric": "gpu_utilization",
-            "min_capacity": model.min_replicas,
-            "max_capacity": model.max_replicas,
-            "alarms": [
-                {"comparison": "greater_than", "threshold": round2(slo_u * 0.85),
-                 "adjustment_type": "percent_change_in_capacity", "min_adjustment_magnitude": 1,
-                 "steps": [{"lower_bound": 0, "upper_bound": 0.1, "adjustment": 10},
-                           {"lower_bound": 0.1, "adjustment": 30}]},
-                {"comparison": "less_than", "threshold": round2(slo_u * 0.55),
-                 "adjustment_type": "percent_change_in_capacity", "min_adjustment_magnitude": 1,
-                 "steps": [{"upper_bound": 0, "adjustment": -10}]}
-            ]
-        })),
-        // Trend + daily profile one cold start (plus a tick) ahead, with a
-        // margin learned from its own forecast errors.
-        "predictive" => Some(json!({
-            "metric": match model.capacity_unit {
-                super::CapacityUnit::Requests => "request_rate",
-                super::CapacityUnit::Tokens => "tokens_per_second",
-            },
-            "capacity_per_replica": capacity,
-            "target_utilization": round2(slo_u * 0.95),
-            "lead_time_seconds": (model.cold_start_seconds + interval_seconds).ceil() as u64,
-            "period_seconds": 86400,
-            "bins": 144,
-            "min_replicas": model.min_replicas,
-            "headroom_quantile": 0.99,
-            "error_window_seconds": 3600,
-            "max_headroom": 2.5
-        })),
+        "step-scaling" => Some(step_alarms(
+            "gpu_utilization",
+            model,
+            round2(slo_u * 0.85),
+            0.1,
+            round2(slo_u * 0.55),
+        )),
+        "predictive" => Some(predictive_params(model, interval_seconds)),
         // KEDA-style on items in the system (Little's law: rate x latency).
         "queue-depth" => {
             let u = slo_u * 0.8;
@@ -117,37 +94,70 @@ fn request_model_params(
         // its limit (faster past the limit), in below a fifth of it.
         "step-scaling" => {
             let limit = model.slo_ttft_p95_ms?;
-            Some(json!({
-                "metric": "ttft_p95_ms",
-                "min_capacity": model.min_replicas,
-                "max_capacity": model.max_replicas,
-                "alarms": [
-                    {"comparison": "greater_than", "threshold": round2(limit * 0.5),
-                     "adjustment_type": "percent_change_in_capacity", "min_adjustment_magnitude": 1,
-                     "steps": [{"lower_bound": 0, "upper_bound": round2(limit * 0.5), "adjustment": 10},
-                               {"lower_bound": round2(limit * 0.5), "adjustment": 30}]},
-                    {"comparison": "less_than", "threshold": round2(limit * 0.2),
-                     "adjustment_type": "percent_change_in_capacity", "min_adjustment_magnitude": 1,
-                     "steps": [{"upper_bound": 0, "adjustment": -10}]}
-                ]
-            }))
+            Some(step_alarms(
+                "ttft_p95_ms",
+                model,
+                round2(limit * 0.5),
+                round2(limit * 0.5),
+                round2(limit * 0.2),
+            ))
         }
-        "predictive" => Some(json!({
-            "metric": "tokens_per_second",
-            "capacity_per_replica": model.capacity_per_replica,
-            "target_utilization": round2(model.slo_utilization() * 0.95),
-            "lead_time_seconds": (model.cold_start_seconds + interval_seconds).ceil() as u64,
-            "period_seconds": 86400,
-            "bins": 144,
-            "min_replicas": model.min_replicas,
-            "headroom_quantile": 0.99,
-            "error_window_seconds": 3600,
-            "max_headroom": 2.5,
-            "slo": guards.iter().map(|(signal, target)| json!({"signal": signal, "target": target}))
-                .collect::<Vec<_>>()
-        })),
+        "predictive" => {
+            let mut params = predictive_params(model, interval_seconds);
+            params["slo"] = guards
+                .iter()
+                .map(|(signal, target)| json!({"signal": signal, "target": target}))
+                .collect();
+            Some(params)
+        }
         _ => None,
     }
+}
+
+/// Step-scaling on `metric`: out by 10 % above `out_above` (30 % past it by
+/// more than `band`), in by 10 % below `in_below`.
+fn step_alarms(
+    metric: &str,
+    model: &ServiceModel,
+    out_above: f64,
+    band: f64,
+    in_below: f64,
+) -> Value {
+    json!({
+        "metric": metric,
+        "min_capacity": model.min_replicas,
+        "max_capacity": model.max_replicas,
+        "alarms": [
+            {"comparison": "greater_than", "threshold": out_above,
+             "adjustment_type": "percent_change_in_capacity", "min_adjustment_magnitude": 1,
+             "steps": [{"lower_bound": 0, "upper_bound": band, "adjustment": 10},
+                       {"lower_bound": band, "adjustment": 30}]},
+            {"comparison": "less_than", "threshold": in_below,
+             "adjustment_type": "percent_change_in_capacity", "min_adjustment_magnitude": 1,
+             "steps": [{"upper_bound": 0, "adjustment": -10}]}
+        ]
+    })
+}
+
+/// Predictive: trend + daily profile one cold start (plus a tick) ahead, with
+/// a margin learned from its own forecast errors, on the load in the model's
+/// capacity unit.
+fn predictive_params(model: &ServiceModel, interval_seconds: f64) -> Value {
+    json!({
+        "metric": match model.capacity_unit {
+            super::CapacityUnit::Requests => "request_rate",
+            super::CapacityUnit::Tokens => "tokens_per_second",
+        },
+        "capacity_per_replica": model.capacity_per_replica,
+        "target_utilization": round2(model.slo_utilization() * 0.95),
+        "lead_time_seconds": (model.cold_start_seconds + interval_seconds).ceil() as u64,
+        "period_seconds": 86400,
+        "bins": 144,
+        "min_replicas": model.min_replicas,
+        "headroom_quantile": 0.99,
+        "error_window_seconds": 3600,
+        "max_headroom": 2.5
+    })
 }
 
 fn round2(x: f64) -> f64 {
